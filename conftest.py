@@ -1,0 +1,9 @@
+"""Fixtures for the whole suite: real Postgres and a real broker, started once per run."""
+
+pytest_plugins = [
+    "loyalty_shared.testing",
+    "points.testing",
+    "segmentation.testing",
+    "feedback.testing",
+    "gateway.testing",
+]

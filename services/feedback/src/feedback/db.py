@@ -1,0 +1,18 @@
+"""The feedback service's metadata: every table of this service hangs off it."""
+
+from sqlalchemy.orm import DeclarativeBase
+
+from loyalty_shared.db import make_metadata
+from loyalty_shared.inbox import inbox_table
+from loyalty_shared.outbox import outbox_table
+
+metadata = make_metadata()
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+from feedback.complaints import models as _complaint_models  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""API gateway: routing, request ids, one OpenAPI and Swagger UI over every service."""

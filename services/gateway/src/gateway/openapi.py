@@ -1,0 +1,112 @@
+"""One OpenAPI document over every service, and the Swagger UI / ReDoc pages served offline."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gateway.settings import GatewaySettings
+
+router = APIRouter(include_in_schema=False)
+
+
+def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                prefix = "#/components/schemas/"
+                name = value.removeprefix(prefix)
+                out[key] = prefix + renames.get(name, name) if value.startswith(prefix) else value
+            else:
+                out[key] = _rewrite_refs(value, renames)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(v, renames) for v in node]
+    return node
+
+
+def merge_openapi(
+    gateway_doc: dict[str, Any], service_docs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Union of the services' /v1 paths and schemas; clashing schema names get a service prefix."""
+    merged = copy.deepcopy(gateway_doc)
+    merged.setdefault("paths", {})
+    schemas: dict[str, Any] = merged.setdefault("components", {}).setdefault("schemas", {})
+    tags: list[dict[str, Any]] = list(merged.get("tags", []))
+    seen_tags = {t["name"] for t in tags}
+    for service, doc in service_docs.items():
+        renames: dict[str, str] = {}
+        for name, schema in doc.get("components", {}).get("schemas", {}).items():
+            if name in schemas and schemas[name] != schema:
+                renames[name] = f"{service.capitalize()}{name}"
+        doc = _rewrite_refs(doc, renames)
+        for name, schema in doc.get("components", {}).get("schemas", {}).items():
+            schemas[renames.get(name, name)] = schema
+        for path, item in doc.get("paths", {}).items():
+            if path.startswith("/v1/"):
+                merged["paths"][path] = item
+        for tag in doc.get("tags", []):
+            if tag["name"] not in seen_tags:
+                tags.append(tag)
+                seen_tags.add(tag["name"])
+    if tags:
+        merged["tags"] = tags
+    return merged
+
+
+class OpenAPICache:
+    def __init__(self) -> None:
+        self.doc: dict[str, Any] | None = None
+        self.fetched_at = 0.0
+        self.lock = asyncio.Lock()
+
+
+async def _fetch(client: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
+    try:
+        response = await client.get(url + "/openapi.json", timeout=5.0)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+async def merged_document(app: FastAPI) -> dict[str, Any]:
+    settings: GatewaySettings = app.state.settings
+    cache: OpenAPICache = app.state.openapi_cache
+    async with cache.lock:
+        fresh = time.monotonic() - cache.fetched_at < settings.openapi_cache_seconds
+        if cache.doc is not None and fresh:
+            return cache.doc
+        upstreams = settings.upstreams()
+        results = await asyncio.gather(*(_fetch(app.state.http, u) for u in upstreams.values()))
+        docs = {name: doc for name, doc in zip(upstreams, results, strict=True) if doc}
+        merged = merge_openapi(app.openapi(), docs)
+        merged["info"] = {
+            "title": "Loyalty platform API",
+            "version": "1.0.0",
+            "description": (
+                "One API over the points, segmentation and feedback services. "
+                "Errors are RFC 9457 problem details; every response carries X-Request-ID."
+            ),
+        }
+        missing = sorted(set(upstreams) - set(docs))
+        if missing:
+            merged["info"]["x-unavailable-services"] = missing
+        else:
+            cache.doc = merged
+            cache.fetched_at = time.monotonic()
+        return merged
+
+
+@router.get("/openapi.json")
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(await merged_document(request.app))

@@ -1,0 +1,33 @@
+"""Which service owns which public path: one table, longest prefix wins."""
+
+ROUTES: dict[str, str] = {
+    "/v1/members": "points",
+    "/v1/orders": "points",
+    "/v1/redemptions": "points",
+    "/v1/interactions": "points",
+    "/v1/tiers": "points",
+    "/v1/rewards": "points",
+    "/v1/campaigns": "points",
+    "/v1/earning-rules": "points",
+    "/v1/profiles": "segmentation",
+    "/v1/segments": "segmentation",
+    "/v1/contacts": "segmentation",
+    "/v1/tags": "segmentation",
+    "/v1/analytics": "segmentation",
+    "/v1/strategy-matrix": "segmentation",
+    "/v1/jobs": "segmentation",
+    "/v1/complaints": "feedback",
+    "/v1/follow-ups": "feedback",
+    "/v1/surveys": "feedback",
+    "/v1/feedback": "feedback",
+    "/v1/ahp": "feedback",
+}
+
+_BY_LENGTH = sorted(ROUTES.items(), key=lambda kv: len(kv[0]), reverse=True)
+
+
+def owner_of(path: str) -> str | None:
+    for prefix, service in _BY_LENGTH:
+        if path == prefix or path.startswith(prefix + "/"):
+            return service
+    return None

@@ -1,0 +1,1 @@
+"""Points service: members, the points ledger, lots, tiers, rules, campaigns and rewards."""

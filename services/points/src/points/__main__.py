@@ -1,0 +1,20 @@
+from pathlib import Path
+
+from loyalty_shared.service_cli import service_main
+from points.settings import PointsSettings
+from points.worker import build_workers
+
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+
+
+def main() -> None:
+    service_main(
+        settings_factory=PointsSettings,
+        app_factory="points.main:create_app",
+        service_dir=SERVICE_DIR,
+        worker_factory=build_workers,
+    )
+
+
+if __name__ == "__main__":
+    main()

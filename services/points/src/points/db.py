@@ -1,0 +1,21 @@
+"""The points service's metadata: every table of this service hangs off it."""
+
+from sqlalchemy.orm import DeclarativeBase
+
+from loyalty_shared.db import make_metadata
+from loyalty_shared.inbox import inbox_table
+from loyalty_shared.outbox import outbox_table
+
+metadata = make_metadata()
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+# import the feature models so that they register on ``metadata``
+from points.ledger import models as _ledger_models  # noqa: E402,F401
+from points.members import models as _member_models  # noqa: E402,F401
+from points.orders import models as _order_models  # noqa: E402,F401

@@ -1,0 +1,64 @@
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from points.identifiers import ClientId
+
+
+class MemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member_id: ClientId = Field(description="The shop's own customer id")
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 \-()]{5,32}$")
+    birthday: date | None = None
+    timezone: str | None = Field(default=None, description="IANA zone, e.g. Asia/Shanghai")
+    referral_code: str | None = Field(
+        default=None, max_length=32, description="Code of the member who referred this one"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("birthday")
+    @classmethod
+    def _past_birthday(cls, value: date | None) -> date | None:
+        if value is not None and value >= date.today():
+            raise ValueError("birthday must be in the past")
+        return value
+
+
+class MemberOut(BaseModel):
+    member_id: str
+    tier: str
+    referral_code: str
+    enrolled_at: datetime
+
+
+class ExpiringPoints(BaseModel):
+    points: int
+    expires_at: datetime
+
+
+class BalanceOut(BaseModel):
+    available: int
+    pending: int
+    expiring_soon: list[ExpiringPoints] = []
+
+
+class MemberStatus(BaseModel):
+    member_id: str
+    tier: str
+    enrolled_at: datetime
+    balance: BalanceOut
+    lifetime_earned: int

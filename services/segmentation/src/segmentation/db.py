@@ -1,0 +1,18 @@
+"""The segmentation service's metadata: every table of this service hangs off it."""
+
+from sqlalchemy.orm import DeclarativeBase
+
+from loyalty_shared.db import make_metadata
+from loyalty_shared.inbox import inbox_table
+from loyalty_shared.outbox import outbox_table
+
+metadata = make_metadata()
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+from segmentation.profiles import models as _profile_models  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Mechanisms shared by every loyalty service (no domain rules live here)."""

@@ -1,0 +1,145 @@
+"""create_service_app(): the FastAPI app every service starts from."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from loyalty_shared.docs import install_offline_docs
+from loyalty_shared.db import create_engine, create_sessionmaker
+from loyalty_shared.kafka import broker_reachable
+from loyalty_shared.logs import configure_logging
+from loyalty_shared.problems import install_problem_handlers
+from loyalty_shared.request_context import HttpMetrics, RequestContextMiddleware
+from loyalty_shared.settings import CommonSettings
+
+log = structlog.get_logger("loyalty.app")
+
+QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+ReadinessCheck = Callable[[FastAPI], Awaitable[tuple[bool, str]]]
+LifespanHook = Callable[[FastAPI], Awaitable[None]]
+
+
+async def _database_check(app: FastAPI) -> tuple[bool, str]:
+    engine: AsyncEngine = app.state.engine
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return False, f"{type(exc).__name__}"
+    return True, "ok"
+
+
+async def _broker_check(app: FastAPI) -> tuple[bool, str]:
+    settings: CommonSettings = app.state.settings
+    ok = await broker_reachable(settings.kafka_bootstrap)
+    return ok, "ok" if ok else f"cannot reach {settings.kafka_bootstrap}"
+
+
+def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health", summary="Liveness: the process answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/ready",
+        summary="Readiness: the database and the broker are reachable",
+        responses={503: {"description": "A dependency is not reachable"}},
+    )
+    async def ready(request: Request) -> JSONResponse:
+        results: dict[str, Any] = {}
+        all_ok = True
+        for name, check in checks.items():
+            ok, detail = await check(request.app)
+            results[name] = {"ok": ok, "detail": detail}
+            all_ok = all_ok and ok
+        return JSONResponse(
+            {"status": "ready" if all_ok else "not-ready", "checks": results},
+            status_code=200 if all_ok else 503,
+        )
+
+    return router
+
+
+def metrics_router(registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_service_app(
+    settings: CommonSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    version: str = "1.0.0",
+    with_database: bool = True,
+    readiness: dict[str, ReadinessCheck] | None = None,
+    on_startup: Sequence[LifespanHook] = (),
+    on_shutdown: Sequence[LifespanHook] = (),
+    openapi_tags: list[dict[str, Any]] | None = None,
+    serve_openapi: bool = True,
+) -> FastAPI:
+    """``serve_openapi=False``: the caller serves /openapi.json itself (the gateway merges)."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if with_database:
+            app.state.engine = create_engine(settings)
+            app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        for hook in on_startup:
+            await hook(app)
+        log.info("service_started", service=settings.service_name, environment=settings.environment)
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                await hook(app)
+            if with_database:
+                await app.state.engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+        openapi_url="/openapi.json" if serve_openapi else None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
+    install_problem_handlers(app)
+    checks: dict[str, ReadinessCheck] = {}
+    if with_database:
+        checks["database"] = _database_check
+        checks["broker"] = _broker_check
+    checks.update(readiness or {})
+    app.include_router(health_router(checks))
+    app.include_router(metrics_router(registry))
+    for router in routers:
+        app.include_router(router)
+    install_offline_docs(app, title)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=HttpMetrics(registry), quiet_paths=QUIET_PATHS
+    )
+    return app

@@ -1,0 +1,212 @@
+"""Start the whole platform as local processes: what ``make run`` and the end-to-end tests use."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from loyalty_shared.devstack.broker import TansuBroker, port_open
+from loyalty_shared.devstack.postgres import EmbeddedPostgres
+
+DEV_KEYS = {
+    "admin": "dev-admin-key",
+    "ops": "dev-ops-key",
+    "storefront": "dev-storefront-key",
+}
+DEV_MEMBER_TOKEN_SECRET = "dev-member-token-secret-change-me-outside-dev"  # noqa: S105 (documented dev secret)
+
+# service -> (env prefix, default port, has a database and a worker)
+SERVICES: dict[str, tuple[str, int]] = {
+    "points": ("POINTS", 8001),
+    "segmentation": ("SEGMENTATION", 8002),
+    "feedback": ("FEEDBACK", 8003),
+}
+GATEWAY_DEFAULT_PORT = 8000
+KAFKA_DEFAULT_PORT = 9092
+
+
+def _say(msg: str) -> None:
+    print(f"[loyalty-dev] {msg}", flush=True)
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the launcher dies without cleaning up (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    gateway_port: int = GATEWAY_DEFAULT_PORT
+    ports: dict[str, int] = field(default_factory=lambda: {k: v[1] for k, v in SERVICES.items()})
+    kafka_port: int = KAFKA_DEFAULT_PORT
+    fast_postgres: bool = False
+    database_prefix: str = "loyalty_"
+    log_json: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, data_dir: Path) -> StackConfig:
+        env = os.environ
+        return cls(
+            data_dir=data_dir,
+            gateway_port=int(env.get("GATEWAY_PORT", GATEWAY_DEFAULT_PORT)),
+            ports={
+                name: int(env.get(f"{prefix}_PORT", default))
+                for name, (prefix, default) in SERVICES.items()
+            },
+            kafka_port=int(env.get("KAFKA_PORT", KAFKA_DEFAULT_PORT)),
+        )
+
+    def all_ports(self) -> dict[str, int]:
+        return {"gateway": self.gateway_port, **self.ports, "kafka broker": self.kafka_port}
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.postgres = EmbeddedPostgres(config.data_dir / "postgres", fast=config.fast_postgres)
+        self.broker = TansuBroker(config.kafka_port, log_path=config.data_dir / "tansu.log")
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.log: IO[str] = sys.stdout
+
+    # -- helpers --------------------------------------------------------------
+    def taken_ports(self) -> dict[str, int]:
+        taken = {}
+        for name, port in self.config.all_ports().items():
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    taken[name] = port
+        return taken
+
+    def database_name(self, service: str) -> str:
+        return f"{self.config.database_prefix}{service}"
+
+    def env_for(self, service: str) -> dict[str, str]:
+        env = {**os.environ, **self.config.extra_env}
+        env["PYTHONUNBUFFERED"] = "1"
+        if service == "gateway":
+            env.update(
+                {
+                    "GATEWAY_ENVIRONMENT": "dev",
+                    "GATEWAY_PORT": str(self.config.gateway_port),
+                    "GATEWAY_LOG_JSON": str(self.config.log_json).lower(),
+                    "GATEWAY_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+                    **{
+                        f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}"
+                        for name, port in self.config.ports.items()
+                    },
+                }
+            )
+            return env
+        prefix, _ = SERVICES[service]
+        env.update(
+            {
+                f"{prefix}_ENVIRONMENT": "dev",
+                f"{prefix}_PORT": str(self.config.ports[service]),
+                f"{prefix}_LOG_JSON": str(self.config.log_json).lower(),
+                f"{prefix}_DATABASE_URL": self.postgres.url(
+                    self.database_name(service), "postgresql+asyncpg"
+                ),
+                f"{prefix}_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+                f"{prefix}_KAFKA_IDEMPOTENT_PRODUCER": "false",
+            }
+        )
+        return env
+
+    def _spawn(self, name: str, service: str, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", service, *args],
+            env=self.env_for(service),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+        self.procs.append((name, proc))
+        return proc
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self, timeout: float = 180.0) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        _say(f"postgres: starting (data in {self.postgres.data_dir})")
+        self.postgres.start()
+        self.postgres.wait_ready()
+        for service in SERVICES:
+            if self.postgres.create_database(self.database_name(service)):
+                _say(f"postgres: created database {self.database_name(service)}")
+        _say(f"kafka broker (tansu, memory storage): starting on {self.broker.bootstrap}")
+        self.broker.start()
+        for service in SERVICES:
+            _say(f"{service}: applying migrations")
+            subprocess.run(
+                [sys.executable, "-m", service, "migrate"], env=self.env_for(service), check=True
+            )
+        for service in SERVICES:
+            _say(f"{service}: starting API on :{cfg.ports[service]} and its worker (relay + consumers)")
+            self._spawn(f"{service}-api", service, "api")
+            self._spawn(f"{service}-worker", service, "worker")
+        _say(f"gateway: starting on :{cfg.gateway_port}")
+        self._spawn("gateway", "gateway", "api")
+        self.wait_ready(timeout)
+
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = self.gateway_url() + "/ready"
+        while time.monotonic() < deadline:
+            dead = self.dead_processes()
+            if dead:
+                raise RuntimeError(f"exited during start-up: {', '.join(dead)}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{url} was not ready within {timeout:.0f}s")
+
+    def dead_processes(self) -> list[str]:
+        return [f"{n} (exit {p.returncode})" for n, p in self.procs if p.poll() is not None]
+
+    def stop(self) -> None:
+        # gateway first, then the APIs, then the workers (they finish their batch)
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                _say(f"stopping {name}")
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _name, proc in self.procs:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        if self.broker.running:
+            _say("stopping kafka broker")
+            self.broker.stop()
+        _say("stopping postgres")
+        self.postgres.stop()
+
+    def kafka_alive(self) -> bool:
+        return port_open("127.0.0.1", self.config.kafka_port)

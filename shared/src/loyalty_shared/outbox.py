@@ -1,0 +1,345 @@
+"""Transactional outbox: events are rows written with the state change; a relay publishes them.
+
+Guarantees (see docs/events.md):
+- an event is written in the same transaction as the change it describes, so a
+  committed change always has its event and a rolled-back one never does;
+- the relay publishes in id order, in batches, keyed by member id, and marks
+  rows sent only after the broker acknowledged them; a crash between the two
+  re-publishes (duplicates are possible, loss is not);
+- it wakes on LISTEN/NOTIFY (a statement trigger on the table), polls as a
+  fallback, and keeps retrying while the broker is down;
+- sent rows are kept for ``outbox_retention_hours``. When the relay finds that
+  the broker lost its data (the embedded broker is memory-only), it publishes
+  every retained row again; the idempotent consumers make the replay harmless.
+- only one relay per database publishes at a time (a Postgres advisory lock),
+  so a member's events are never reordered by two relays racing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from loyalty_shared.events import CloudEvent
+from loyalty_shared.kafka import ensure_topics, make_producer
+from loyalty_shared.request_context import current_request_id
+from loyalty_shared.runtime import sleep_or_stop
+from loyalty_shared.settings import CommonSettings
+
+log = structlog.get_logger("loyalty.outbox")
+
+NOTIFY_CHANNEL = "loyalty_outbox"
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", Text, nullable=False, unique=True),
+        Column("topic", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("event_type", Text, nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+        Column("kafka_partition", Integer, nullable=True),
+        Column("kafka_offset", BigInteger, nullable=True),
+        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_outbox_sent_at", "sent_at"),
+    )
+
+
+# DDL the migrations run after creating the table: a statement-level trigger
+# that wakes the relay when rows arrive (delivered at commit, deduplicated).
+OUTBOX_NOTIFY_DDL = (
+    f"""
+    CREATE OR REPLACE FUNCTION loyalty_outbox_notify() RETURNS trigger AS $$
+    BEGIN
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+        RETURN NULL;
+    END
+    $$ LANGUAGE plpgsql
+    """,
+    """
+    CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty_outbox_notify()
+    """,
+)
+OUTBOX_NOTIFY_DROP_DDL = (
+    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+    "DROP FUNCTION IF EXISTS loyalty_outbox_notify()",
+)
+
+
+def outbox_row(topic: str, event: CloudEvent) -> dict[str, Any]:
+    headers: dict[str, str] = {"ce_type": event.type}
+    request_id = current_request_id()
+    if request_id:
+        headers["x-request-id"] = request_id
+    return {
+        "event_id": event.id,
+        "topic": topic,
+        "key": event.key,
+        "event_type": event.type,
+        "payload": event.model_dump(mode="json"),
+        "headers": headers,
+    }
+
+
+async def enqueue(
+    session: AsyncSession | AsyncConnection, table: Table, topic: str, *events: CloudEvent
+) -> None:
+    """Write events to the outbox inside the caller's transaction."""
+    if events:
+        await session.execute(table.insert(), [outbox_row(topic, e) for e in events])
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka. Run ``run(stop)`` as a task or its own process."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        engine: AsyncEngine,
+        *,
+        topics: list[str],
+        name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.topics = topics
+        self.name = name or settings.service_name
+        self.epoch_topic = f"loyalty.outbox-epoch.{self.name}"
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._probe: AIOKafkaConsumer | None = None
+        self._next_check = 0.0
+        self._next_prune = 0.0
+        self.published = 0
+        self.replays = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                await self._run_leader(stop)
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "outbox_relay_retrying",
+                    relay=self.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=backoff,
+                )
+                await sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await self._close_clients()
+
+    async def _run_leader(self, stop: asyncio.Event) -> None:
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            lock_key = f"loyalty_outbox_relay:{self.name}"
+            got = await driver.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_key)
+            if not got:
+                log.info("outbox_relay_standby", relay=self.name)
+                await sleep_or_stop(stop, 2.0)
+                return
+
+            def _notified(*_args: object) -> None:
+                self._wake.set()
+
+            await driver.add_listener(NOTIFY_CHANNEL, _notified)
+            try:
+                await self._start_clients()
+                self._next_check = 0.0  # check the broker's epoch before the first publish
+                log.info("outbox_relay_started", relay=self.name)
+                await self._loop(stop)
+            finally:
+                try:
+                    await driver.remove_listener(NOTIFY_CHANNEL, _notified)
+                    await driver.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
+                except Exception as exc:  # connection may be gone already
+                    log.debug("outbox_relay_unlock_failed", error=str(exc))
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= self._next_check:
+                await self._check_broker_epoch()
+                self._next_check = now + self.settings.outbox_broker_check_seconds
+            if now >= self._next_prune:
+                await self._prune()
+                self._next_prune = now + 60.0
+            self._wake.clear()
+            sent = await self._publish_pending()
+            if sent >= self.settings.outbox_batch_size:
+                continue
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, stopper},
+                    timeout=self.settings.outbox_poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+
+    async def _start_clients(self) -> None:
+        self._producer = make_producer(self.settings, client_id=f"{self.name}-relay")
+        await self._producer.start()
+        self._probe = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"{self.name}-relay-probe",
+            enable_auto_commit=False,
+            request_timeout_ms=self.settings.kafka_request_timeout_ms,
+        )
+        await self._probe.start()
+
+    async def _close_clients(self) -> None:
+        for client in (self._producer, self._probe):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception as exc:
+                    log.debug("kafka_client_stop_failed", error=str(exc))
+        self._producer = None
+        self._probe = None
+
+    async def _check_broker_epoch(self) -> None:
+        """Detect a broker that lost its data; if so, re-publish every retained row.
+
+        The relay keeps one marker message in ``loyalty.outbox-epoch.<name>``.
+        A broker that still has the marker still has what we published since
+        it was written. A broker without it was restarted empty (or is new).
+        """
+        assert self._probe is not None and self._producer is not None
+        tp = TopicPartition(self.epoch_topic, 0)
+        topics = await self._probe.topics()
+        present = False
+        if self.epoch_topic in topics:
+            ends = await self._probe.end_offsets([tp])
+            present = ends.get(tp, 0) >= 1
+        if present:
+            return
+        await ensure_topics(self.settings, [*self.topics, self.epoch_topic])
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "UPDATE outbox SET sent_at = NULL, kafka_partition = NULL, kafka_offset = NULL "
+                    "WHERE sent_at IS NOT NULL"
+                )
+            )
+        replayed = result.rowcount or 0
+        await self._producer.send_and_wait(
+            self.epoch_topic,
+            orjson.dumps({"relay": self.name, "at": time.time(), "replayed": replayed}),
+            key=self.name.encode(),
+            partition=0,
+        )
+        if replayed:
+            self.replays += 1
+            log.warning(
+                "outbox_broker_lost_data_replaying",
+                relay=self.name,
+                replayed_events=replayed,
+            )
+        else:
+            log.info("outbox_broker_epoch_marked", relay=self.name)
+
+    async def _publish_pending(self) -> int:
+        assert self._producer is not None
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, topic, key, payload::text AS payload, headers::text AS headers "
+                        "FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT :n"
+                    ),
+                    {"n": self.settings.outbox_batch_size},
+                )
+            ).all()
+        if not rows:
+            return 0
+        futures: list[asyncio.Future[Any]] = []
+        failure: BaseException | None = None
+        for row in rows:
+            headers = [(k, str(v).encode()) for k, v in orjson.loads(row.headers).items()]
+            try:
+                fut = await self._producer.send(
+                    row.topic,
+                    value=row.payload.encode(),
+                    key=row.key.encode(),
+                    headers=headers,
+                )
+            except Exception as exc:
+                failure = exc
+                break
+            futures.append(fut)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        ids: list[int] = []
+        partitions: list[int] = []
+        offsets: list[int] = []
+        # Mark only the unbroken prefix that the broker acknowledged: the rest is
+        # published again (possibly twice, never lost).
+        for row, res in zip(rows, results, strict=False):
+            if isinstance(res, BaseException):
+                failure = failure or res
+                break
+            ids.append(row.id)
+            partitions.append(res.partition)
+            offsets.append(res.offset)
+        if ids:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE outbox SET sent_at = now(), kafka_partition = v.p, "
+                        "kafka_offset = v.o FROM unnest(CAST(:ids AS bigint[]), "
+                        "CAST(:ps AS int[]), CAST(:os AS bigint[])) AS v(id, p, o) "
+                        "WHERE outbox.id = v.id"
+                    ),
+                    {"ids": ids, "ps": partitions, "os": offsets},
+                )
+            self.published += len(ids)
+        if failure is not None:
+            self._next_check = 0.0
+            raise failure
+        return len(ids)
+
+    async def _prune(self) -> None:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "DELETE FROM outbox WHERE sent_at IS NOT NULL "
+                    "AND sent_at < now() - make_interval(secs => :secs)"
+                ),
+                {"secs": self.settings.outbox_retention_hours * 3600},
+            )
+        if result.rowcount:
+            log.info("outbox_pruned", relay=self.name, rows=result.rowcount)

@@ -1,0 +1,181 @@
+"""RFC 9457 problem details: the domain error base and the exception handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://loyalty-platform.dev/problems/"
+
+log = structlog.get_logger("loyalty.problems")
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_BASE + slug
+
+
+class ProblemError(Exception):
+    """A domain error the client can act on. Subclasses set slug, status and title."""
+
+    slug: str = "bad-request"
+    status: int = 400
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": problem_type(self.slug),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        body.update(self.extensions)
+        return body
+
+
+class NotFound(ProblemError):
+    slug = "not-found"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(ProblemError):
+    slug = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class Unprocessable(ProblemError):
+    slug = "unprocessable"
+    status = 422
+    title = "Unprocessable request"
+
+
+class Forbidden(ProblemError):
+    slug = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class ServiceUnavailable(ProblemError):
+    slug = "service-unavailable"
+    status = 503
+    title = "Service unavailable"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem_type(slug) if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    body = exc.to_dict()
+    body.setdefault("instance", request.url.path)
+    return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_JSON)
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    malformed = False
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            malformed = True
+        errors.append(
+            {
+                "field": _field_path(err.get("loc", ())),
+                "message": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+        )
+    if malformed:
+        return problem_response(
+            400,
+            "Malformed request body",
+            "The request body is not valid JSON.",
+            slug="malformed-json",
+            instance=request.url.path,
+            errors=errors,
+        )
+    fields = ", ".join(e["field"] for e in errors)
+    return problem_response(
+        422,
+        "Request validation failed",
+        f"{len(errors)} invalid field(s): {fields}",
+        slug="validation-error",
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {
+        404: "Not found",
+        405: "Method not allowed",
+        401: "Unauthorized",
+        403: "Forbidden",
+        413: "Request body too large",
+    }
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route matches {request.method} {request.url.path}"
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(
+        exc.status_code,
+        titles.get(exc.status_code, "HTTP error"),
+        detail,
+        instance=request.url.path,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    return problem_response(
+        500,
+        "Internal server error",
+        "An unexpected error occurred; it has been logged with this request's id.",
+        slug="internal-error",
+        instance=request.url.path,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _handle_problem)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
+    app.add_exception_handler(Exception, _handle_unexpected)

@@ -1,0 +1,84 @@
+"""The command line every service ships: ``api``, ``worker`` and ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import structlog
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from loyalty_shared.db import create_engine, create_sessionmaker
+from loyalty_shared.kafka import ensure_topics
+from loyalty_shared.logs import configure_logging
+from loyalty_shared.migrations import upgrade_head
+from loyalty_shared.runtime import run_until_stopped
+from loyalty_shared.settings import CommonSettings
+from loyalty_shared.topics import all_topics
+
+Worker = Callable[[asyncio.Event], Awaitable[None]]
+WorkerFactory = Callable[
+    [CommonSettings, AsyncEngine, async_sessionmaker[AsyncSession]], Sequence[Worker]
+]
+
+log = structlog.get_logger("loyalty.cli")
+
+
+def service_main(
+    *,
+    settings_factory: Callable[[], CommonSettings],
+    app_factory: str,
+    service_dir: Path | None,
+    worker_factory: WorkerFactory | None,
+    argv: Sequence[str] | None = None,
+) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    if worker_factory is not None:
+        sub.add_parser("worker", help="run the outbox relay, the event consumers and the jobs")
+    if service_dir is not None:
+        sub.add_parser("migrate", help="apply this service's database migrations")
+    args = parser.parse_args(argv)
+    settings = settings_factory()
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+
+    if args.command == "api":
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+    elif args.command == "migrate":
+        assert service_dir is not None
+        upgrade_head(service_dir, settings.sqlalchemy_url())
+        log.info("migrations_applied", service=settings.service_name)
+    elif args.command == "worker":
+        assert worker_factory is not None
+        asyncio.run(_run_workers(settings, worker_factory))
+
+
+async def _run_workers(settings: CommonSettings, worker_factory: WorkerFactory) -> None:
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        try:
+            await ensure_topics(settings, all_topics())
+        except Exception as exc:  # the relay keeps retrying; topics are made when it connects
+            log.warning("topics_not_created_yet", error=f"{type(exc).__name__}: {exc}")
+        workers = worker_factory(settings, engine, sessionmaker)
+        log.info("worker_started", service=settings.service_name, workers=len(workers))
+        await run_until_stopped(*workers)
+    finally:
+        await engine.dispose()
+        log.info("worker_stopped", service=settings.service_name)

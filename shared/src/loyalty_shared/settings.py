@@ -1,0 +1,60 @@
+"""Settings base: each service subclasses it with its own ``env_prefix``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "test", "production"]
+
+
+class CommonSettings(BaseSettings):
+    """What every service reads. A subclass sets ``env_prefix`` (``POINTS_`` ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore")
+
+    # "production" is the default on purpose: dev conveniences (default keys,
+    # secrets) only exist when someone asks for them.
+    environment: Environment = "production"
+    service_name: str = "loyalty"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of this service's own database (postgresql+asyncpg://...)",
+    )
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # The embedded dev broker (Tansu) lacks InitProducerId, so the dev stack
+    # turns this off; real Kafka keeps it on.
+    kafka_idempotent_producer: bool = True
+    kafka_topic_partitions: int = 6
+    kafka_replication_factor: int = 1
+    kafka_request_timeout_ms: int = 10_000
+
+    outbox_batch_size: int = 500
+    outbox_poll_seconds: float = 1.0
+    outbox_retention_hours: float = 168.0
+    outbox_broker_check_seconds: float = 5.0
+
+    consumer_max_attempts: int = 3
+    consumer_retry_backoff_seconds: float = 0.2
+    consumer_batch_size: int = 500
+
+    def sqlalchemy_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                f"{self.model_config.get('env_prefix', '')}DATABASE_URL is not set: "
+                "point it at this service's own Postgres database"
+            )
+        url = self.database_url
+        if url.startswith("postgresql://"):
+            url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+        return url

@@ -1,0 +1,176 @@
+"""pytest fixtures: real Postgres and a real Kafka-protocol broker for the whole suite.
+
+By default the session starts its own embedded Postgres and Tansu broker on a
+free port. Set ``TEST_DATABASE_URL`` (a server URL; the suite creates its own
+databases there) and ``TEST_KAFKA_BOOTSTRAP`` to run against docker-compose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from loyalty_shared.devstack.broker import TansuBroker, free_port
+from loyalty_shared.devstack.postgres import EmbeddedPostgres
+from loyalty_shared.migrations import upgrade_head
+from loyalty_shared.settings import CommonSettings
+
+
+@dataclass
+class Infra:
+    """What the suite runs against; ``broker`` is None when an external one is used."""
+
+    server_url: str  # postgresql://... of the server's maintenance database
+    kafka_bootstrap: str
+    broker: TansuBroker | None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def database_url(self, name: str, driver: str = "postgresql+asyncpg") -> str:
+        base, _, query = self.server_url.partition("?")
+        base = base.rsplit("/", 1)[0]
+        url = f"{base}/{name}" + (f"?{query}" if query else "")
+        return url.replace("postgresql://", f"{driver}://", 1)
+
+    async def create_database(self, prefix: str) -> str:
+        name = f"t_{prefix}_{self.run_id}_{uuid.uuid4().hex[:6]}"
+        conn = await asyncpg.connect(_asyncpg_dsn(self.server_url))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return self.database_url(name)
+
+    @property
+    def can_restart_broker(self) -> bool:
+        return self.broker is not None
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    db_url = os.environ.get("TEST_DATABASE_URL")
+    kafka = os.environ.get("TEST_KAFKA_BOOTSTRAP")
+    postgres: EmbeddedPostgres | None = None
+    broker: TansuBroker | None = None
+    base = tmp_path_factory.mktemp("infra")
+    try:
+        if not db_url:
+            postgres = EmbeddedPostgres(base / "postgres", fast=True)
+            postgres.start()
+            postgres.wait_ready()
+            db_url = postgres.url()
+        if not kafka:
+            broker = TansuBroker(free_port(), log_path=base / "tansu.log")
+            broker.start()
+            kafka = broker.bootstrap
+        yield Infra(server_url=db_url, kafka_bootstrap=kafka, broker=broker)
+    finally:
+        if broker is not None:
+            broker.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+async def migrated_database(infra: Infra, prefix: str, service_dir: Path) -> str:
+    url = await infra.create_database(prefix)
+    await asyncio.to_thread(upgrade_head, service_dir, url)
+    return url
+
+
+def settings_overrides(infra: Infra, database_url: str) -> dict[str, Any]:
+    return {
+        "environment": "test",
+        "database_url": database_url,
+        "kafka_bootstrap": infra.kafka_bootstrap,
+        "kafka_idempotent_producer": False,
+        "log_json": True,
+        "outbox_poll_seconds": 0.2,
+        "outbox_broker_check_seconds": 1.0,
+        "consumer_retry_backoff_seconds": 0.05,
+    }
+
+
+@asynccontextmanager
+async def running_app(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """Run the app's lifespan (engine, startup hooks) around the block."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def asgi_client(app: FastAPI, base_url: str = "http://test") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+@asynccontextmanager
+async def background(*workers: Callable[[asyncio.Event], Any]) -> AsyncIterator[asyncio.Event]:
+    """Run worker coroutines (relays, consumers) as tasks for the duration of the block."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w(stop)) for w in workers]
+    try:
+        yield stop
+    finally:
+        stop.set()
+        done, pending = await asyncio.wait(tasks, timeout=15)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` (sync or async) until it returns a truthy value or time runs out."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        last = result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+        await asyncio.sleep(interval)
+
+
+__all__ = [
+    "CommonSettings",
+    "RoutingTransport",
+    "Infra",
+    "asgi_client",
+    "background",
+    "eventually",
+    "infra",
+    "migrated_database",
+    "running_app",
+    "settings_overrides",
+]
+
+
+class RoutingTransport(httpx.AsyncBaseTransport):
+    """Sends each request to the in-process app named by its host (``http://points/...``)."""
+
+    def __init__(self, apps: dict[str, FastAPI]) -> None:
+        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
+        self.down: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if host in self.down or host not in self.transports:
+            raise httpx.ConnectError(f"{host} is down", request=request)
+        return await self.transports[host].handle_async_request(request)

@@ -1,0 +1,47 @@
+"""Cross-service fixtures: the three services, their relays and the segmentation consumer."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from feedback.settings import FeedbackSettings
+from loyalty_shared.db import create_sessionmaker
+from loyalty_shared.inbox import EventConsumer
+from loyalty_shared.outbox import OutboxRelay
+from loyalty_shared.testing import background
+from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS
+from points.settings import PointsSettings
+from segmentation.settings import SegmentationSettings
+from segmentation.worker import build_consumer
+
+
+class Pipeline:
+    def __init__(self, relays: list[OutboxRelay], consumer: EventConsumer) -> None:
+        self.relays = relays
+        self.consumer = consumer
+
+
+@pytest.fixture(scope="session")
+async def pipeline(
+    points_settings: PointsSettings,
+    segmentation_settings: SegmentationSettings,
+    feedback_settings: FeedbackSettings,
+    gateway_app: FastAPI,
+) -> AsyncIterator[Pipeline]:
+    """Points and feedback relays publish; the segmentation consumer folds events in."""
+    engines = [
+        create_async_engine(points_settings.sqlalchemy_url()),
+        create_async_engine(feedback_settings.sqlalchemy_url()),
+        create_async_engine(segmentation_settings.sqlalchemy_url()),
+    ]
+    relays = [
+        OutboxRelay(points_settings, engines[0], topics=[POINTS_EVENTS]),
+        OutboxRelay(feedback_settings, engines[1], topics=[FEEDBACK_EVENTS]),
+    ]
+    consumer = build_consumer(segmentation_settings, create_sessionmaker(engines[2]))
+    async with background(*(r.run for r in relays), consumer.run):
+        yield Pipeline(relays, consumer)
+    for engine in engines:
+        await engine.dispose()
