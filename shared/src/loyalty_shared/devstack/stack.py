@@ -152,11 +152,16 @@ class Stack:
                 _say(f"postgres: created database {self.database_name(service)}")
         _say(f"kafka broker (tansu, memory storage): starting on {self.broker.bootstrap}")
         self.broker.start()
-        for service in SERVICES:
-            _say(f"{service}: applying migrations")
-            subprocess.run(
-                [sys.executable, "-m", service, "migrate"], env=self.env_for(service), check=True
+        _say(f"applying migrations: {', '.join(SERVICES)}")
+        migrations = {
+            service: subprocess.Popen(
+                [sys.executable, "-m", service, "migrate"], env=self.env_for(service)
             )
+            for service in SERVICES
+        }
+        failed = [name for name, proc in migrations.items() if proc.wait() != 0]
+        if failed:
+            raise RuntimeError(f"migrations failed for {', '.join(failed)}")
         for service in SERVICES:
             _say(f"{service}: starting API on :{cfg.ports[service]} and its worker (relay + consumers)")
             self._spawn(f"{service}-api", service, "api")
