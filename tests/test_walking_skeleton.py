@@ -8,7 +8,9 @@ import httpx
 from loyalty_shared.testing import eventually
 
 
-async def test_order_through_gateway_reaches_profile(gateway_client: httpx.AsyncClient, pipeline) -> None:  # type: ignore[no-untyped-def]
+async def test_order_through_gateway_reaches_profile(
+    gateway_client: httpx.AsyncClient, pipeline
+) -> None:  # type: ignore[no-untyped-def]
     member = f"m-{uuid.uuid4().hex[:10]}"
     enrolled = await gateway_client.post("/v1/members", json={"member_id": member})
     assert enrolled.status_code == 201
@@ -18,7 +20,9 @@ async def test_order_through_gateway_reaches_profile(gateway_client: httpx.Async
         "amount": "256.40",
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-    recorded = await gateway_client.post("/v1/orders", json=order, headers={"X-Request-ID": "trace-123"})
+    recorded = await gateway_client.post(
+        "/v1/orders", json=order, headers={"X-Request-ID": "trace-123"}
+    )
     assert recorded.status_code == 201
     assert recorded.headers["x-request-id"] == "trace-123"
 

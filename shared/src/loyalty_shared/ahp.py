@@ -1,4 +1,4 @@
-"""Analytic Hierarchy Process: weights from a pairwise-comparison matrix, with Saaty's consistency check.
+"""Analytic Hierarchy Process: weights from a pairwise matrix, with Saaty's consistency check.
 
 One implementation for the whole platform: the feedback service's satisfaction
 index (CSI) and the segmentation service's loyalty index both use it.
@@ -112,7 +112,7 @@ def weights(matrix: Sequence[Sequence[float]]) -> AHPResult:
 
 
 def combine(criteria: AHPResult, factors: Sequence[AHPResult]) -> list[float]:
-    """Total ranking of a two-level hierarchy: each factor's local weight x its criterion's weight."""
+    """Total ranking of a two-level hierarchy: factor weight x its criterion's weight."""
     if len(factors) != len(criteria.weights):
         raise InvalidMatrix("one factor matrix per criterion is needed")
     total: list[float] = []

@@ -13,8 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loyalty_shared.docs import install_offline_docs
 from loyalty_shared.db import create_engine, create_sessionmaker
+from loyalty_shared.docs import install_offline_docs
 from loyalty_shared.kafka import broker_reachable
 from loyalty_shared.logs import configure_logging
 from loyalty_shared.problems import install_problem_handlers

@@ -85,7 +85,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner._commit(only=set(revoked))
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        log.info("partitions_assigned", partitions=sorted(f"{t.topic}:{t.partition}" for t in assigned))
+        log.info(
+            "partitions_assigned", partitions=sorted(f"{t.topic}:{t.partition}" for t in assigned)
+        )
 
 
 class EventConsumer:
@@ -230,7 +232,7 @@ class EventConsumer:
             return
         except Exception as exc:
             if is_infrastructure_error(exc):
-                await self._apply_until_db_back([e for _, e in events], stop)
+                await self._apply_until_db_back(events, stop)
                 return
             log.info("consumer_batch_failed_one_by_one", error=f"{type(exc).__name__}: {exc}")
         for record, event in events:
@@ -278,7 +280,9 @@ class EventConsumer:
                     structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
             self.stats.processed += len(relevant)
 
-    async def _apply_until_db_back(self, events: list[CloudEvent], stop: asyncio.Event) -> None:
+    async def _apply_until_db_back(
+        self, events: list[tuple[ConsumerRecord[Any, Any], CloudEvent]], stop: asyncio.Event
+    ) -> None:
         delay = self.settings.consumer_retry_backoff_seconds
         while True:
             log.warning("consumer_database_unavailable_retrying", retry_in_s=delay)
@@ -286,12 +290,14 @@ class EventConsumer:
             if stop.is_set():
                 raise asyncio.CancelledError
             try:
-                await self._apply(events)
+                await self._apply([e for _, e in events])
                 return
             except Exception as exc:
                 if not is_infrastructure_error(exc):
-                    for event in events:
-                        await self._apply_one_or_dlq(event, None, stop)
+                    # the database is back and the batch still fails: one by one, so
+                    # the event at fault is dead-lettered with its record
+                    for record, event in events:
+                        await self._apply_one_or_dlq(event, record, stop)
                     return
             delay = min(delay * 2, 5.0)
 
@@ -301,7 +307,7 @@ class EventConsumer:
         await self._apply_one_or_dlq(event, record, stop)
 
     async def _apply_one_or_dlq(
-        self, event: CloudEvent, record: ConsumerRecord[Any, Any] | None, stop: asyncio.Event
+        self, event: CloudEvent, record: ConsumerRecord[Any, Any], stop: asyncio.Event
     ) -> None:
         attempts = 0
         delay = self.settings.consumer_retry_backoff_seconds
@@ -321,8 +327,7 @@ class EventConsumer:
                         error=f"{type(exc).__name__}: {exc}",
                         attempts=attempts,
                     )
-                    if record is not None:
-                        await self._dead_letter(record, exc, attempts=attempts)
+                    await self._dead_letter(record, exc, attempts=attempts)
                     return
                 await sleep_or_stop(stop, delay)
                 if stop.is_set():

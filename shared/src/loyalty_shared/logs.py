@@ -28,9 +28,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         _redact,
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[

@@ -138,6 +138,7 @@ class OutboxRelay:
         self._next_prune = 0.0
         self.published = 0
         self.replays = 0
+        self.failures = 0  # broker or database errors the relay recovered from
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
@@ -148,6 +149,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.failures += 1
                 log.warning(
                     "outbox_relay_retrying",
                     relay=self.name,

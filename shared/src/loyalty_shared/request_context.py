@@ -1,4 +1,4 @@
-"""Request id (X-Request-ID taken or made), access log and Prometheus metrics, as one ASGI middleware."""
+"""Request id (X-Request-ID taken or made), access log and Prometheus metrics: one middleware."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
@@ -25,7 +26,7 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_until_stopped(*workers: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+async def run_until_stopped(*workers: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Run workers until SIGINT/SIGTERM, then let each finish its current step."""
     stop = asyncio.Event()
     install_stop_signals(stop)

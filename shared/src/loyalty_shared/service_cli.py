@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -19,7 +20,7 @@ from loyalty_shared.runtime import run_until_stopped
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import all_topics
 
-Worker = Callable[[asyncio.Event], Awaitable[None]]
+Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 WorkerFactory = Callable[
     [CommonSettings, AsyncEngine, async_sessionmaker[AsyncSession]], Sequence[Worker]
 ]

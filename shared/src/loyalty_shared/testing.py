@@ -124,7 +124,7 @@ async def background(*workers: Callable[[asyncio.Event], Any]) -> AsyncIterator[
         yield stop
     finally:
         stop.set()
-        done, pending = await asyncio.wait(tasks, timeout=15)
+        _done, pending = await asyncio.wait(tasks, timeout=15)
         for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -150,8 +150,8 @@ async def eventually(
 
 __all__ = [
     "CommonSettings",
-    "RoutingTransport",
     "Infra",
+    "RoutingTransport",
     "asgi_client",
     "background",
     "eventually",

@@ -60,10 +60,13 @@ class TansuBroker:
             [
                 str(tansu_binary()),
                 "broker",
-                "--listener-url", url,
-                "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/",
-            ],  # fmt: skip
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             env=env,
@@ -72,7 +75,9 @@ class TansuBroker:
         deadline = time.monotonic() + timeout
         while not port_open(self.host, self.port):
             if self._proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with {self._proc.returncode} (see {self.log_path})")
+                raise RuntimeError(
+                    f"tansu exited with {self._proc.returncode} (see {self.log_path})"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"tansu did not listen on {self.bootstrap} within {timeout}s")
             time.sleep(0.05)

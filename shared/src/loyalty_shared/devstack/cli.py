@@ -36,7 +36,7 @@ def _banner(stack: Stack) -> str:
         "",
         f"  Try:  curl -s -H 'Authorization: Bearer {DEV_KEYS['storefront']}' "
         f"-H 'Content-Type: application/json' \\",
-        f"          -d '{{\"member_id\":\"m-1\"}}' {gw}/v1/members",
+        f'          -d \'{{"member_id":"m-1"}}\' {gw}/v1/members',
         "",
         "  Ctrl-C stops everything.",
         "=" * 72,

@@ -89,7 +89,16 @@ class EmbeddedPostgres:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         out = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-t", "-A", self.url(database), "-c", sql],
+            [
+                str(POSTGRES_BIN_PATH / "psql"),
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                self.url(database),
+                "-c",
+                sql,
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -139,14 +148,11 @@ class EmbeddedPostgres:
         self._chown(self.log_file)
 
     def _run(self, exe: str, *args: str) -> None:
-        kwargs: dict[str, object] = {}
-        if self._user is not None:
-            kwargs["user"] = self._user
         subprocess.run(
             [str(POSTGRES_BIN_PATH / exe), *args],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             cwd="/",
-            **kwargs,  # type: ignore[arg-type]
+            user=self._user,
         )

@@ -135,7 +135,7 @@ class Stack:
             [sys.executable, "-m", service, *args],
             env=self.env_for(service),
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=_die_with_parent,
         )
         self.procs.append((name, proc))
         return proc
@@ -163,7 +163,9 @@ class Stack:
         if failed:
             raise RuntimeError(f"migrations failed for {', '.join(failed)}")
         for service in SERVICES:
-            _say(f"{service}: starting API on :{cfg.ports[service]} and its worker (relay + consumers)")
+            _say(
+                f"{service}: starting API on :{cfg.ports[service]} and its worker"
+            )
             self._spawn(f"{service}-api", service, "api")
             self._spawn(f"{service}-worker", service, "worker")
         _say(f"gateway: starting on :{cfg.gateway_port}")

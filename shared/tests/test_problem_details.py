@@ -1,0 +1,131 @@
+"""RFC 9457 problem details, request ids and metrics on a service built with create_service_app."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+
+from loyalty_shared.app import create_service_app
+from loyalty_shared.problems import Conflict
+from loyalty_shared.settings import CommonSettings
+from loyalty_shared.testing import asgi_client, running_app
+
+
+class InsufficientPoints(Conflict):
+    slug = "insufficient-points"
+    title = "Not enough points"
+
+
+class Thing(BaseModel):
+    name: str = Field(min_length=1)
+    amount: int = Field(gt=0)
+
+
+def _router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/things", status_code=201)
+    async def create(thing: Thing) -> Thing:
+        return thing
+
+    @router.post("/spend")
+    async def spend() -> None:
+        raise InsufficientPoints("You have 10 points, this needs 30", available=10, required=30)
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    return router
+
+
+@pytest.fixture(scope="module")
+async def app() -> AsyncIterator[FastAPI]:
+    settings = CommonSettings(environment="test", service_name="demo")
+    service = create_service_app(
+        settings, title="demo", description="demo", routers=[_router()], with_database=False
+    )
+    async with running_app(service) as started:
+        yield started
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app) as c:
+        yield c
+
+
+def _is_problem(response: httpx.Response, status: int) -> dict:  # type: ignore[type-arg]
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    return body
+
+
+async def test_validation_errors_name_each_field(client: httpx.AsyncClient) -> None:
+    body = _is_problem(await client.post("/things", json={"name": "", "amount": -1}), 422)
+    fields = {e["field"] for e in body["errors"]}
+    assert fields == {"body.name", "body.amount"}
+    assert body["type"].endswith("/validation-error")
+
+
+async def test_missing_field(client: httpx.AsyncClient) -> None:
+    body = _is_problem(await client.post("/things", json={"name": "x"}), 422)
+    assert [e["field"] for e in body["errors"]] == ["body.amount"]
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/things", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    body = _is_problem(response, 400)
+    assert body["type"].endswith("/malformed-json")
+
+
+async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
+    body = _is_problem(await client.get("/nowhere"), 404)
+    assert "/nowhere" in body["detail"]
+    body = _is_problem(await client.delete("/things"), 405)
+    assert "DELETE" in body["detail"]
+
+
+async def test_domain_error_carries_slug_and_extensions(client: httpx.AsyncClient) -> None:
+    body = _is_problem(await client.post("/spend"), 409)
+    assert body["type"].endswith("/insufficient-points")
+    assert body["available"] == 10 and body["required"] == 30
+    assert body["instance"] == "/spend"
+
+
+async def test_unexpected_error_is_a_500_problem_without_internals(app: FastAPI) -> None:
+    # Starlette re-raises after answering (so servers log it); the client still gets the problem
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/boom")
+    body = _is_problem(response, 500)
+    assert "secret" not in body["detail"]
+
+
+async def test_request_id_is_taken_or_made(client: httpx.AsyncClient) -> None:
+    given = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = await client.get("/health")
+    assert len(made.headers["x-request-id"]) == 32
+    unsafe = await client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert unsafe.headers["x-request-id"] != "bad id\twith spaces"
+
+
+async def test_metrics_count_requests_by_route(client: httpx.AsyncClient) -> None:
+    await client.post("/things", json={"name": "a", "amount": 1})
+    metrics = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="POST",route="/things",status="201"}' in metrics
+    assert "http_request_duration_seconds_bucket" in metrics
+
+
+async def test_docs_are_served_without_a_cdn(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/docs")).text
+    assert "cdn" not in page.lower()
+    assert (await client.get("/docs-assets/swagger-ui-bundle.js")).status_code == 200
