@@ -1,0 +1,203 @@
+"""Benchmark plumbing: an embedded Postgres, service processes, wrk runs, result tables.
+
+Used by the scripts in this folder; each prints a table and writes it to bench/results/.
+Load comes from wrk (Debian package; installed with apt-get if missing) on loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loyalty_shared.devstack.broker import TansuBroker, free_port
+from loyalty_shared.devstack.postgres import EmbeddedPostgres
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("[bench] wrk not found; installing the Debian package", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False)
+    path = shutil.which("wrk")
+    if not path:
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        path = shutil.which("wrk")
+    assert path, "wrk is required (apt-get install wrk)"
+    return path
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+@dataclass
+class WrkResult:
+    name: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([0-9.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(
+    name: str,
+    url: str,
+    *,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+    connections: int = 32,
+    duration_s: int = 10,
+    threads: int = 2,
+) -> WrkResult:
+    cmd = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    if script_args:
+        cmd += ["--", *script_args]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkResult(
+        name=name,
+        requests_per_s=rps,
+        p50_ms=p50,
+        p99_ms=p99,
+        requests=total,
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+@dataclass
+class Infra:
+    postgres: EmbeddedPostgres
+    broker: TansuBroker
+
+
+@contextmanager
+def infra() -> Iterator[Infra]:
+    base = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
+    postgres = EmbeddedPostgres(base / "postgres")  # durable settings, as in production
+    broker = TansuBroker(free_port(), log_path=base / "tansu.log")
+    postgres.start()
+    postgres.wait_ready()
+    broker.start()
+    try:
+        yield Infra(postgres, broker)
+    finally:
+        broker.stop()
+        postgres.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def process(cmd: Sequence[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+    proc = subprocess.Popen(
+        list(cmd), env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_http(ready_url)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def service_env(prefix: str, infra_: Infra, database: str, port: int) -> dict[str, str]:
+    return {
+        f"{prefix}_ENVIRONMENT": "dev",
+        f"{prefix}_DATABASE_URL": infra_.postgres.url(database, "postgresql+asyncpg"),
+        f"{prefix}_KAFKA_BOOTSTRAP": infra_.broker.bootstrap,
+        f"{prefix}_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        f"{prefix}_PORT": str(port),
+        f"{prefix}_LOG_LEVEL": "WARNING",
+    }
+
+
+def write_table(
+    name: str, title: str, header: Sequence[str], rows: Sequence[Sequence[str]], notes: str
+) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    text = "\n".join(
+        [
+            f"# {title}",
+            "",
+            f"- when: {datetime.now(UTC).isoformat(timespec='seconds')}",
+            f"- machine: {machine()}",
+            "",
+            line,
+            sep,
+            *body,
+            "",
+            notes,
+            "",
+        ]
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+    return text
+
+
+PYTHON = sys.executable

@@ -1,0 +1,25 @@
+-- wrk script: POST /v1/orders with a unique order id per request.
+-- args: <prefix> <members> <hot|spread>
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  prefix = args[1] .. "-" .. tid .. "-"
+  members = tonumber(args[2])
+  hot = args[3] == "hot"
+end
+
+function request()
+  counter = counter + 1
+  local member
+  if hot then member = "bench-m-0" else member = "bench-m-" .. (counter % members) end
+  local body = string.format(
+    '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"2026-11-01T10:00:00+08:00"}',
+    prefix, counter, member)
+  return wrk.format("POST", "/v1/orders", {["Content-Type"] = "application/json"}, body)
+end
