@@ -39,11 +39,27 @@ def main() -> None:
 
         ref_port = free_port()
         ref_env = {"REFERENCE_DSN": pg.url("bench_reference")}
-        ref_cmd = [PYTHON, "-m", "uvicorn", "reference_app:app", "--port", str(ref_port),
-                   "--log-level", "warning", "--app-dir", str(HERE), "--no-access-log"]  # fmt: skip
+        ref_cmd = [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "reference_app:app",
+            "--port",
+            str(ref_port),
+            "--log-level",
+            "warning",
+            "--app-dir",
+            str(HERE),
+            "--no-access-log",
+        ]
         with process(ref_cmd, ref_env, f"http://127.0.0.1:{ref_port}/ready"):
-            run_wrk("warm-up", f"http://127.0.0.1:{ref_port}/v1/orders", script=HERE / "orders.lua",
-                    script_args=["warm", str(MEMBERS), "spread"], duration_s=2)  # fmt: skip
+            run_wrk(
+                "warm-up",
+                f"http://127.0.0.1:{ref_port}/v1/orders",
+                script=HERE / "orders.lua",
+                script_args=["warm", str(MEMBERS), "spread"],
+                duration_s=2,
+            )
             results.append(
                 run_wrk(
                     "reference (asyncpg: ledger row + balance upsert)",
@@ -52,7 +68,7 @@ def main() -> None:
                     script_args=[uuid.uuid4().hex[:8], str(MEMBERS), "spread"],
                     connections=CONNECTIONS,
                     duration_s=DURATION,
-                )  # fmt: skip
+                )
             )
 
         api_cmd = [PYTHON, "-m", "points", "api"]
@@ -62,8 +78,13 @@ def main() -> None:
                     client.post(
                         "/v1/members", json={"member_id": f"bench-m-{i}"}
                     ).raise_for_status()
-            run_wrk("warm-up", f"{base}/v1/orders", script=HERE / "orders.lua",
-                    script_args=["warm", str(MEMBERS), "spread"], duration_s=2)  # fmt: skip
+            run_wrk(
+                "warm-up",
+                f"{base}/v1/orders",
+                script=HERE / "orders.lua",
+                script_args=["warm", str(MEMBERS), "spread"],
+                duration_s=2,
+            )
             for case in ("spread", "hot"):
                 label = (
                     "POST /v1/orders, 1,000 members"
@@ -78,15 +99,23 @@ def main() -> None:
                         script_args=[uuid.uuid4().hex[:8], str(MEMBERS), case],
                         connections=CONNECTIONS,
                         duration_s=DURATION,
-                    )  # fmt: skip
+                    )
                 )
 
     ref, spread, hot = results
     rows = []
     for r in results:
         ratio = r.requests_per_s / ref.requests_per_s
-        rows.append([r.name, f"{r.requests_per_s:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
-                     f"{ratio:.2f}", str(r.non_2xx + r.errors)])  # fmt: skip
+        rows.append(
+            [
+                r.name,
+                f"{r.requests_per_s:,.0f}",
+                f"{r.p50_ms:.1f}",
+                f"{r.p99_ms:.1f}",
+                f"{ratio:.2f}",
+                str(r.non_2xx + r.errors),
+            ]
+        )
     notes = (
         f"wrk, {CONNECTIONS} connections, {DURATION} s per case, one uvicorn worker each, embedded "
         f"Postgres with fsync on.\n\n"
@@ -95,8 +124,13 @@ def main() -> None:
         f"- real p99: {spread.p99_ms:.1f} ms (target <= 50 ms)\n"
         f"- hot member / spread: {hot.requests_per_s / spread.requests_per_s:.2f} (target >= 0.5)"
     )
-    write_table("orders", "POST /v1/orders vs a bare asyncpg reference",
-                ["case", "req/s", "p50 ms", "p99 ms", "vs reference", "errors"], rows, notes)  # fmt: skip
+    write_table(
+        "orders",
+        "POST /v1/orders vs a bare asyncpg reference",
+        ["case", "req/s", "p50 ms", "p99 ms", "vs reference", "errors"],
+        rows,
+        notes,
+    )
     if any(r.non_2xx or r.errors for r in results):
         print("warning: some requests failed; see the errors column", file=sys.stderr)
 
