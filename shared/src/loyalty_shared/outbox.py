@@ -6,8 +6,11 @@ Guarantees (see docs/events.md):
 - the relay publishes in id order, in batches, keyed by member id, and marks
   rows sent only after the broker acknowledged them; a crash between the two
   re-publishes (duplicates are possible, loss is not);
-- it wakes on LISTEN/NOTIFY (a statement trigger on the table), polls as a
-  fallback, and keeps retrying while the broker is down;
+- it wakes on LISTEN/NOTIFY, polls as a fallback, and keeps retrying while the
+  broker is down. Only the first write after the relay went idle sends the
+  NOTIFY (a flag in ``outbox_relay_state``): a transaction that NOTIFYs takes a
+  database-wide lock at commit, and a NOTIFY in every checkout transaction cut
+  durable commit throughput ~25x in our pgbench measurement;
 - sent rows are kept for ``outbox_retention_hours``. When the relay finds that
   the broker lost its data (the embedded broker is memory-only), it publishes
   every retained row again; the idempotent consumers make the replay harmless.
@@ -26,6 +29,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -51,6 +55,12 @@ NOTIFY_CHANNEL = "loyalty_outbox"
 
 
 def outbox_table(metadata: MetaData) -> Table:
+    Table(
+        "outbox_relay_state",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("idle", Boolean, nullable=False, server_default=text("true")),
+    )
     return Table(
         "outbox",
         metadata,
@@ -71,12 +81,26 @@ def outbox_table(metadata: MetaData) -> Table:
 
 
 # DDL the migrations run after creating the table: a statement-level trigger
-# that wakes the relay when rows arrive (delivered at commit, deduplicated).
+# that wakes the relay, but only when the relay said it is idle (see above).
+# A write that reads idle=false (the relay is busy, or another writer already
+# woke it) does no NOTIFY and takes no lock.
 OUTBOX_NOTIFY_DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS outbox_relay_state (
+        id integer CONSTRAINT pk_outbox_relay_state PRIMARY KEY,
+        idle boolean NOT NULL DEFAULT true
+    )
+    """,
+    "INSERT INTO outbox_relay_state (id, idle) VALUES (1, true) ON CONFLICT DO NOTHING",
     f"""
     CREATE OR REPLACE FUNCTION loyalty_outbox_notify() RETURNS trigger AS $$
     BEGIN
-        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+        IF (SELECT idle FROM outbox_relay_state WHERE id = 1) THEN
+            UPDATE outbox_relay_state SET idle = false WHERE id = 1 AND idle;
+            IF FOUND THEN
+                PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+            END IF;
+        END IF;
         RETURN NULL;
     END
     $$ LANGUAGE plpgsql
@@ -89,6 +113,7 @@ OUTBOX_NOTIFY_DDL = (
 OUTBOX_NOTIFY_DROP_DDL = (
     "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
     "DROP FUNCTION IF EXISTS loyalty_outbox_notify()",
+    "DROP TABLE IF EXISTS outbox_relay_state",
 )
 
 
@@ -199,7 +224,15 @@ class OutboxRelay:
                 self._next_prune = now + 60.0
             self._wake.clear()
             sent = await self._publish_pending()
-            if sent >= self.settings.outbox_batch_size:
+            if sent > 0:
+                if sent < self.settings.outbox_batch_size:
+                    # let the next few events gather instead of a round trip per event
+                    await sleep_or_stop(stop, self.settings.outbox_linger_seconds)
+                continue
+            # Nothing left: tell writers to wake us, then look once more for a
+            # write that committed before it could see the flag.
+            await self._announce_idle()
+            if await self._has_unsent():
                 continue
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
@@ -212,6 +245,19 @@ class OutboxRelay:
             finally:
                 waiter.cancel()
                 stopper.cancel()
+
+    async def _announce_idle(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE outbox_relay_state SET idle = true WHERE id = 1 AND NOT idle")
+            )
+
+    async def _has_unsent(self) -> bool:
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                text("SELECT EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL)")
+            )
+        return bool(found)
 
     async def _start_clients(self) -> None:
         self._producer = make_producer(self.settings, client_id=f"{self.name}-relay")

@@ -41,6 +41,7 @@ class CommonSettings(BaseSettings):
 
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
+    outbox_linger_seconds: float = 0.005
     outbox_retention_hours: float = 168.0
     outbox_broker_check_seconds: float = 5.0
 
