@@ -43,5 +43,8 @@ typecheck: install
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done
 
+check-compose: install
+	@$(VENV)/bin/pytest -q tests/test_compose.py
+
 clean:
 	rm -rf $(TOOLS) $(VENV) .pytest_cache .mypy_cache .ruff_cache
