@@ -58,10 +58,14 @@ async def test_order_earns_one_point_per_yuan_rounded_down_once(
             )
         ).one()
         events = (
-            await conn.execute(
-                text("SELECT event_type FROM outbox WHERE key = :m ORDER BY id"), {"m": member}
+            (
+                await conn.execute(
+                    text("SELECT event_type FROM outbox WHERE key = :m ORDER BY id"), {"m": member}
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     await engine.dispose()
     assert tuple(entries) == (1, 128)
     assert events == [

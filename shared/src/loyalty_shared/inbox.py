@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, text
@@ -82,7 +83,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        await self.owner._commit(only=set(revoked))
+        gone = set(revoked)
+        try:
+            await self.owner._commit(only=gone)
+        finally:
+            # Whoever gets these partitions next starts from the group's committed
+            # offsets; ours would only be committed for partitions we no longer own.
+            self.owner._forget(gone)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info(
@@ -177,17 +184,30 @@ class EventConsumer:
         consumer = self._consumer
         if consumer is None:
             return
+        assigned = consumer.assignment()
         offsets = {
             tp: off
             for tp, off in self._processed.items()
-            if (only is None or tp in only) and self._committed.get(tp) != off
+            if (only is None or tp in only) and tp in assigned and self._committed.get(tp) != off
         }
         if not offsets:
             return
         if await self._broker_lost_offsets(consumer):
             return
-        await consumer.commit(offsets)
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced under us. Not a reason to restart the consumer
+            # (that would start one more rebalance): the next poll rejoins, and
+            # whoever owns these partitions then reads from the last commit.
+            log.info("consumer_commit_skipped_rebalancing", group=self.group_id, error=str(exc))
+            return
         self._committed.update(offsets)
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._processed.pop(tp, None)
+            self._committed.pop(tp, None)
 
     async def _broker_lost_offsets(self, consumer: AIOKafkaConsumer) -> bool:
         """True (and rewinds) if the broker no longer has the offsets we committed."""
@@ -205,7 +225,7 @@ class EventConsumer:
         )
         self._processed.clear()
         self._committed.clear()
-        consumer.seek_to_beginning(*assigned)
+        await consumer.seek_to_beginning(*assigned)
         return True
 
     async def _process_partition(
@@ -264,9 +284,10 @@ class EventConsumer:
                 },
             )
             fresh = {row[0] for row in result}
+            applied = duplicates = 0
             for event in relevant:
                 if event.id not in fresh:
-                    self.stats.duplicates += 1
+                    duplicates += 1
                     continue
                 fresh.discard(event.id)  # the same id twice in one batch runs once
                 structlog.contextvars.bind_contextvars(
@@ -278,7 +299,10 @@ class EventConsumer:
                     await self.handlers[event.type](session, event)
                 finally:
                     structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
-            self.stats.processed += len(relevant)
+                applied += 1
+        # counted once the transaction committed (a rolled-back batch is retried)
+        self.stats.processed += applied
+        self.stats.duplicates += duplicates
 
     async def _apply_until_db_back(
         self, events: list[tuple[ConsumerRecord[Any, Any], CloudEvent]], stop: asyncio.Event

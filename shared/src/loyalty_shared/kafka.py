@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from loyalty_shared.settings import CommonSettings
 
@@ -39,7 +39,7 @@ async def ensure_topics(settings: CommonSettings, topics: Iterable[str]) -> list
         missing = [t for t in topics if t not in existing]
         if missing:
             try:
-                await admin.create_topics(
+                response = await admin.create_topics(
                     [
                         NewTopic(
                             name=t,
@@ -50,8 +50,19 @@ async def ensure_topics(settings: CommonSettings, topics: Iterable[str]) -> list
                     ]
                 )
             except TopicAlreadyExistsError:
-                pass
-            log.info("topics_created", topics=missing)
+                return []
+            # The broker answers per topic; a refused topic must not pass for created.
+            created: list[str] = []
+            for topic_error in response.topic_errors:
+                topic, code = topic_error[0], topic_error[1]
+                if code == 0:
+                    created.append(topic)
+                elif code != TopicAlreadyExistsError.errno:  # created meanwhile: fine
+                    message = topic_error[2] if len(topic_error) > 2 else None
+                    raise for_code(code)(f"cannot create topic {topic!r}: {message or ''}")
+            if created:
+                log.info("topics_created", topics=created)
+            return created
         return missing
     finally:
         await admin.close()

@@ -200,21 +200,34 @@ class OutboxRelay:
             def _notified(*_args: object) -> None:
                 self._wake.set()
 
+            def _lost(*_args: object) -> None:
+                # The LISTEN session is gone, and with it the advisory lock: wake the
+                # loop so that it starts over on a new connection.
+                self._wake.set()
+
+            driver.add_termination_listener(_lost)
             await driver.add_listener(NOTIFY_CHANNEL, _notified)
             try:
                 await self._start_clients()
                 self._next_check = 0.0  # check the broker's epoch before the first publish
                 log.info("outbox_relay_started", relay=self.name)
-                await self._loop(stop)
+                await self._loop(stop, driver)
             finally:
-                try:
-                    await driver.remove_listener(NOTIFY_CHANNEL, _notified)
-                    await driver.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
-                except Exception as exc:  # connection may be gone already
-                    log.debug("outbox_relay_unlock_failed", error=str(exc))
+                driver.remove_termination_listener(_lost)
+                if not driver.is_closed():
+                    try:
+                        await driver.remove_listener(NOTIFY_CHANNEL, _notified)
+                        await driver.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
+                    except Exception as exc:  # connection may be gone already
+                        log.debug("outbox_relay_unlock_failed", error=str(exc))
+                if driver.is_closed():
+                    # never hand a dead connection back to the pool the engine shares
+                    await conn.invalidate()
 
-    async def _loop(self, stop: asyncio.Event) -> None:
+    async def _loop(self, stop: asyncio.Event, listen_conn: Any) -> None:
         while not stop.is_set():
+            if listen_conn.is_closed():
+                raise ConnectionError("the relay's LISTEN connection was closed")
             now = time.monotonic()
             if now >= self._next_check:
                 await self._check_broker_epoch()

@@ -1,1 +1,1 @@
-"""Feedback service: complaints with SLA clocks, follow-up visits, surveys and satisfaction indices."""
+"""Feedback service: complaints with SLA clocks, follow-ups, surveys, satisfaction indices."""

@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from loyalty_shared.service_cli import service_main
 from feedback.settings import FeedbackSettings
 from feedback.worker import build_workers
+from loyalty_shared.service_cli import service_main
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
 

@@ -16,3 +16,10 @@ class Base(DeclarativeBase):
 
 
 from feedback.complaints import models as _complaint_models  # noqa: E402,F401
+from feedback.followups import models as _followup_models  # noqa: E402,F401
+from feedback.idempotency import models as _idempotency_models  # noqa: E402,F401
+from feedback.members import models as _member_models  # noqa: E402,F401
+from feedback.metrics import models as _metric_models  # noqa: E402,F401
+from feedback.orders import models as _order_models  # noqa: E402,F401
+from feedback.sla import models as _sla_models  # noqa: E402,F401
+from feedback.surveys import models as _survey_models  # noqa: E402,F401

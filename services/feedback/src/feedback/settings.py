@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from loyalty_shared.settings import CommonSettings
@@ -8,5 +9,30 @@ class FeedbackSettings(CommonSettings):
 
     service_name: str = "feedback"
     port: int = 8003
+    # used only when no SLA policy sets a clock (the policies table is the real source)
     first_response_hours: float = 24.0
     resolution_hours: float = 48.0
+    reopen_window_hours: float = Field(
+        default=168.0, description="a resolved/closed complaint can be reopened this long after"
+    )
+    breach_check_seconds: float = 30.0
+    follow_up_after_resolution_days: float = 3.0
+    follow_up_after_detractor_days: float = 3.0
+    churn_follow_up_days: float = 3.0
+    # members whose monthly follow-up is scheduled: value tier "high" or one of these tiers
+    high_value_tiers: list[str] = Field(default_factory=lambda: ["diamond"])
+    # segment ids/names/keys that mean churn risk (case-insensitive)
+    churn_risk_segments: list[str] = Field(
+        default_factory=lambda: ["churn-risk", "churn_risk", "at-risk", "at_risk"]
+    )
+    # segments whose membership means value tier "high" (entered -> high, left -> unknown),
+    # for as long as segmentation publishes no value-tier event of its own
+    high_value_segments: list[str] = Field(
+        default_factory=lambda: ["high-value", "value-tier-high"]
+    )
+    nps_min_sample: int = 30
+    csat_target: float = 4.5
+    nps_target: float = 60.0
+    fcr_target: float = 0.85
+    follow_up_coverage_target: float = 1.0
+    rectification_target: float = 0.95

@@ -1,13 +1,94 @@
-"""The feedback worker: the outbox relay (consumers and SLA jobs join as they are built)."""
+"""The feedback worker: outbox relay, the tier/segment consumer, and the periodic SLA job."""
 
+from __future__ import annotations
+
+import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from feedback.followups.service import schedule_monthly
+from feedback.members.handlers import build_handlers
+from feedback.orders.handlers import HANDLERS as ORDER_HANDLERS
+from feedback.settings import FeedbackSettings
+from feedback.sla.service import detect_breaches
+from loyalty_shared.inbox import EventConsumer
 from loyalty_shared.outbox import OutboxRelay
+from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.service_cli import Worker
 from loyalty_shared.settings import CommonSettings
-from loyalty_shared.topics import FEEDBACK_EVENTS
+from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS, SEGMENTATION_EVENTS
+
+log = structlog.get_logger("feedback.worker")
+
+
+def _feedback_settings(settings: CommonSettings) -> FeedbackSettings:
+    if isinstance(settings, FeedbackSettings):
+        return settings
+    return FeedbackSettings(**settings.model_dump())
+
+
+def build_consumer(
+    settings: CommonSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    group_id: str | None = None,
+) -> EventConsumer:
+    """Tier changes, orders, refunds, erasures (points); segments, lifecycle (segmentation)."""
+    return EventConsumer(
+        settings,
+        sessionmaker,
+        topics=[POINTS_EVENTS, SEGMENTATION_EVENTS],
+        handlers={**build_handlers(_feedback_settings(settings)), **ORDER_HANDLERS},
+        group_id=group_id,
+    )
+
+
+async def run_periodic_jobs(
+    settings: FeedbackSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    *,
+    monthly: bool = True,
+) -> tuple[int, int]:
+    """One pass: SLA breaches and (if ``monthly``) this month's high-value follow-ups."""
+    async with sessionmaker() as session, session.begin():
+        breached = await detect_breaches(session, now)
+    created = 0
+    if monthly:
+        async with sessionmaker() as session, session.begin():
+            created = await schedule_monthly(session, settings, now)
+    return len(breached), created
+
+
+class PeriodicJobs:
+    def __init__(
+        self, settings: FeedbackSettings, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        # the monthly follow-ups are scheduled once per hour, not on every breach pass
+        self._monthly_at: datetime | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                now = datetime.now(UTC)
+                due = self._monthly_at is None or now - self._monthly_at >= timedelta(hours=1)
+                breached, monthly = await run_periodic_jobs(
+                    self.settings, self.sessionmaker, now, monthly=due
+                )
+                if due:
+                    self._monthly_at = now
+                if breached or monthly:
+                    log.info("periodic_jobs", breaches=breached, monthly_follow_ups=monthly)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("periodic_jobs_failed", error=f"{type(exc).__name__}: {exc}")
+            await sleep_or_stop(stop, self.settings.breach_check_seconds)
 
 
 def build_workers(
@@ -15,4 +96,9 @@ def build_workers(
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> Sequence[Worker]:
-    return [OutboxRelay(settings, engine, topics=[FEEDBACK_EVENTS]).run]
+    feedback_settings = _feedback_settings(settings)
+    return [
+        OutboxRelay(settings, engine, topics=[FEEDBACK_EVENTS]).run,
+        build_consumer(feedback_settings, sessionmaker).run,
+        PeriodicJobs(feedback_settings, sessionmaker).run,
+    ]

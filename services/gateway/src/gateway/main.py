@@ -6,10 +6,19 @@ import asyncio
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
 
-from gateway import openapi, proxy
+from gateway import endpoints, openapi, proxy
+from gateway.auth import Authenticator
+from gateway.fast_transport import FastTransport
+from gateway.guard import Guard, GuardMetrics
+from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
+from gateway.upstream import UpstreamMetrics, Upstreams
 from loyalty_shared.app import ReadinessCheck, create_service_app
+from loyalty_shared.request_context import RequestContextMiddleware
 
 
 def _upstream_check(name: str) -> ReadinessCheck:
@@ -22,28 +31,52 @@ def _upstream_check(name: str) -> ReadinessCheck:
             return False, f"unreachable ({type(exc).__name__})"
         if response.status_code != 200:
             return False, f"not ready (HTTP {response.status_code})"
-        return True, "ok"
+        state = app.state.upstreams.breakers[name].state
+        return True, "ok" if state == "closed" else f"ok (circuit {state})"
 
     return check
+
+
+def _production_transport(settings: GatewaySettings) -> httpx.AsyncBaseTransport:
+    plain_http = all(url.startswith("http://") for url in settings.upstreams().values())
+    if settings.upstream_transport == "fast" and plain_http:
+        return FastTransport(
+            max_connections=settings.upstream_max_connections,
+            connect_timeout=settings.upstream_connect_timeout_seconds,
+        )
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_connections,
+        )
+    )
+
+
+def _is_request_context(middleware: Middleware) -> bool:
+    cls: object = middleware.cls
+    return cls is RequestContextMiddleware
 
 
 def create_app(
     settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
-    """``transport`` lets tests route upstream calls to in-process apps."""
+    """``transport`` lets tests route upstream calls to in-process apps.
+
+    Raises ``ConfigurationError`` outside dev when no API key or member token
+    secret is configured: the process does not start.
+    """
     settings = settings or GatewaySettings()
+    authenticator = Authenticator(settings)
 
     async def open_client(app: FastAPI) -> None:
+        pool = transport or _production_transport(settings)
         app.state.http = httpx.AsyncClient(
-            transport=transport,
+            transport=pool,
             timeout=httpx.Timeout(
                 settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
             ),
-            limits=httpx.Limits(
-                max_connections=settings.upstream_max_connections,
-                max_keepalive_connections=settings.upstream_max_connections,
-            ),
         )
+        app.state.upstreams = Upstreams(settings, pool, app.state.upstream_metrics)
         app.state.openapi_cache = openapi.OpenAPICache()
 
     async def close_client(app: FastAPI) -> None:
@@ -52,12 +85,44 @@ def create_app(
     app = create_service_app(
         settings,
         title="Loyalty platform gateway",
-        description="Routing, request ids, one OpenAPI over every service.",
-        routers=[openapi.router, proxy.router],
+        description="Authentication, route policy, rate limits, routing, one OpenAPI.",
+        routers=[openapi.router, endpoints.router, proxy.router],
         with_database=False,
         readiness={name: _upstream_check(name) for name in settings.upstreams()},
         on_startup=[open_client],
         on_shutdown=[close_client],
         serve_openapi=False,
     )
+    registry = app.state.metrics_registry
+    app.state.authenticator = authenticator
+    app.state.upstream_metrics = UpstreamMetrics(registry)
+    app.state.guard = Guard(
+        authenticator, RateLimiter(dict(settings.rate_limits)), GuardMetrics(registry)
+    )
+
+    # Request context (id, access log, metrics) stays outermost so that every answer,
+    # a 413 included, carries X-Request-ID and is logged.
+    context = [m for m in app.user_middleware if _is_request_context(m)]
+    others = [m for m in app.user_middleware if not _is_request_context(m)]
+    ours = [Middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds)]
+    if settings.cors_allow_origins:
+        ours.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allow_origins,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+                expose_headers=[
+                    "X-Request-ID",
+                    "Retry-After",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                    "RateLimit-Policy",
+                ],
+                max_age=600,
+            )
+        )
+    ours.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    app.user_middleware[:] = [*context, *ours, *others]
     return app

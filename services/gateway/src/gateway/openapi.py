@@ -11,6 +11,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from gateway import policy
 from gateway.settings import GatewaySettings
 
 router = APIRouter(include_in_schema=False)
@@ -50,7 +51,8 @@ def merge_openapi(
         for name, schema in doc.get("components", {}).get("schemas", {}).items():
             schemas[renames.get(name, name)] = schema
         for path, item in doc.get("paths", {}).items():
-            if path.startswith("/v1/"):
+            # The gateway's own routes (e.g. the composite member status) win.
+            if path.startswith("/v1/") and path not in merged["paths"]:
                 merged["paths"][path] = item
         for tag in doc.get("tags", []):
             if tag["name"] not in seen_tags:
@@ -58,7 +60,60 @@ def merge_openapi(
                 seen_tags.add(tag["name"])
     if tags:
         merged["tags"] = tags
+    annotate_security(merged)
     return merged
+
+
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key with a scope (storefront, ops or admin): "
+        "`Authorization: Bearer <key>`. The dev stack prints its keys at start.",
+    },
+    "memberToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A member token from POST /v1/auth/member-tokens: reaches only its "
+        "own member's routes.",
+    },
+}
+_HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def annotate_security(doc: dict[str, Any]) -> None:
+    """Each /v1 operation says which credentials it takes and who may call it."""
+    doc.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, item in doc.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in item.items():
+            if method not in _HTTP_METHODS or not isinstance(operation, dict):
+                continue
+            found = policy.match(method.upper(), path)
+            if found is None:
+                operation["x-allowed-scopes"] = []
+                operation["security"] = [{"apiKey": []}]
+                note = "**Who may call:** nobody yet: the gateway's route policy does not list it."
+            else:
+                rule = found.rule
+                scopes = sorted(rule.scopes | {"admin"})
+                if rule.member_self:
+                    scopes.append("member:self")
+                if rule.member_any:
+                    scopes.append("member")
+                operation["x-allowed-scopes"] = scopes
+                operation["security"] = [{"apiKey": []}]
+                if rule.member_self or rule.member_any:
+                    operation["security"].append({"memberToken": []})
+                note = f"**Who may call:** {rule.needs}."
+            description = operation.get("description") or ""
+            operation["description"] = f"{note}\n\n{description}".strip()
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", {"description": "No or invalid credentials"})
+            responses.setdefault("403", {"description": "These credentials may not call this"})
+            responses.setdefault("429", {"description": "Rate limit reached (see Retry-After)"})
 
 
 class OpenAPICache:

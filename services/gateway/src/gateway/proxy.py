@@ -1,18 +1,14 @@
-"""Forwarding a request to the service that owns its path, over one pooled httpx client."""
+"""Forwarding an admitted request to the service that owns its path, over one pooled client."""
 
 from __future__ import annotations
 
-import httpx
-import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
-from gateway.routing import owner_of
-from gateway.settings import GatewaySettings
+from gateway.guard import IDENTITY_HEADERS, Admitted, Denied, Guard
+from gateway.upstream import UpstreamError, Upstreams
 from loyalty_shared.problems import problem_response
 from loyalty_shared.request_context import current_request_id
-
-log = structlog.get_logger("gateway.proxy")
 
 HOP_BY_HOP = frozenset(
     {
@@ -28,55 +24,102 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-_DROP_FROM_RESPONSE = HOP_BY_HOP | {"content-encoding", "x-request-id", "server", "date"}
+# Never passed on to a service: credentials stay at the gateway, identity is set by it.
+_DROP_FROM_REQUEST = frozenset(
+    name.encode()
+    for name in HOP_BY_HOP | {"authorization", "cookie", "x-request-id", *IDENTITY_HEADERS}
+)
+_DROP_FROM_RESPONSE = frozenset(
+    name.encode() for name in HOP_BY_HOP | {"content-encoding", "x-request-id", "server", "date"}
+)
 
 router = APIRouter()
 
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def upstream_problem(exc: UpstreamError, path: str) -> JSONResponse:
+    if exc.kind == "bad-request":
+        return problem_response(
+            400,
+            "Bad request",
+            "The request cannot be forwarded as written (path or headers)",
+            slug="bad-request",
+            instance=path,
+        )
+    if exc.kind == "timeout":
+        return problem_response(
+            504,
+            "Upstream timeout",
+            f"The {exc.service} service did not answer in time",
+            slug="upstream-timeout",
+            instance=path,
+            service=exc.service,
+        )
+    if exc.kind == "circuit-open":
+        return problem_response(
+            503,
+            "Service unavailable",
+            f"The {exc.service} service is failing; calls are paused for a few seconds",
+            slug="circuit-open",
+            instance=path,
+            service=exc.service,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    return problem_response(
+        503,
+        "Service unavailable",
+        f"The {exc.service} service is not reachable; try again shortly",
+        slug="upstream-unavailable",
+        instance=path,
+        service=exc.service,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
+def forward_headers(request: Request, admitted: Admitted) -> list[tuple[bytes, bytes]]:
+    """The client's headers as raw bytes (any latin-1 value passes through unchanged)."""
+    headers = [(k, v) for k, v in request.headers.raw if k.lower() not in _DROP_FROM_REQUEST]
+    headers.append((b"x-request-id", (current_request_id() or "").encode("latin-1")))
+    headers.extend((k.encode(), v.encode()) for k, v in admitted.identity_headers())
+    if request.client:
+        headers.append((b"x-forwarded-for", request.client.host.encode("latin-1")))
+    return headers
+
+
+def with_headers(response: Response, extra: dict[str, str]) -> Response:
+    for name, value in extra.items():
+        response.headers[name] = value
+    return response
 
 
 @router.api_route("/v1/{path:path}", methods=METHODS, include_in_schema=False)
 async def forward(request: Request) -> Response:
-    path = request.url.path
-    service = owner_of(path)
-    if service is None:
-        return problem_response(
-            404, "Not found", f"No route matches {request.method} {path}", instance=path
-        )
-    settings: GatewaySettings = request.app.state.settings
-    client: httpx.AsyncClient = request.app.state.http
-    base = settings.upstreams()[service]
-    url = base + path + (f"?{request.url.query}" if request.url.query else "")
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-    headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
-    headers.append(("x-request-id", current_request_id() or ""))
-    if request.client:
-        headers.append(("x-forwarded-for", request.client.host))
-    body = await request.body()
+    guard: Guard = request.app.state.guard
     try:
-        upstream = await client.request(request.method, url, content=body, headers=headers)
-    except httpx.TimeoutException:
-        log.warning("upstream_timeout", service=service, path=path)
-        return problem_response(
-            504,
-            "Upstream timeout",
-            f"The {service} service did not answer in time",
-            slug="upstream-timeout",
-            instance=path,
-            service=service,
+        admitted = await guard.admit(request)
+    except Denied as denied:
+        return denied.response
+    path: str = request.scope["path"]
+    if admitted.service is None:  # a gateway route reached with the wrong method
+        return problem_response(405, "Method not allowed", f"{request.method} is not allowed")
+    upstreams: Upstreams = request.app.state.upstreams
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    # The path as the client encoded it: the service decodes it exactly as the gateway did
+    # (a "%3F" stays part of the member id instead of starting a query string).
+    raw_path: bytes = request.scope.get("raw_path") or path.encode()
+    try:
+        upstream = await upstreams.request(
+            admitted.service,
+            request.method,
+            raw_path.decode("latin-1") + (f"?{query}" if query else ""),
+            headers=forward_headers(request, admitted),
+            content=admitted.body,
         )
-    except httpx.TransportError as exc:
-        log.warning("upstream_unavailable", service=service, path=path, error=type(exc).__name__)
-        return problem_response(
-            503,
-            "Service unavailable",
-            f"The {service} service is not reachable; try again shortly",
-            slug="upstream-unavailable",
-            instance=path,
-            service=service,
-            headers={"Retry-After": "5"},
-        )
-    out_headers = {
-        k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_FROM_RESPONSE
-    }
-    return Response(content=upstream.content, status_code=upstream.status_code, headers=out_headers)
+    except UpstreamError as exc:
+        return with_headers(upstream_problem(exc, path), admitted.rate_headers)
+    response = Response(content=upstream.content, status_code=upstream.status_code)
+    response.raw_headers.extend(
+        (k, v) for k, v in upstream.headers.raw if k.lower() not in _DROP_FROM_RESPONSE
+    )
+    return with_headers(response, admitted.rate_headers)

@@ -16,11 +16,13 @@ ROUTES: dict[str, str] = {
     "/v1/analytics": "segmentation",
     "/v1/strategy-matrix": "segmentation",
     "/v1/jobs": "segmentation",
+    "/v1/contact-policy": "segmentation",
     "/v1/complaints": "feedback",
     "/v1/follow-ups": "feedback",
     "/v1/surveys": "feedback",
     "/v1/feedback": "feedback",
     "/v1/ahp": "feedback",
+    "/v1/sla": "feedback",
 }
 
 _BY_LENGTH = sorted(ROUTES.items(), key=lambda kv: len(kv[0]), reverse=True)

@@ -1,6 +1,44 @@
+"""The gateway's configuration (environment variables prefixed ``GATEWAY_``).
+
+Lists and maps are JSON, e.g.
+``GATEWAY_API_KEYS='[{"name": "shop-eu", "scope": "storefront", "sha256": "..."}]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from loyalty_shared.settings import CommonSettings
+
+Scope = Literal["storefront", "ops", "admin"]
+CallerScope = Literal["storefront", "ops", "admin", "member"]
+
+
+class ApiKeyConfig(BaseModel):
+    """One configured API key: only the SHA-256 of the key is stored, never the key."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@\-]+$")
+    scope: Scope
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RateLimitConfig(BaseModel):
+    """A token bucket: ``rate`` requests per second on average, bursts up to ``burst``."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+def _default_rate_limits() -> dict[str, RateLimitConfig]:
+    return {
+        "storefront": RateLimitConfig(rate=500, burst=1000),
+        "ops": RateLimitConfig(rate=50, burst=100),
+        "admin": RateLimitConfig(rate=50, burst=100),
+        "member": RateLimitConfig(rate=5, burst=20),
+    }
 
 
 class GatewaySettings(CommonSettings):
@@ -11,10 +49,53 @@ class GatewaySettings(CommonSettings):
     points_url: str = "http://127.0.0.1:8001"
     segmentation_url: str = "http://127.0.0.1:8002"
     feedback_url: str = "http://127.0.0.1:8003"
+
+    # -- upstream calls ------------------------------------------------------------
     upstream_timeout_seconds: float = 10.0
     upstream_connect_timeout_seconds: float = 2.0
+    upstream_timeouts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-service read timeout overriding upstream_timeout_seconds, "
+        'e.g. {"segmentation": 30}',
+    )
     upstream_max_connections: int = 200
+    upstream_transport: Literal["fast", "httpx"] = Field(
+        default="fast",
+        description="fast: the gateway's lean HTTP/1.1 pool; httpx: httpcore's (HTTP/1.1, TLS)",
+    )
+    upstream_retries: int = Field(
+        default=1, ge=0, le=3, description="Extra attempts for idempotent requests"
+    )
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=10.0, gt=0)
     openapi_cache_seconds: float = 30.0
+    status_part_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Budget of each part of GET /v1/members/{id}/status"
+    )
+
+    # -- clients ---------------------------------------------------------------------
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    hsts_seconds: int = Field(
+        default=0, ge=0, description="Strict-Transport-Security max-age; 0 = header off"
+    )
+
+    # -- authentication ------------------------------------------------------------
+    api_keys: list[ApiKeyConfig] = Field(
+        default_factory=list,
+        description="API keys (hashed). Empty: the documented dev keys in dev/test, "
+        "a start-up failure elsewhere.",
+    )
+    member_token_algorithm: Literal["HS256", "RS256"] = "HS256"  # noqa: S105
+    member_token_secret: str = Field(default="", description="HS256 signing secret")
+    member_token_private_key: str = Field(default="", description="RS256: PEM private key")
+    member_token_public_key: str = Field(default="", description="RS256: PEM public key")
+    member_token_issuer: str = "loyalty-gateway"  # noqa: S105
+    member_token_audience: str = "loyalty-api"  # noqa: S105
+    member_token_default_ttl_seconds: int = Field(default=900, ge=60)
+    member_token_max_ttl_seconds: int = Field(default=86_400, ge=60)
+
+    rate_limits: dict[str, RateLimitConfig] = Field(default_factory=_default_rate_limits)
 
     def upstreams(self) -> dict[str, str]:
         return {
@@ -22,3 +103,10 @@ class GatewaySettings(CommonSettings):
             "segmentation": self.segmentation_url.rstrip("/"),
             "feedback": self.feedback_url.rstrip("/"),
         }
+
+    def timeout_for(self, service: str) -> float:
+        return self.upstream_timeouts.get(service, self.upstream_timeout_seconds)
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment in ("dev", "test")

@@ -16,6 +16,12 @@ class Base(DeclarativeBase):
 
 
 # import the feature models so that they register on ``metadata``
+from points.campaigns import models as _campaign_models  # noqa: E402,F401
+from points.idempotency import models as _idempotency_models  # noqa: E402,F401
 from points.ledger import models as _ledger_models  # noqa: E402,F401
 from points.members import models as _member_models  # noqa: E402,F401
 from points.orders import models as _order_models  # noqa: E402,F401
+from points.redemptions import models as _redemption_models  # noqa: E402,F401
+from points.refunds import models as _refund_models  # noqa: E402,F401
+from points.rules import models as _earning_rule_models  # noqa: E402,F401
+from points.tiers import models as _tier_models  # noqa: E402,F401

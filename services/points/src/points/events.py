@@ -1,4 +1,4 @@
-"""Event types the points service publishes (payloads documented in docs/events.md)."""
+"""Event types the points service publishes (payloads documented in docs/points-ledger.md)."""
 
 from datetime import datetime
 from typing import Any
@@ -13,7 +13,14 @@ SOURCE = "loyalty/points"
 
 MEMBER_ENROLLED = "loyalty.member.enrolled.v1"
 ORDER_RECORDED = "loyalty.order.recorded.v1"
+ORDER_REFUNDED = "loyalty.order.refunded.v1"
 POINTS_EARNED = "loyalty.points.earned.v1"
+POINTS_MATURED = "loyalty.points.matured.v1"
+POINTS_REVERSED = "loyalty.points.reversed.v1"
+POINTS_REDEEMED = "loyalty.points.redeemed.v1"
+REDEMPTION_CANCELLED = "loyalty.points.redemption_cancelled.v1"
+POINTS_EXPIRED = "loyalty.points.expired.v1"
+POINTS_ADJUSTED = "loyalty.points.adjusted.v1"
 
 
 def points_event(
@@ -25,4 +32,4 @@ def points_event(
 async def publish(session: AsyncSession, *events: CloudEvent) -> None:
     from points.db import outbox
 
-    await enqueue(session, outbox, POINTS_EVENTS, *events)
+    await enqueue(await session.connection(), outbox, POINTS_EVENTS, *events)

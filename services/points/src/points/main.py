@@ -3,8 +3,12 @@
 from fastapi import FastAPI
 
 from loyalty_shared.app import create_service_app
+from points import rules_api
+from points.adjustments.endpoints import router as adjustments_router
+from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.orders.endpoints import router as orders_router
+from points.redemptions.endpoints import router as redemptions_router
 from points.settings import PointsSettings
 
 
@@ -13,10 +17,20 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Loyalty points service",
-        description="Members, the points ledger, lots, tiers, earning rules, campaigns and rewards.",
-        routers=[members_router, orders_router],
+        description="Members, the points ledger, lots, tiers, earning rules, campaigns, rewards.",
+        routers=[
+            members_router,
+            orders_router,
+            redemptions_router,
+            adjustments_router,
+            ledger_router,
+            *rules_api.routers,
+        ],
         openapi_tags=[
             {"name": "members", "description": "Enrolment and membership status"},
-            {"name": "orders", "description": "Completed orders earn points"},
+            {"name": "orders", "description": "Completed orders earn points; refunds reverse them"},
+            {"name": "redemptions", "description": "Spending points, and cancelling that"},
+            {"name": "adjustments", "description": "Manual corrections by ops"},
+            {"name": "ledger", "description": "The append-only history of a member's points"},
         ],
     )

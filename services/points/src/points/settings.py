@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from loyalty_shared.settings import CommonSettings
@@ -14,3 +15,29 @@ class PointsSettings(CommonSettings):
     earn_rate: Decimal = Decimal("1")
     default_currency: str = "CNY"
     default_timezone: str = "Asia/Shanghai"
+
+    # Ledger policy (docs/points-ledger.md)
+    pending_days: int = Field(
+        default=0,
+        ge=0,
+        le=365,
+        description="Return window: purchase points stay pending this many days after the "
+        "order's occurred_at before they can be spent (0 = available at once)",
+    )
+    expiry_months: int = Field(
+        default=12,
+        ge=0,
+        le=240,
+        description="Every lot expires this many months after it was earned (0 = never)",
+    )
+    expiring_soon_limit: int = Field(
+        default=5, ge=1, le=50, description="How many upcoming expiry dates the status shows"
+    )
+    idempotency_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="How long an Idempotency-Key's stored answer is kept for replays",
+    )
+    ledger_jobs_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often the worker matures and expires lots"
+    )

@@ -6,7 +6,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loyalty_shared.testing import Infra, asgi_client, migrated_database, running_app, settings_overrides
+from loyalty_shared.testing import (
+    Infra,
+    asgi_client,
+    migrated_database,
+    running_app,
+    settings_overrides,
+)
 from points.main import create_app
 from points.settings import PointsSettings
 

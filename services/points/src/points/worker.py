@@ -1,13 +1,35 @@
-"""The points worker: the outbox relay (and, as they arrive, consumers and jobs)."""
+"""The points worker: the outbox relay and the ledger jobs (maturing, expiry)."""
 
+import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from loyalty_shared.outbox import OutboxRelay
+from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.service_cli import Worker
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import POINTS_EVENTS
+from points.jobs.service import run_ledger_jobs
+from points.settings import PointsSettings
+
+log = structlog.get_logger("points.worker")
+
+
+def ledger_jobs_worker(
+    settings: PointsSettings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> Worker:
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await run_ledger_jobs(sessionmaker, settings, datetime.now(UTC))
+            except Exception as exc:  # a database hiccup: try again next round
+                log.exception("ledger_jobs_failed", error=f"{type(exc).__name__}: {exc}")
+            await sleep_or_stop(stop, settings.ledger_jobs_interval_seconds)
+
+    return run
 
 
 def build_workers(
@@ -16,4 +38,7 @@ def build_workers(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> Sequence[Worker]:
     relay = OutboxRelay(settings, engine, topics=[POINTS_EVENTS])
-    return [relay.run]
+    workers: list[Worker] = [relay.run]
+    if isinstance(settings, PointsSettings):
+        workers.append(ledger_jobs_worker(settings, sessionmaker))
+    return workers

@@ -15,4 +15,8 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
+from segmentation.analytics import models as _analytics_models  # noqa: E402,F401
+from segmentation.contacts import models as _contact_models  # noqa: E402,F401
 from segmentation.profiles import models as _profile_models  # noqa: E402,F401
+from segmentation.segments import models as _segment_models  # noqa: E402,F401
+from segmentation.strategies import models as _strategy_models  # noqa: E402,F401

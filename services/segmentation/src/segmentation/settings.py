@@ -8,3 +8,18 @@ class SegmentationSettings(CommonSettings):
 
     service_name: str = "segmentation"
     port: int = 8002
+
+    # Lifecycle thresholds, relative to each member's median gap between orders
+    # (docs/segmentation.md): days since last order / rhythm.
+    lifecycle_default_gap_days: float = 30.0  # rhythm of members with a single order
+    lifecycle_sleeping_ratio: float = 1.5
+    lifecycle_churn_risk_ratio: float = 2.5
+    lifecycle_churned_ratio: float = 4.0
+    lifecycle_new_max_orders: int = 1
+    lifecycle_mature_min_orders: int = 5
+
+    # Daily recompute in the worker (UTC hour); 0..23
+    recompute_hour_utc: int = 2
+    # Contact frequency cap defaults (editable at PUT /v1/contact-policy)
+    contact_cap: int = 3
+    contact_period_days: int = 7

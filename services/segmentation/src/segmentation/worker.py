@@ -1,4 +1,5 @@
-"""The segmentation worker: consumes every service's events into profiles; relays its own."""
+"""The segmentation worker: consumes every service's events into profiles, relays its own
+events, and runs the daily recompute."""
 
 from collections.abc import Sequence
 
@@ -9,14 +10,24 @@ from loyalty_shared.outbox import OutboxRelay
 from loyalty_shared.service_cli import Worker
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS, SEGMENTATION_EVENTS
-from segmentation.profiles.handlers import HANDLERS
+from segmentation.analytics.jobs import DailyRecompute
+from segmentation.consumer import BatchingEventConsumer
+from segmentation.profiles.handlers import BATCH_HANDLERS, HANDLERS
+from segmentation.settings import SegmentationSettings
 
 
 def build_consumer(
-    settings: CommonSettings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: CommonSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    group_id: str | None = None,
 ) -> EventConsumer:
-    return EventConsumer(
-        settings, sessionmaker, topics=[POINTS_EVENTS, FEEDBACK_EVENTS], handlers=HANDLERS
+    return BatchingEventConsumer(
+        settings,
+        sessionmaker,
+        topics=[POINTS_EVENTS, FEEDBACK_EVENTS],
+        handlers=HANDLERS,
+        batch_handlers=BATCH_HANDLERS,
+        group_id=group_id,
     )
 
 
@@ -26,4 +37,7 @@ def build_workers(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> Sequence[Worker]:
     relay = OutboxRelay(settings, engine, topics=[SEGMENTATION_EVENTS])
-    return [relay.run, build_consumer(settings, sessionmaker).run]
+    workers: list[Worker] = [relay.run, build_consumer(settings, sessionmaker).run]
+    if isinstance(settings, SegmentationSettings):
+        workers.append(DailyRecompute(settings, sessionmaker).run)
+    return workers

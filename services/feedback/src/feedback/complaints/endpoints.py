@@ -1,14 +1,27 @@
+from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 
+from feedback.clock import Now
 from feedback.complaints import service
-from feedback.complaints.schemas import ComplaintIn, ComplaintOut, ComplaintPage
+from feedback.complaints.schemas import ActionIn, ComplaintIn, ComplaintOut, ComplaintPage
+from feedback.idempotency.endpoints import IdempotencyKeyHeader
+from feedback.idempotency.service import once
 from loyalty_shared.db import Session
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
 
 Status = Literal["open", "acknowledged", "in_progress", "escalated", "resolved", "closed"]
+OperatorId = Annotated[
+    str,
+    Header(
+        alias="X-Operator-Id",
+        min_length=1,
+        max_length=128,
+        description="the agent taking the action (the gateway sets it from the API key)",
+    ),
+]
 
 
 @router.post(
@@ -17,23 +30,90 @@ Status = Literal["open", "acknowledged", "in_progress", "escalated", "resolved",
     response_model=ComplaintOut,
     summary="Open a complaint; the answer carries its SLA deadlines",
 )
-async def open_complaint(body: ComplaintIn, session: Session, request: Request) -> ComplaintOut:
-    return await service.open_complaint(session, request.app.state.settings, body)
+async def open_complaint(
+    body: ComplaintIn,
+    session: Session,
+    request: Request,
+    now: Now,
+    idempotency_key: IdempotencyKeyHeader = None,
+    operator: Annotated[str | None, Header(alias="X-Operator-Id", max_length=128)] = None,
+) -> ComplaintOut:
+    return await once(
+        session,
+        "open-complaint",
+        idempotency_key,
+        body.model_dump(mode="json"),
+        ComplaintOut,
+        lambda: service.open_complaint(
+            session, request.app.state.settings, body, now, opened_by=operator
+        ),
+    )
 
 
 @router.get("", response_model=ComplaintPage, summary="The complaint queue, newest first")
 async def list_complaints(
     session: Session,
+    request: Request,
+    now: Now,
     status_: Annotated[Status | None, Query(alias="status")] = None,
     member_id: Annotated[str | None, Query(max_length=128)] = None,
+    breached: bool | None = None,
+    owner: Annotated[str | None, Query(max_length=128)] = None,
+    due_before: Annotated[
+        datetime | None, Query(description="a running clock is due before this instant")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ComplaintPage:
     return await service.list_complaints(
-        session, status=status_, member_id=member_id, limit=limit, cursor=cursor
+        session,
+        service.View.of(request.app.state.settings, now),
+        status=status_,
+        member_id=member_id,
+        limit=limit,
+        cursor=cursor,
+        breached=breached,
+        owner=owner,
+        due_before=due_before,
     )
 
 
-@router.get("/{complaint_id}", response_model=ComplaintOut, summary="One complaint")
-async def get_complaint(complaint_id: str, session: Session) -> ComplaintOut:
-    return await service.get_complaint(session, complaint_id)
+@router.get(
+    "/{complaint_id}", response_model=ComplaintOut, summary="One complaint with its history"
+)
+async def get_complaint(
+    complaint_id: str, session: Session, request: Request, now: Now
+) -> ComplaintOut:
+    return await service.get_complaint(
+        session, complaint_id, service.View.of(request.app.state.settings, now)
+    )
+
+
+@router.post(
+    "/{complaint_id}/actions",
+    response_model=ComplaintOut,
+    summary="Act on a complaint (state machine); illegal -> 409 naming allowed actions",
+    responses={
+        403: {"description": "hand_over by someone other than the owner"},
+        409: {"description": "Illegal transition: the body has current_state and allowed_actions"},
+    },
+)
+async def take_action(
+    complaint_id: str,
+    body: ActionIn,
+    session: Session,
+    request: Request,
+    operator: OperatorId,
+    now: Now,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ComplaintOut:
+    return await once(
+        session,
+        "complaint-action",
+        idempotency_key,
+        {"complaint_id": complaint_id, "actor": operator, **body.model_dump(mode="json")},
+        ComplaintOut,
+        lambda: service.take_action(
+            session, request.app.state.settings, complaint_id, body, operator, now
+        ),
+    )

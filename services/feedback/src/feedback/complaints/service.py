@@ -1,17 +1,60 @@
-"""Complaints: opening with SLA deadlines, reading the queue."""
+"""Complaints: opening with SLA deadlines, the state machine with history, the queue."""
+
+from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback import events
-from feedback.complaints.models import Complaint
-from feedback.complaints.schemas import ComplaintIn, ComplaintOut, ComplaintPage
+from feedback.complaints.models import Complaint, ComplaintAction
+from feedback.complaints.schemas import (
+    Action,
+    ActionIn,
+    ClockOut,
+    ComplaintIn,
+    ComplaintOut,
+    ComplaintPage,
+    HistoryEntry,
+    SlaOut,
+)
+from feedback.followups import service as follow_ups
+from feedback.members.models import MemberProjection
 from feedback.settings import FeedbackSettings
-from loyalty_shared.problems import NotFound, Unprocessable
+from feedback.sla import service as sla
+from loyalty_shared.problems import Conflict, Forbidden, NotFound, Unprocessable
+
+ACTIVE_STATES = ("open", "acknowledged", "in_progress", "escalated")
+
+# action -> {from status: to status}. pause/resume/respond/hand_over keep the status.
+TRANSITIONS: dict[Action, dict[str, str]] = {
+    Action.acknowledge: {"open": "acknowledged"},
+    Action.respond: {
+        "open": "acknowledged",
+        "acknowledged": "acknowledged",
+        "in_progress": "in_progress",
+        "escalated": "escalated",
+    },
+    Action.start: {"acknowledged": "in_progress"},
+    Action.escalate: {"acknowledged": "escalated", "in_progress": "escalated"},
+    Action.resolve: {
+        "acknowledged": "resolved",
+        "in_progress": "resolved",
+        "escalated": "resolved",
+    },
+    Action.close: {"resolved": "closed"},
+    Action.reopen: {"resolved": "in_progress", "closed": "in_progress"},
+    Action.hand_over: {s: s for s in ACTIVE_STATES},
+    Action.pause: {s: s for s in ("acknowledged", "in_progress", "escalated")},
+    Action.resume: {s: s for s in ("acknowledged", "in_progress", "escalated")},
+}
+# actions that change the status; taken on a paused complaint, they resume its clocks first
+RESUMING = frozenset({Action.start, Action.escalate, Action.resolve})
 
 
 class ComplaintNotFound(NotFound):
@@ -24,28 +67,216 @@ class BadCursor(Unprocessable):
     title = "Invalid cursor"
 
 
-def _out(c: Complaint) -> ComplaintOut:
-    return ComplaintOut.model_validate(c, from_attributes=True)
+class IllegalTransition(Conflict):
+    slug = "illegal-transition"
+    title = "Action not allowed in the complaint's current state"
+
+
+class ReopenWindowExpired(Conflict):
+    slug = "reopen-window-expired"
+    title = "The reopen window has passed"
+
+
+class PauseNotAllowed(Conflict):
+    slug = "pause-not-allowed"
+    title = "The complaint's SLA policy does not allow pausing"
+
+
+class NotOwner(Forbidden):
+    slug = "not-complaint-owner"
+    title = "Only the complaint's owner can hand it over"
+
+
+class MissingField(Unprocessable):
+    slug = "validation-error"
+    title = "Request validation failed"
+
+
+@dataclass(frozen=True)
+class View:
+    """What the answer depends on besides the row: the time and the reopen window."""
+
+    now: datetime
+    reopen_window: timedelta
+
+    @classmethod
+    def of(cls, settings: FeedbackSettings, now: datetime) -> View:
+        return cls(now=now, reopen_window=timedelta(hours=settings.reopen_window_hours))
+
+
+def reopen_until(c: Complaint, window: timedelta) -> datetime | None:
+    if c.status not in sla.CLOSED_STATES:
+        return None
+    return (c.resolved_at or c.closed_at or c.created_at) + window
+
+
+def allowed_actions(c: Complaint, view: View) -> list[Action]:
+    paused = c.paused_at is not None
+    until = reopen_until(c, view.reopen_window)
+    result: list[Action] = []
+    for action, table in TRANSITIONS.items():
+        if c.status not in table:
+            continue
+        if action is Action.pause and (paused or not c.pausable):
+            continue
+        if action is Action.resume and not paused:
+            continue
+        if action is Action.reopen and until is not None and view.now > until:
+            continue
+        result.append(action)
+    return result
+
+
+def _clock(
+    target: int | None, due: datetime, met: datetime | None, breached: bool, running: bool
+) -> ClockOut:
+    return ClockOut(
+        target_minutes=target, due_at=due, met_at=met, breached=breached, running=running
+    )
+
+
+def to_out(c: Complaint, view: View, history: list[ComplaintAction] | None = None) -> ComplaintOut:
+    paused = c.paused_at is not None
+    return ComplaintOut(
+        id=c.id,
+        member_id=c.member_id,
+        channel=c.channel,
+        kind=c.kind,
+        category=c.category,
+        cause=c.cause,
+        description=c.description,
+        order_id=c.order_id,
+        product_ref=c.product_ref,
+        severity=c.severity,
+        status=c.status,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+        opened_by=c.opened_by,
+        owner_id=c.owner_id,
+        member_tier=c.member_tier,
+        member_value_tier=c.member_value_tier,
+        first_response_due_at=c.first_response_due_at,
+        resolution_due_at=c.resolution_due_at,
+        first_responded_at=c.first_responded_at,
+        escalated_at=c.escalated_at,
+        resolved_at=c.resolved_at,
+        closed_at=c.closed_at,
+        reopen_count=c.reopen_count,
+        breached=c.breached,
+        allowed_actions=allowed_actions(c, view),
+        reopen_until=reopen_until(c, view.reopen_window),
+        sla=SlaOut(
+            policy_ids=list(c.sla_policy_ids),
+            calendar_id=c.calendar_id,
+            pausable=c.pausable,
+            paused=paused,
+            paused_at=c.paused_at,
+            paused_seconds=c.paused_seconds,
+            first_response=_clock(
+                c.first_response_minutes,
+                c.first_response_due_at,
+                c.first_responded_at,
+                c.first_response_breached_at is not None,
+                c.first_responded_at is None and not paused,
+            ),
+            resolution=_clock(
+                c.escalated_resolution_minutes
+                if c.escalated_at is not None and c.escalated_resolution_minutes
+                else c.resolution_minutes,
+                c.resolution_due_at,
+                c.resolved_at,
+                c.resolution_breached_at is not None,
+                c.status not in sla.CLOSED_STATES and not paused,
+            ),
+            breached=c.breached,
+        ),
+        history=(
+            [
+                HistoryEntry(
+                    action=h.action,
+                    from_status=h.from_status,
+                    to_status=h.to_status,
+                    actor=h.actor,
+                    note=h.note,
+                    details=h.details,
+                    at=h.at,
+                )
+                for h in history
+            ]
+            if history is not None
+            else None
+        ),
+    )
 
 
 async def open_complaint(
-    session: AsyncSession, settings: FeedbackSettings, data: ComplaintIn
+    session: AsyncSession,
+    settings: FeedbackSettings,
+    data: ComplaintIn,
+    now: datetime,
+    *,
+    opened_by: str | None = None,
 ) -> ComplaintOut:
-    now = datetime.now(UTC)
+    member = await session.get(MemberProjection, data.member_id)
+    tier = member.tier if member else None
+    value_tier = member.value_tier if member else None
+    applied = await sla.applicable_sla(
+        session,
+        settings,
+        kind=data.kind.value,
+        channel=data.channel.value,
+        tier=tier,
+        value_tier=value_tier,
+        severity=data.severity.value,
+    )
+    clock = await sla.clock_for(session, applied.calendar_id)
     complaint = Complaint(
         id=str(uuid.uuid4()),
         member_id=data.member_id,
         channel=data.channel.value,
+        kind=data.kind.value,
         category=data.category,
+        cause=data.cause,
         description=data.description,
         order_id=data.order_id,
+        product_ref=data.product_ref,
         severity=data.severity.value,
         status="open",
         created_at=now,
-        first_response_due_at=now + timedelta(hours=settings.first_response_hours),
-        resolution_due_at=now + timedelta(hours=settings.resolution_hours),
+        updated_at=now,
+        opened_by=opened_by,
+        owner_id=None,
+        handed_over=False,
+        member_tier=tier,
+        member_value_tier=value_tier,
+        sla_policy_ids=applied.policy_ids,
+        calendar_id=applied.calendar_id,
+        pausable=applied.pausable,
+        first_response_minutes=applied.first_response_minutes,
+        resolution_minutes=applied.resolution_minutes,
+        escalated_resolution_minutes=applied.escalated_resolution_minutes,
+        goodwill_points=applied.goodwill_points,
+        first_response_due_at=clock.add(now, applied.first_response_minutes * 60),
+        resolution_due_at=clock.add(now, applied.resolution_minutes * 60),
+        paused_seconds=0.0,
+        cycle=0,
+        reopen_count=0,
+        breached=False,
     )
+    complaint.next_due_at = sla.next_due(complaint)
     session.add(complaint)
+    session.add(
+        ComplaintAction(
+            complaint_id=complaint.id,
+            action="open",
+            from_status=None,
+            to_status="open",
+            actor=opened_by or f"member:{data.member_id}",
+            note=None,
+            details={"channel": complaint.channel, "sla_policy_ids": applied.policy_ids},
+            at=now,
+        )
+    )
     await session.flush()
     await events.publish(
         session,
@@ -55,21 +286,223 @@ async def open_complaint(
             "complaint_id": complaint.id,
             "member_id": data.member_id,
             "channel": complaint.channel,
+            "kind": complaint.kind,
             "category": complaint.category,
+            "cause": complaint.cause,
             "severity": complaint.severity,
             "order_id": complaint.order_id,
             "opened_at": now.isoformat(),
             "first_response_due_at": complaint.first_response_due_at.isoformat(),
+            "resolution_due_at": complaint.resolution_due_at.isoformat(),
         },
+        time=now,
     )
-    return _out(complaint)
+    return to_out(complaint, View.of(settings, now))
 
 
-async def get_complaint(session: AsyncSession, complaint_id: str) -> ComplaintOut:
+async def _history(session: AsyncSession, complaint_id: str) -> list[ComplaintAction]:
+    return list(
+        (
+            await session.execute(
+                select(ComplaintAction)
+                .where(ComplaintAction.complaint_id == complaint_id)
+                .order_by(ComplaintAction.at, ComplaintAction.id)
+            )
+        ).scalars()
+    )
+
+
+async def get_complaint(session: AsyncSession, complaint_id: str, view: View) -> ComplaintOut:
     complaint = await session.get(Complaint, complaint_id)
     if complaint is None:
         raise ComplaintNotFound(f"No complaint with id {complaint_id!r}")
-    return _out(complaint)
+    return to_out(complaint, view, await _history(session, complaint_id))
+
+
+def _illegal(c: Complaint, action: Action, view: View) -> IllegalTransition:
+    allowed = [a.value for a in allowed_actions(c, view)]
+    paused = " (paused)" if c.paused_at is not None else ""
+    return IllegalTransition(
+        f"Cannot {action.value} a complaint that is {c.status}{paused}; "
+        f"allowed actions: {', '.join(allowed) or 'none'}",
+        current_state=c.status,
+        paused=c.paused_at is not None,
+        allowed_actions=allowed,
+    )
+
+
+async def _resume(session: AsyncSession, c: Complaint, now: datetime) -> float:
+    """Credit the paused working time back to every running clock; returns it (seconds)."""
+    assert c.paused_at is not None
+    clock = await sla.clock_for(session, c.calendar_id)
+    paused_at = c.paused_at
+    credited = clock.working_seconds(paused_at, now)
+    if c.first_responded_at is None and c.first_response_due_at > paused_at:
+        remaining = clock.working_seconds(paused_at, c.first_response_due_at)
+        c.first_response_due_at = clock.add(now, remaining)
+    if c.status not in sla.CLOSED_STATES and c.resolution_due_at > paused_at:
+        remaining = clock.working_seconds(paused_at, c.resolution_due_at)
+        c.resolution_due_at = clock.add(now, remaining)
+    c.paused_seconds += credited
+    c.paused_at = None
+    return credited
+
+
+def _event_data(
+    c: Complaint, action: Action, actor: str, note: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "complaint_id": c.id,
+        "member_id": c.member_id,
+        "status": c.status,
+        "action": action.value,
+        "actor": actor,
+        "owner_id": c.owner_id,
+        "note": note,
+        "category": c.category,
+        "cause": c.cause,
+        "at": now.isoformat(),
+    }
+
+
+async def take_action(
+    session: AsyncSession,
+    settings: FeedbackSettings,
+    complaint_id: str,
+    data: ActionIn,
+    actor: str,
+    now: datetime,
+) -> ComplaintOut:
+    c = await session.get(Complaint, complaint_id, with_for_update=True)
+    if c is None:
+        raise ComplaintNotFound(f"No complaint with id {complaint_id!r}")
+    action = data.action
+    table = TRANSITIONS[action]
+    view = View.of(settings, now)
+    until = reopen_until(c, view.reopen_window)
+    if action is Action.reopen and until is not None and now > until:
+        raise ReopenWindowExpired(
+            f"Complaint {c.id} could be reopened until {until.isoformat()}",
+            current_state=c.status,
+            allowed_actions=[a.value for a in allowed_actions(c, view)],
+            reopen_deadline=until.isoformat(),
+        )
+    if action not in allowed_actions(c, view):
+        if action is Action.pause and c.status in table and not c.pausable:
+            raise PauseNotAllowed(
+                "This complaint's SLA policy does not let its clocks pause",
+                current_state=c.status,
+                allowed_actions=[a.value for a in allowed_actions(c, view)],
+            )
+        raise _illegal(c, action, view)
+    from_status = c.status
+    details: dict[str, Any] = {}
+
+    if action is Action.hand_over:
+        if not data.to:
+            raise MissingField(
+                "hand_over needs `to`: the agent who takes the complaint over",
+                errors=[
+                    {"field": "body.to", "message": "required for hand_over", "type": "missing"}
+                ],
+            )
+        if c.owner_id is not None and c.owner_id != actor:
+            raise NotOwner(
+                f"Complaint {c.id} is owned by {c.owner_id}; only the owner hands it over",
+                owner_id=c.owner_id,
+            )
+        details = {"from_owner": c.owner_id, "to_owner": data.to}
+        if c.owner_id is not None:
+            c.handed_over = True
+        c.owner_id = data.to
+    elif c.owner_id is None and action not in (Action.pause, Action.resume):
+        # first-contact ownership: whoever first takes the complaint owns it
+        c.owner_id = actor
+        details["owner_assigned"] = actor
+
+    if c.paused_at is not None and (action is Action.resume or action in RESUMING):
+        details["credited_seconds"] = await _resume(session, c, now)
+    if data.cause:
+        c.cause = data.cause
+
+    to_status = table[from_status]
+    event_type: str | None = None
+    if action is Action.pause:
+        c.paused_at = now
+    elif action in (Action.acknowledge, Action.respond) and c.first_responded_at is None:
+        c.first_responded_at = now
+        if now > c.first_response_due_at:
+            await sla.record_breach(session, c, sla.FIRST_RESPONSE, now)
+        if from_status == "open":
+            event_type = events.COMPLAINT_ACKNOWLEDGED
+    elif action is Action.escalate:
+        c.escalated_at = now
+        if c.escalated_resolution_minutes:
+            clock = await sla.clock_for(session, c.calendar_id)
+            c.resolution_due_at = clock.add(now, c.escalated_resolution_minutes * 60)
+            details["resolution_due_at"] = c.resolution_due_at.isoformat()
+        event_type = events.COMPLAINT_ESCALATED
+    elif action is Action.resolve:
+        c.resolved_at = now
+        c.first_resolved_at = c.first_resolved_at or now
+        if c.first_responded_at is None:
+            c.first_responded_at = now
+        if now > c.resolution_due_at and c.resolution_breached_at is None:
+            await sla.record_breach(session, c, sla.RESOLUTION, now)
+        event_type = events.COMPLAINT_RESOLVED
+    elif action is Action.close:
+        c.closed_at = now
+        event_type = events.COMPLAINT_CLOSED
+    elif action is Action.reopen:
+        clock = await sla.clock_for(session, c.calendar_id)
+        c.cycle += 1
+        c.reopen_count += 1
+        c.resolved_at = None
+        c.closed_at = None
+        c.resolution_breached_at = None
+        c.resolution_due_at = clock.add(now, (c.resolution_minutes or 0) * 60)
+        details["resolution_due_at"] = c.resolution_due_at.isoformat()
+        event_type = events.COMPLAINT_REOPENED
+
+    c.status = to_status
+    c.updated_at = now
+    c.next_due_at = sla.next_due(c)
+    session.add(
+        ComplaintAction(
+            complaint_id=c.id,
+            action=action.value,
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor,
+            note=data.note,
+            details=details,
+            at=now,
+        )
+    )
+    if event_type is not None:
+        payload = _event_data(c, action, actor, data.note, now)
+        if event_type == events.COMPLAINT_RESOLVED:
+            payload["first_contact_resolution"] = is_first_contact_resolution(c)
+            payload["resolved_at"] = now.isoformat()
+        await events.publish(session, event_type, c.member_id, payload, time=now)
+    if action is Action.resolve:
+        await follow_ups.ensure_follow_up(
+            session,
+            member_id=c.member_id,
+            reason=follow_ups.POST_RESOLUTION,
+            dedupe_key=f"post_resolution:{c.id}:{c.cycle}",
+            due_at=now + timedelta(days=settings.follow_up_after_resolution_days),
+            owner_id=c.owner_id,
+            complaint_id=c.id,
+            now=now,
+        )
+    await session.flush()
+    return to_out(c, view, await _history(session, c.id))
+
+
+def is_first_contact_resolution(c: Complaint) -> bool:
+    """Resolved by the first owner, without escalation or hand-over, never reopened."""
+    return c.escalated_at is None and not c.handed_over and c.reopen_count == 0
 
 
 def _encode_cursor(c: Complaint) -> str:
@@ -90,20 +523,42 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 async def list_complaints(
     session: AsyncSession,
+    view: View,
     *,
     status: str | None,
     member_id: str | None,
     limit: int,
     cursor: str | None,
+    breached: bool | None = None,
+    owner: str | None = None,
+    due_before: datetime | None = None,
 ) -> ComplaintPage:
     query = select(Complaint).order_by(Complaint.created_at.desc(), Complaint.id.desc())
     if status:
         query = query.where(Complaint.status == status)
     if member_id:
         query = query.where(Complaint.member_id == member_id)
+    if breached is not None:
+        query = query.where(Complaint.breached.is_(breached))
+    if owner:
+        query = query.where(Complaint.owner_id == owner)
+    if due_before is not None:
+        query = query.where(Complaint.next_due_at.is_not(None), Complaint.next_due_at < due_before)
     if cursor:
         created, cid = _decode_cursor(cursor)
         query = query.where(tuple_(Complaint.created_at, Complaint.id) < tuple_(created, cid))
     rows = list((await session.execute(query.limit(limit + 1))).scalars())
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return ComplaintPage(items=[_out(c) for c in rows[:limit]], next_cursor=next_cursor)
+    return ComplaintPage(items=[to_out(c, view) for c in rows[:limit]], next_cursor=next_cursor)
+
+
+async def open_count(session: AsyncSession, member_id: str) -> int:
+    return int(
+        (
+            await session.execute(
+                select(func.count())
+                .select_from(Complaint)
+                .where(Complaint.member_id == member_id, Complaint.status.in_(ACTIVE_STATES))
+            )
+        ).scalar_one()
+    )

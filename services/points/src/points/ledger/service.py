@@ -1,12 +1,29 @@
-"""Ledger writes. Every change is an entry; the cached balance moves in the same transaction."""
+"""Ledger writes: every change is an entry; lots and the cached balance move in the same tx.
 
-from dataclasses import dataclass
+Every write to a member's points starts with ``lock_balance`` (the member's balance
+row, ``SELECT ... FOR UPDATE``), so one member's writes are serialised and no two
+writers ever take locks in different orders: balance row first, then (for reward
+redemptions) the reward row.
+
+A ``Posting`` gathers the entries of one operation under that lock and writes them
+with few statements: the entries in one ``INSERT``, the lot changes in one
+executemany ``UPDATE`` and the balance in one ``UPDATE ... RETURNING``.
+"""
+
+from __future__ import annotations
+
+from calendar import monthrange
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from points.ledger.models import Balance, LedgerEntry, Lot
+from points.errors import InsufficientPoints, MemberNotFound
+from points.ledger import models as m
+from points.ledger.models import balances, entries, lots
 
 
 @dataclass(frozen=True)
@@ -14,83 +31,316 @@ class LockedBalance:
     member_id: str
     available: int
     pending: int
+    debt: int
     lifetime_earned: int
+    growth_value: int
     tier: str
+
+
+@dataclass(frozen=True)
+class BalanceNow:
+    available: int
+    pending: int
+    debt: int
+
+
+def _lock_statement() -> Any:
+    from points.members.models import Member
+
+    members = Member.__table__
+    return (
+        select(
+            balances.c.member_id,
+            balances.c.available,
+            balances.c.pending,
+            balances.c.debt,
+            balances.c.lifetime_earned,
+            balances.c.growth_value,
+            members.c.tier,
+        )
+        .join(members, members.c.member_id == balances.c.member_id)
+        .where(balances.c.member_id == bindparam("p_member_id"))
+        .with_for_update(of=balances)
+    )
+
+
+_LOCK_BALANCE = _lock_statement()
 
 
 async def lock_balance(session: AsyncSession, member_id: str) -> LockedBalance | None:
     """Take the member's balance row lock (every ledger write goes through here first)."""
-    from points.members.models import Member
-
-    row = (
-        await session.execute(
-            select(
-                Balance.member_id,
-                Balance.available,
-                Balance.pending,
-                Balance.lifetime_earned,
-                Member.tier,
-            )
-            .join(Member, Member.member_id == Balance.member_id)
-            .where(Balance.member_id == member_id)
-            .with_for_update(of=Balance)
-        )
-    ).first()
+    conn = await session.connection()  # Core: this is on every write's path
+    row = (await conn.execute(_LOCK_BALANCE, {"p_member_id": member_id})).first()
     if row is None:
         return None
-    return LockedBalance(row.member_id, row.available, row.pending, row.lifetime_earned, row.tier)
+    return LockedBalance(
+        row.member_id,
+        row.available,
+        row.pending,
+        row.debt,
+        row.lifetime_earned,
+        row.growth_value,
+        row.tier,
+    )
 
 
-async def credit(
-    session: AsyncSession,
-    *,
-    member_id: str,
-    points: int,
-    entry_type: str,
-    source_type: str,
-    source_id: str,
-    idempotency_key: str,
-    occurred_at: datetime,
-    reason: str | None = None,
-) -> int:
-    """Credit available points as a new lot; returns the lot id. The caller holds the lock."""
-    lot_id = (
-        await session.execute(
-            Lot.__table__.insert()
-            .values(
-                member_id=member_id,
-                points=points,
-                remaining=points,
-                status="available",
-                source_type=source_type,
-                source_id=source_id,
-                earned_at=occurred_at,
-                available_at=occurred_at,
-                expires_at=None,
+async def lock_member(session: AsyncSession, member_id: str) -> LockedBalance:
+    locked = await lock_balance(session, member_id)
+    if locked is None:
+        raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
+    return locked
+
+
+def expiry_for(earned_at: datetime, months: int) -> datetime | None:
+    """A lot earned at ``earned_at`` expires ``months`` later (0 = never)."""
+    if months <= 0:
+        return None
+    return add_months(earned_at, months)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """Same day and time ``months`` later (clamped to the month's last day: Jan 31 -> Feb 28)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, monthrange(year, month)[1]))
+
+
+def fifo_order() -> tuple[Any, ...]:
+    """Spend order: the lot that expires first, then the oldest, then the lowest id."""
+    return (lots.c.expires_at.asc().nulls_last(), lots.c.earned_at.asc(), lots.c.id.asc())
+
+
+@dataclass
+class Posting:
+    """One operation's ledger changes for one member, whose balance row the caller has locked."""
+
+    session: AsyncSession
+    locked: LockedBalance
+    source_type: str
+    source_id: str
+    occurred_at: datetime
+    reason: str | None = None
+    operator: str | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lot_deltas: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    d_available: int = 0
+    d_pending: int = 0
+    d_debt: int = 0
+    d_lifetime: int = 0
+    d_growth: int = 0
+
+    @property
+    def member_id(self) -> str:
+        return self.locked.member_id
+
+    @property
+    def debt(self) -> int:
+        return self.locked.debt + self.d_debt
+
+    @property
+    def available(self) -> int:
+        return self.locked.available + self.d_available
+
+    @property
+    def pending(self) -> int:
+        return self.locked.pending + self.d_pending
+
+    def entry(
+        self,
+        entry_type: str,
+        key: str,
+        *,
+        points: int = 0,
+        pending: int = 0,
+        debt: int = 0,
+        lot_id: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Append an entry; its lot moves by ``points + pending + debt``."""
+        assert entry_type in m.ENTRY_TYPES
+        self.rows.append(
+            {
+                "member_id": self.member_id,
+                "entry_type": entry_type,
+                "points": points,
+                "pending_delta": pending,
+                "debt_delta": debt,
+                "lot_id": lot_id,
+                "reason": reason if reason is not None else self.reason,
+                "source_type": self.source_type,
+                "source_id": self.source_id,
+                "idempotency_key": key,
+                "operator": self.operator,
+                "occurred_at": self.occurred_at,
+            }
+        )
+        self.d_available += points
+        self.d_pending += pending
+        self.d_debt += debt
+        if lot_id is not None:
+            self.lot_deltas[lot_id] += points + pending + debt
+
+    async def credit(
+        self,
+        points: int,
+        *,
+        key: str,
+        entry_type: str,
+        earned_at: datetime,
+        available_at: datetime,
+        expires_at: datetime | None,
+        pending: bool = False,
+        lifetime: bool = True,
+        growth: bool = False,
+    ) -> int:
+        """A new lot of ``points`` (pending or available) and its entry; returns the lot id."""
+        assert points > 0
+        lot_id = (
+            await self.session.execute(
+                lots.insert()
+                .values(
+                    member_id=self.member_id,
+                    points=points,
+                    remaining=0,
+                    status=m.LOT_PENDING if pending else m.LOT_AVAILABLE,
+                    source_type=self.source_type,
+                    source_id=self.source_id,
+                    earned_at=earned_at,
+                    available_at=available_at,
+                    expires_at=expires_at,
+                )
+                .returning(lots.c.id)
             )
-            .returning(Lot.__table__.c.id)
+        ).scalar_one()
+        if pending:
+            self.entry(entry_type, key, pending=points, lot_id=lot_id)
+        else:
+            self.entry(entry_type, key, points=points, lot_id=lot_id)
+        if lifetime:
+            self.d_lifetime += points
+        if growth:
+            self.d_growth += points
+        return int(lot_id)
+
+    async def sync_lots(self) -> None:
+        """Write the lot changes gathered so far (before reading lots again)."""
+        changes = [{"lot": k, "delta": v} for k, v in self.lot_deltas.items() if v != 0]
+        self.lot_deltas.clear()
+        if not changes:
+            return
+        await self.session.execute(
+            update(lots)
+            .where(lots.c.id == bindparam("lot"))
+            .values(remaining=lots.c.remaining + bindparam("delta")),
+            changes,
         )
-    ).scalar_one()
-    await session.execute(
-        LedgerEntry.__table__.insert().values(
-            member_id=member_id,
-            entry_type=entry_type,
-            points=points,
-            lot_id=lot_id,
-            reason=reason,
-            source_type=source_type,
-            source_id=source_id,
-            idempotency_key=idempotency_key,
-            occurred_at=occurred_at,
+
+    async def spendable_lots(self, now: datetime | None) -> list[tuple[int, int]]:
+        """(lot id, remaining) of available lots in FIFO order; ``now`` hides expired ones."""
+        await self.sync_lots()
+        query = (
+            select(lots.c.id, lots.c.remaining)
+            .where(
+                lots.c.member_id == self.member_id,
+                lots.c.status == m.LOT_AVAILABLE,
+                lots.c.remaining > 0,
+            )
+            .order_by(*fifo_order())
         )
-    )
-    await session.execute(
-        update(Balance)
-        .where(Balance.member_id == member_id)
-        .values(
-            available=Balance.available + points,
-            lifetime_earned=Balance.lifetime_earned + points,
-            growth_value=Balance.growth_value + points,
+        if now is not None:
+            query = query.where(or_(lots.c.expires_at.is_(None), lots.c.expires_at > now))
+        return [(r.id, r.remaining) for r in (await self.session.execute(query)).all()]
+
+    async def spend(self, points: int, *, entry_type: str, key: str, now: datetime) -> int:
+        """Take ``points`` from available lots, FIFO (409 if short); returns the lots used."""
+        candidates = await self.spendable_lots(now)
+        have = sum(r for _, r in candidates)
+        if have < points:
+            raise InsufficientPoints(
+                f"Member {self.member_id!r} has {have} spendable points, {points} needed",
+                available=have,
+                required=points,
+            )
+        left = points
+        used = 0
+        for lot_id, remaining in candidates:
+            if left == 0:
+                break
+            take = min(left, remaining)
+            self.entry(entry_type, f"{key}:lot:{lot_id}", points=-take, lot_id=lot_id)
+            left -= take
+            used += 1
+        return used
+
+    async def claw_back(self, points: int, *, key: str) -> tuple[int, int]:
+        """Take up to ``points`` from any available lots (FIFO); the rest becomes a debt.
+
+        Returns (taken from lots, added to debt).
+        """
+        left = points
+        for lot_id, remaining in await self.spendable_lots(None):
+            if left == 0:
+                break
+            take = min(left, remaining)
+            self.entry(m.REFUND_REVERSAL, f"{key}:lot:{lot_id}", points=-take, lot_id=lot_id)
+            left -= take
+        if left > 0:
+            self.entry(m.REFUND_REVERSAL, f"{key}:debt", points=-left, debt=left)
+        return points - left, left
+
+    async def settle_debt(self, *, key: str) -> int:
+        """Repay an outstanding debt from available lots first; returns what was repaid."""
+        if self.debt <= 0:
+            return 0
+        repaid = 0
+        for lot_id, remaining in await self.spendable_lots(None):
+            if self.debt <= 0:
+                break
+            take = min(self.debt, remaining)
+            self.entry(m.DEBT_REPAYMENT, f"{key}:repay:{lot_id}", debt=-take, lot_id=lot_id)
+            repaid += take
+        return repaid
+
+    async def finish(self) -> BalanceNow:
+        """Write entries, lot changes and the cached balance; returns the new balance."""
+        if self.rows:
+            await self.session.execute(entries.insert(), self.rows)
+        await self.sync_lots()
+        row = (
+            await self.session.execute(
+                update(balances)
+                .where(balances.c.member_id == self.member_id)
+                .values(
+                    available=balances.c.available + self.d_available,
+                    pending=balances.c.pending + self.d_pending,
+                    debt=balances.c.debt + self.d_debt,
+                    lifetime_earned=balances.c.lifetime_earned + self.d_lifetime,
+                    growth_value=balances.c.growth_value + self.d_growth,
+                )
+                .returning(balances.c.available, balances.c.pending, balances.c.debt)
+            )
+        ).one()
+        return BalanceNow(row.available, row.pending, row.debt)
+
+
+async def expiring_soon(
+    session: AsyncSession, member_id: str, now: datetime, limit: int
+) -> list[tuple[int, datetime]]:
+    """The next expiry dates of the member's available points: [(points, expires_at)]."""
+    from sqlalchemy import func
+
+    rows = (
+        await session.execute(
+            select(func.sum(lots.c.remaining).label("points"), lots.c.expires_at)
+            .where(
+                lots.c.member_id == member_id,
+                lots.c.status == m.LOT_AVAILABLE,
+                lots.c.remaining > 0,
+                and_(lots.c.expires_at.is_not(None), lots.c.expires_at > now),
+            )
+            .group_by(lots.c.expires_at)
+            .order_by(lots.c.expires_at)
+            .limit(limit)
         )
-    )
-    return int(lot_id)
+    ).all()
+    return [(int(r.points), r.expires_at) for r in rows]

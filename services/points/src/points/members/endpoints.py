@@ -1,8 +1,10 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Path, Request, status
+from fastapi.responses import JSONResponse
 
 from loyalty_shared.db import Session
+from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
 from points.members import service
 from points.members.schemas import MemberIn, MemberOut, MemberStatus
@@ -18,16 +20,19 @@ router = APIRouter(prefix="/v1/members", tags=["members"])
     responses={200: {"description": "Already enrolled: the existing member", "model": MemberOut}},
 )
 async def enrol_member(
-    body: MemberIn, session: Session, request: Request, response: Response
-) -> MemberOut:
-    member, created = await service.enrol(session, request.app.state.settings, body)
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return member
+    body: MemberIn, session: Session, request: Request, idempotency: Idempotency
+) -> JSONResponse:
+    settings = request.app.state.settings
+
+    async def produce() -> tuple[MemberOut, int]:
+        member, created = await service.enrol(session, settings, body)
+        return member, status.HTTP_201_CREATED if created else status.HTTP_200_OK
+
+    return await idempotency.run(session, body, produce)
 
 
 @router.get("/{member_id}", response_model=MemberStatus, summary="Membership status and balance")
 async def get_member(
-    member_id: Annotated[ClientId, Path()], session: Session
+    member_id: Annotated[ClientId, Path()], session: Session, request: Request
 ) -> MemberStatus:
-    return await service.status(session, member_id)
+    return await service.status(session, request.app.state.settings, member_id)

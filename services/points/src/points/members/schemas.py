@@ -51,9 +51,12 @@ class ExpiringPoints(BaseModel):
 
 
 class BalanceOut(BaseModel):
-    available: int
-    pending: int
-    expiring_soon: list[ExpiringPoints] = []
+    available: int = Field(description="Spendable points; negative only while the member owes")
+    pending: int = Field(description="Points still inside the return window")
+    debt: int = Field(default=0, description="Points owed after refunds of spent points")
+    expiring_soon: list[ExpiringPoints] = Field(
+        default_factory=list, description="The next expiry dates and how much expires on each"
+    )
 
 
 class MemberStatus(BaseModel):
@@ -62,3 +65,4 @@ class MemberStatus(BaseModel):
     enrolled_at: datetime
     balance: BalanceOut
     lifetime_earned: int
+    growth_value: int = 0

@@ -9,9 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from points import events
 from points.errors import MemberNotFound
+from points.ledger import service as ledger
 from points.ledger.models import Balance
 from points.members.models import Member
-from points.members.schemas import BalanceOut, MemberIn, MemberOut, MemberStatus
+from points.members.schemas import (
+    BalanceOut,
+    ExpiringPoints,
+    MemberIn,
+    MemberOut,
+    MemberStatus,
+)
 from points.settings import PointsSettings
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -83,7 +90,13 @@ async def enrol(
     )
 
 
-async def status(session: AsyncSession, member_id: str) -> MemberStatus:
+async def status(
+    session: AsyncSession,
+    settings: PointsSettings,
+    member_id: str,
+    *,
+    now: datetime | None = None,
+) -> MemberStatus:
     row = (
         await session.execute(
             select(Member.member_id, Member.tier, Member.enrolled_at, Balance)
@@ -94,10 +107,19 @@ async def status(session: AsyncSession, member_id: str) -> MemberStatus:
     if row is None:
         raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
     balance: Balance = row.Balance
+    soon = await ledger.expiring_soon(
+        session, member_id, now or datetime.now(UTC), settings.expiring_soon_limit
+    )
     return MemberStatus(
         member_id=row.member_id,
         tier=row.tier,
         enrolled_at=row.enrolled_at,
-        balance=BalanceOut(available=balance.available, pending=balance.pending),
+        balance=BalanceOut(
+            available=balance.available,
+            pending=balance.pending,
+            debt=balance.debt,
+            expiring_soon=[ExpiringPoints(points=p, expires_at=at) for p, at in soon],
+        ),
         lifetime_earned=balance.lifetime_earned,
+        growth_value=balance.growth_value,
     )

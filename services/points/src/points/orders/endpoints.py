@@ -1,8 +1,15 @@
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
+from fastapi.responses import JSONResponse
 
 from loyalty_shared.db import Session
+from points.idempotency.dependencies import Idempotency
+from points.identifiers import ClientId
 from points.orders import service
 from points.orders.schemas import OrderIn, OrderOut
+from points.refunds import service as refunds
+from points.refunds.schemas import RefundIn, RefundOut
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -13,9 +20,43 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
     response_model=OrderOut,
     summary="Record a completed order and earn its points (idempotent by order_id)",
     responses={
-        409: {"description": "order_id already recorded with a different body"},
+        409: {"description": "order_id (or Idempotency-Key) already used with a different body"},
         422: {"description": "Invalid order or unknown member"},
     },
 )
-async def record_order(body: OrderIn, session: Session, request: Request) -> OrderOut:
-    return await service.record_order(session, request.app.state.settings, body)
+async def record_order(
+    body: OrderIn, session: Session, request: Request, idempotency: Idempotency
+) -> JSONResponse:
+    settings = request.app.state.settings
+
+    async def produce() -> tuple[OrderOut, int]:
+        return await service.record_order(session, settings, body), status.HTTP_201_CREATED
+
+    return await idempotency.run(session, body, produce)
+
+
+@router.post(
+    "/{order_id}/refunds",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RefundOut,
+    summary="Refund (part of) an order: its points are reversed proportionally, once per refund_id",
+    responses={
+        404: {"description": "No such order"},
+        409: {"description": "refund_id (or Idempotency-Key) already used with a different body"},
+        422: {"description": "Invalid refund, or refunds above the order amount"},
+    },
+)
+async def refund_order(
+    order_id: Annotated[ClientId, Path()],
+    body: RefundIn,
+    session: Session,
+    request: Request,
+    idempotency: Idempotency,
+) -> JSONResponse:
+    settings = request.app.state.settings
+
+    async def produce() -> tuple[RefundOut, int]:
+        result = await refunds.refund_order(session, settings, order_id, body)
+        return result, status.HTTP_201_CREATED
+
+    return await idempotency.run(session, body, produce)

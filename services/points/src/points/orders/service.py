@@ -1,17 +1,41 @@
-"""Recording completed orders: points earned once per order id."""
+"""Recording completed orders: points earned once per order id (the hot path of every checkout).
+
+Round trips: lock the balance row; one statement of data-modifying CTEs (order,
+lot, entry, balance and the two outbox events). Only a member in debt costs more
+(the repayment entries).
+"""
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    String,
+    Text,
+    bindparam,
+    exists,
+    literal_column,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.outbox import outbox_row
+from loyalty_shared.topics import POINTS_EVENTS
 from points import events
+from points.db import outbox
 from points.errors import IdempotencyConflict, UnknownMember
+from points.ledger import models as lm
 from points.ledger import service as ledger
-from points.orders.models import Order
+from points.ledger.models import balances, entries, lots
+from points.orders.models import orders
 from points.orders.schemas import BalanceSummary, OrderIn, OrderOut
 from points.settings import PointsSettings
 
@@ -26,7 +50,18 @@ def base_points(amount: Decimal, rate: Decimal) -> int:
     return int((amount * rate).to_integral_value(rounding=ROUND_FLOOR))
 
 
-async def record_order(session: AsyncSession, settings: PointsSettings, data: OrderIn) -> OrderOut:
+def earn_key(order_id: str) -> str:
+    return f"order:{order_id}:earn"
+
+
+async def record_order(
+    session: AsyncSession,
+    settings: PointsSettings,
+    data: OrderIn,
+    *,
+    now: datetime | None = None,
+) -> OrderOut:
+    now = now or datetime.now(UTC)
     fingerprint = request_fingerprint(data)
     locked = await ledger.lock_balance(session, data.member_id)
     if locked is None:
@@ -35,53 +70,24 @@ async def record_order(session: AsyncSession, settings: PointsSettings, data: Or
             errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
         )
     points = base_points(data.amount, settings.earn_rate)
+    available_at = data.occurred_at + timedelta(days=settings.pending_days)
+    pending = points > 0 and available_at > now
+    expires_at = ledger.expiry_for(data.occurred_at, settings.expiry_months)
     response = OrderOut(
         order_id=data.order_id,
         member_id=data.member_id,
         points_earned=points,
-        points_pending=0,
+        points_pending=points if pending else 0,
         campaigns_applied=[],
-        balance=BalanceSummary(available=locked.available + points, pending=locked.pending),
+        balance=BalanceSummary(
+            available=locked.available + (0 if pending else points),
+            pending=locked.pending + (points if pending else 0),
+        ),
         tier=locked.tier,
         tier_changed=False,
     )
     currency = data.currency or settings.default_currency
-    inserted = (
-        await session.execute(
-            insert(Order)
-            .values(
-                order_id=data.order_id,
-                member_id=data.member_id,
-                amount=data.amount,
-                currency=currency,
-                discount_amount=data.discount_amount,
-                coupon_used=data.coupon_used,
-                channel=data.channel,
-                items=[i.model_dump(mode="json") for i in data.items],
-                occurred_at=data.occurred_at,
-                points_earned=points,
-                request_hash=fingerprint,
-                response=response.model_dump(mode="json"),
-            )
-            .on_conflict_do_nothing(index_elements=[Order.order_id])
-            .returning(Order.order_id)
-        )
-    ).first()
-    if inserted is None:
-        return await _replay(session, data, fingerprint)
-
-    if points > 0:
-        await ledger.credit(
-            session,
-            member_id=data.member_id,
-            points=points,
-            entry_type="earn",
-            source_type="order",
-            source_id=data.order_id,
-            idempotency_key=f"order:{data.order_id}:earn",
-            occurred_at=data.occurred_at,
-            reason="purchase",
-        )
+    items = [i.model_dump(mode="json") for i in data.items]
     order_event = events.points_event(
         events.ORDER_RECORDED,
         data.member_id,
@@ -93,9 +99,10 @@ async def record_order(session: AsyncSession, settings: PointsSettings, data: Or
             "discount_amount": str(data.discount_amount),
             "coupon_used": data.coupon_used,
             "channel": data.channel,
-            "items": [i.model_dump(mode="json") for i in data.items],
+            "items": items,
             "occurred_at": data.occurred_at.isoformat(),
             "points_earned": points,
+            "points_pending": response.points_pending,
         },
         time=data.occurred_at,
     )
@@ -105,21 +112,234 @@ async def record_order(session: AsyncSession, settings: PointsSettings, data: Or
         {
             "member_id": data.member_id,
             "points": points,
+            "pending": pending,
+            "available_at": available_at.isoformat(),
+            "expires_at": expires_at.isoformat() if expires_at else None,
             "source_type": "order",
             "source_id": data.order_id,
             "occurred_at": data.occurred_at.isoformat(),
             "balance_available": response.balance.available,
+            "balance_pending": response.balance.pending,
         },
         time=data.occurred_at,
     )
-    await events.publish(session, order_event, earned_event)
+    inserted, lot_id = await _write_order(
+        session,
+        data,
+        currency=currency,
+        items=items,
+        points=points,
+        pending=pending,
+        available_at=available_at,
+        expires_at=expires_at,
+        fingerprint=fingerprint,
+        response=response.model_dump(mode="json"),
+        outbox_rows=[outbox_row(POINTS_EVENTS, e) for e in (order_event, earned_event)],
+    )
+    if not inserted:
+        return await _replay(session, data, fingerprint)
+
+    if lot_id is not None and not pending and locked.debt > 0:
+        # the member owes points from an earlier refund: this credit repays it first
+        posting = ledger.Posting(session, locked, "order", data.order_id, data.occurred_at)
+        await posting.settle_debt(key=earn_key(data.order_id))
+        await posting.finish()
+
     return response
+
+
+def _order_statements() -> tuple[Any, Any]:
+    """Built once: (order without points, order + lot + entry + balance) as data-modifying CTEs.
+
+    Every value is a bound parameter, so a request only binds and executes them.
+    """
+    at = DateTime(timezone=True)
+    order_cte = (
+        insert(orders)
+        .values(
+            order_id=bindparam("p_order_id"),
+            member_id=bindparam("p_member_id"),
+            amount=bindparam("p_amount"),
+            currency=bindparam("p_currency"),
+            discount_amount=bindparam("p_discount_amount"),
+            coupon_used=bindparam("p_coupon_used"),
+            channel=bindparam("p_channel"),
+            items=bindparam("p_items"),
+            occurred_at=bindparam("p_occurred_at"),
+            points_earned=bindparam("p_points"),
+            request_hash=bindparam("p_request_hash"),
+            response=bindparam("p_response"),
+        )
+        .on_conflict_do_nothing(index_elements=[orders.c.order_id])
+        .returning(orders.c.order_id)
+        .cte("new_order")
+    )
+    event_columns = ["event_id", "topic", "key", "event_type", "payload", "headers"]
+    event_types = {"payload": JSONB, "headers": JSONB}
+    outbox_cte = (
+        insert(outbox)
+        .from_select(
+            event_columns,
+            union_all(
+                *[
+                    select(
+                        *[
+                            bindparam(f"p_ev{i}_{col}", type_=event_types.get(col, Text))
+                            for col in event_columns
+                        ]
+                    ).select_from(order_cte)
+                    for i in range(2)
+                ]
+            ),
+        )
+        .cte("new_events")
+    )
+    without_points = select(order_cte.c.order_id).add_cte(outbox_cte)
+
+    lot_cte = (
+        insert(lots)
+        .from_select(
+            [
+                "member_id",
+                "points",
+                "remaining",
+                "status",
+                "source_type",
+                "source_id",
+                "earned_at",
+                "available_at",
+                "expires_at",
+            ],
+            select(
+                bindparam("p_member_id", type_=String),
+                bindparam("p_points", type_=BigInteger),
+                bindparam("p_points", type_=BigInteger),
+                bindparam("p_lot_status", type_=String),
+                literal_column("'order'", String),
+                order_cte.c.order_id,
+                bindparam("p_occurred_at", type_=at),
+                bindparam("p_available_at", type_=at),
+                bindparam("p_expires_at", type_=at),
+            ),
+        )
+        .returning(lots.c.id, lots.c.source_id)
+        .cte("new_lot")
+    )
+    entry_cte = (
+        insert(entries)
+        .from_select(
+            [
+                "member_id",
+                "entry_type",
+                "points",
+                "pending_delta",
+                "lot_id",
+                "reason",
+                "source_type",
+                "source_id",
+                "idempotency_key",
+                "occurred_at",
+            ],
+            select(
+                bindparam("p_member_id", type_=String),
+                bindparam("p_entry_type", type_=String),
+                bindparam("p_d_available", type_=BigInteger),
+                bindparam("p_d_pending", type_=BigInteger),
+                lot_cte.c.id,
+                literal_column("'purchase'", Text),
+                literal_column("'order'", String),
+                lot_cte.c.source_id,
+                bindparam("p_earn_key", type_=Text),
+                bindparam("p_occurred_at", type_=at),
+            ),
+        )
+        .cte("new_entry")
+    )
+    balance_cte = (
+        update(balances)
+        .where(
+            balances.c.member_id == bindparam("p_member_id", type_=String),
+            exists(select(order_cte.c.order_id)),
+        )
+        .values(
+            available=balances.c.available + bindparam("p_d_available", type_=BigInteger),
+            pending=balances.c.pending + bindparam("p_d_pending", type_=BigInteger),
+            lifetime_earned=balances.c.lifetime_earned + bindparam("p_points", type_=BigInteger),
+            growth_value=balances.c.growth_value + bindparam("p_points", type_=BigInteger),
+        )
+        .returning(balances.c.member_id)
+        .cte("new_balance")
+    )
+    with_points = (
+        select(order_cte.c.order_id, lot_cte.c.id)
+        .select_from(order_cte.outerjoin(lot_cte, true()))
+        .add_cte(entry_cte, balance_cte, outbox_cte)
+    )
+    return without_points, with_points
+
+
+_ORDER_ONLY, _ORDER_AND_CREDIT = _order_statements()
+
+
+async def _write_order(
+    session: AsyncSession,
+    data: OrderIn,
+    *,
+    currency: str,
+    items: list[dict[str, Any]],
+    points: int,
+    pending: bool,
+    available_at: datetime,
+    expires_at: datetime | None,
+    fingerprint: str,
+    response: dict[str, Any],
+    outbox_rows: list[dict[str, Any]],
+) -> tuple[bool, int | None]:
+    """One statement: the order (unless its id exists), its lot, entry, balance and events.
+
+    Returns (order inserted, lot id). When the order id exists nothing else is written.
+    """
+    conn = await session.connection()  # Core on the request's transaction: no ORM layer
+    params: dict[str, Any] = {
+        "p_order_id": data.order_id,
+        "p_member_id": data.member_id,
+        "p_amount": data.amount,
+        "p_currency": currency,
+        "p_discount_amount": data.discount_amount,
+        "p_coupon_used": data.coupon_used,
+        "p_channel": data.channel,
+        "p_items": items,
+        "p_occurred_at": data.occurred_at,
+        "p_points": points,
+        "p_request_hash": fingerprint,
+        "p_response": response,
+    }
+    for i, event_row in enumerate(outbox_rows):
+        params.update({f"p_ev{i}_{col}": value for col, value in event_row.items()})
+    if points <= 0:
+        row = (await conn.execute(_ORDER_ONLY, params)).first()
+        return row is not None, None
+    params.update(
+        p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
+        p_available_at=available_at,
+        p_expires_at=expires_at,
+        p_entry_type=lm.PENDING if pending else lm.EARN,
+        p_d_available=0 if pending else points,
+        p_d_pending=points if pending else 0,
+        p_earn_key=earn_key(data.order_id),
+    )
+    row = (await conn.execute(_ORDER_AND_CREDIT, params)).first()
+    if row is None:
+        return False, None
+    return True, int(row.id)
 
 
 async def _replay(session: AsyncSession, data: OrderIn, fingerprint: str) -> OrderOut:
     existing = (
         await session.execute(
-            select(Order.request_hash, Order.response).where(Order.order_id == data.order_id)
+            select(orders.c.request_hash, orders.c.response).where(
+                orders.c.order_id == data.order_id
+            )
         )
     ).one()
     if existing.request_hash != fingerprint:

@@ -1,70 +1,486 @@
-"""Consumers that fold other services' events into profiles (idempotency is the inbox's job)."""
+"""Consumers that fold other services' events into profiles.
 
+Idempotency: the inbox runs each event id once; orders and refunds are also
+keyed by their natural ids (order_id, refund_id), so a re-published event with
+a new id is still counted once. Order tolerance: first/last times use
+least/greatest, the points balance and the tier keep the newest by event time.
+Optional fields may be missing. After each event the member's rule tags and
+segment memberships are brought up to date (segments.service.refresh_member).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Numeric, case, cast, func, literal_column, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.events import CloudEvent
-from segmentation.profiles.models import Profile
+from segmentation.privacy.service import erase_member
+from segmentation.profiles.models import (
+    MemberActivity,
+    MemberOrder,
+    OrderRefund,
+    Profile,
+    TierChange,
+)
+from segmentation.segments.service import refresh_member, refresh_members
+
+PROFILES: Any = Profile.__table__
+MO: Any = MemberOrder.__table__
+P = PROFILES.c
+
+
+def _time(data: dict[str, Any], event: CloudEvent, *keys: str) -> datetime:
+    for key in keys:
+        raw = data.get(key)
+        if raw:
+            value = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
+            if value.tzinfo is not None:
+                return value
+    return event.time
+
+
+def _money(raw: Any, default: str = "0") -> Decimal:
+    if raw is None or raw == "":
+        return Decimal(default)
+    try:
+        return Decimal(str(raw))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal amount: {raw!r}") from exc
+
+
+def _member(data: dict[str, Any], event: CloudEvent) -> str:
+    member = data.get("member_id") or event.subject
+    if not member:
+        raise ValueError(f"{event.type} without member_id")
+    return str(member)
+
+
+async def _ensure_profile(session: AsyncSession, member_id: str) -> None:
+    await session.execute(
+        insert(Profile)
+        .values(member_id=member_id)
+        .on_conflict_do_nothing(index_elements=[Profile.member_id])
+    )
+
+
+async def _bump(session: AsyncSession, member_id: str, **values: Any) -> None:
+    """Create the profile if needed, then apply ``values`` (SQL expressions) to it."""
+    await _ensure_profile(session, member_id)
+    await session.execute(
+        update(Profile)
+        .where(Profile.member_id == member_id)
+        .values(updated_at=func.clock_timestamp(), **values)
+    )
 
 
 async def on_member_enrolled(session: AsyncSession, event: CloudEvent) -> None:
     data = event.data
-    stmt = insert(Profile).values(
-        member_id=data["member_id"],
-        enrolled_at=datetime.fromisoformat(data["enrolled_at"]),
-        tier=data.get("tier"),
+    member = _member(data, event)
+    enrolled = _time(data, event, "enrolled_at")
+    tier = data.get("tier")
+    await _bump(
+        session,
+        member,
+        enrolled_at=func.least(P.enrolled_at, enrolled),
+        timezone=func.coalesce(data.get("timezone"), P.timezone),
+    )
+    if tier:
+        await _set_tier(session, member, str(tier), enrolled, event.id)
+    await refresh_member(session, member, event.type)
+
+
+async def _set_tier(
+    session: AsyncSession, member: str, tier: str, at: datetime, event_id: str
+) -> None:
+    await session.execute(
+        insert(TierChange)
+        .values(event_id=event_id, member_id=member, tier=tier, changed_at=at)
+        .on_conflict_do_nothing()
     )
     await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Profile.member_id],
-            set_={"enrolled_at": stmt.excluded.enrolled_at, "updated_at": func.now()},
+        update(Profile)
+        .where(
+            Profile.member_id == member,
+            (P.tier_changed_at.is_(None)) | (P.tier_changed_at <= at),
         )
+        .values(tier=tier, tier_changed_at=at)
     )
+
+
+async def on_tier_changed(session: AsyncSession, event: CloudEvent) -> None:
+    data = event.data
+    member = _member(data, event)
+    tier = data.get("to_tier") or data.get("tier")
+    if not tier:
+        raise ValueError("tier.changed without to_tier")
+    await _ensure_profile(session, member)
+    await _set_tier(
+        session, member, str(tier), _time(data, event, "occurred_at", "changed_at"), event.id
+    )
+    await refresh_member(session, member, event.type)
+
+
+def _order_row(event: CloudEvent) -> dict[str, Any]:
+    data = event.data
+    member = _member(data, event)
+    discount = _money(data.get("discount_amount"))
+    items = data.get("items") or []
+    prices = [_money(i.get("unit_price")) for i in items if i.get("unit_price") is not None]
+    channel = data.get("channel")
+    return {
+        "order_id": str(data.get("order_id") or event.id),
+        "member_id": member,
+        "amount": _money(data.get("amount")),
+        "currency": data.get("currency"),
+        "discount_amount": discount,
+        "coupon_used": bool(data.get("coupon_used")) or discount > 0,
+        "channel": str(channel) if channel else None,
+        "categories": sorted({str(i["category"]) for i in items if i.get("category")}),
+        "max_unit_price": max(prices) if prices else None,
+        "occurred_at": _time(data, event, "occurred_at"),
+    }
+
+
+def _merged(name: str) -> Any:
+    """In an upsert: the sorted set union of the row's text array and the incoming one."""
+    return literal_column(
+        f"ARRAY(SELECT DISTINCT v FROM unnest(profiles.{name} || excluded.{name}) AS v ORDER BY v)"
+    )
+
+
+async def on_orders_recorded(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Set-based: one insert of the orders, one upsert of the profiles they touch.
+
+    An order_id already known (or twice in the batch) counts once.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        row = _order_row(event)
+        rows.setdefault(row["order_id"], row)
+    if not rows:
+        return
+    inserted = set(
+        (
+            await session.execute(
+                insert(MO)
+                .on_conflict_do_nothing(index_elements=[MO.c.order_id])
+                .returning(MO.c.order_id),
+                list(rows.values()),
+            )
+        ).scalars()
+    )
+    totals: dict[str, dict[str, Any]] = {}
+    for order_id in inserted:
+        row = rows[order_id]
+        t = totals.setdefault(
+            row["member_id"],
+            {
+                "member_id": row["member_id"],
+                "order_count": 0,
+                "gross_spend": Decimal(0),
+                "total_spend": Decimal(0),
+                "first_order_at": row["occurred_at"],
+                "last_order_at": row["occurred_at"],
+                "coupon_order_count": 0,
+                "discount_total": Decimal(0),
+                "categories": set(),
+                "channels": set(),
+            },
+        )
+        t["order_count"] += 1
+        t["gross_spend"] += row["amount"]
+        t["total_spend"] += row["amount"]
+        t["first_order_at"] = min(t["first_order_at"], row["occurred_at"])
+        t["last_order_at"] = max(t["last_order_at"], row["occurred_at"])
+        t["coupon_order_count"] += 1 if row["coupon_used"] else 0
+        t["discount_total"] += row["discount_amount"]
+        t["categories"].update(row["categories"])
+        if row["channel"]:
+            t["channels"].add(row["channel"])
+    if not totals:
+        return
+    values = [
+        {**t, "categories": sorted(t["categories"]), "channels": sorted(t["channels"])}
+        for t in totals.values()
+    ]
+    stmt = insert(PROFILES)
+    new = stmt.excluded
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[P.member_id],
+            set_={
+                "order_count": P.order_count + new.order_count,
+                "gross_spend": P.gross_spend + new.gross_spend,
+                "total_spend": P.total_spend + new.total_spend,
+                "first_order_at": func.least(P.first_order_at, new.first_order_at),
+                "last_order_at": func.greatest(P.last_order_at, new.last_order_at),
+                "coupon_order_count": P.coupon_order_count + new.coupon_order_count,
+                "discount_total": P.discount_total + new.discount_total,
+                "categories": _merged("categories"),
+                "channels": _merged("channels"),
+                "updated_at": func.clock_timestamp(),
+            },
+        ),
+        values,
+    )
+    await refresh_members(session, sorted(totals), events[-1].type)
 
 
 async def on_order_recorded(session: AsyncSession, event: CloudEvent) -> None:
+    await on_orders_recorded(session, [event])
+
+
+async def on_order_refunded(session: AsyncSession, event: CloudEvent) -> None:
     data = event.data
-    occurred = datetime.fromisoformat(data["occurred_at"])
-    amount = Decimal(data["amount"])
-    stmt = insert(Profile).values(
-        member_id=data["member_id"],
-        order_count=1,
-        total_spend=amount,
-        first_order_at=occurred,
-        last_order_at=occurred,
+    member = _member(data, event)
+    amount = _money(data.get("amount"))
+    order_id = str(data.get("order_id") or "")
+    refund_id = str(data.get("refund_id") or event.id)
+    inserted = (
+        await session.execute(
+            insert(OrderRefund)
+            .values(
+                refund_id=refund_id,
+                order_id=order_id,
+                member_id=member,
+                amount=amount,
+                occurred_at=_time(data, event, "occurred_at", "refunded_at"),
+            )
+            .on_conflict_do_nothing(index_elements=[OrderRefund.refund_id])
+            .returning(OrderRefund.refund_id)
+        )
+    ).scalar_one_or_none()
+    if inserted is None:
+        return
+    await _bump(
+        session,
+        member,
+        refunded_amount=P.refunded_amount + amount,
+        refund_count=P.refund_count + 1,
+        total_spend=P.total_spend - amount,
+    )
+    await refresh_member(session, member, event.type)
+
+
+async def _points_balance(
+    session: AsyncSession, event: CloudEvent, member: str, **values: Any
+) -> None:
+    data = event.data
+    at = _time(data, event, "occurred_at")
+    await _bump(session, member, **values)
+    balance = _balance(data)
+    if balance is not None:
+        await session.execute(
+            update(Profile)
+            .where(
+                Profile.member_id == member,
+                (P.points_balance_at.is_(None)) | (P.points_balance_at <= at),
+            )
+            .values(points_balance=balance, points_balance_at=at)
+        )
+    await refresh_member(session, member, event.type)
+
+
+def _balance(data: dict[str, Any]) -> int | None:
+    balance = data.get("balance_available", data.get("balance"))
+    if isinstance(balance, dict):
+        balance = balance.get("available")
+    return int(balance) if balance is not None else None
+
+
+def _points(data: dict[str, Any]) -> int:
+    raw = data.get("points", data.get("points_spent", 0))
+    return abs(int(raw or 0))
+
+
+async def on_points_earned_batch(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Set-based: points summed per member; the newest balance (by occurred_at) wins."""
+    totals: dict[str, dict[str, Any]] = {}
+    for event in events:
+        member = _member(event.data, event)
+        t = totals.setdefault(
+            member,
+            {
+                "member_id": member,
+                "points_earned": 0,
+                "points_balance": None,
+                "points_balance_at": None,
+            },
+        )
+        t["points_earned"] += _points(event.data)
+        balance = _balance(event.data)
+        at = _time(event.data, event, "occurred_at")
+        if balance is not None and (t["points_balance_at"] is None or at >= t["points_balance_at"]):
+            t["points_balance"], t["points_balance_at"] = balance, at
+    values = [{**t, "points_balance": t["points_balance"] or 0} for t in totals.values()]
+    stmt = insert(PROFILES)
+    new = stmt.excluded
+    newer = new.points_balance_at.is_not(None) & (
+        P.points_balance_at.is_(None) | (P.points_balance_at <= new.points_balance_at)
     )
     await session.execute(
         stmt.on_conflict_do_update(
-            index_elements=[Profile.member_id],
+            index_elements=[P.member_id],
             set_={
-                "order_count": Profile.order_count + 1,
-                "total_spend": Profile.total_spend + amount,
-                "first_order_at": func.least(Profile.first_order_at, occurred),
-                "last_order_at": func.greatest(Profile.last_order_at, occurred),
-                "updated_at": func.now(),
+                "points_earned": P.points_earned + new.points_earned,
+                "points_balance": case((newer, new.points_balance), else_=P.points_balance),
+                "points_balance_at": case(
+                    (newer, new.points_balance_at), else_=P.points_balance_at
+                ),
+                "updated_at": func.clock_timestamp(),
             },
-        )
+        ),
+        values,
     )
+    await refresh_members(session, sorted(totals), events[-1].type)
 
 
 async def on_points_earned(session: AsyncSession, event: CloudEvent) -> None:
-    data = event.data
-    points = int(data["points"])
-    stmt = insert(Profile).values(member_id=data["member_id"], points_earned=points)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Profile.member_id],
-            set_={"points_earned": Profile.points_earned + points, "updated_at": func.now()},
-        )
+    await on_points_earned_batch(session, [event])
+
+
+async def on_points_redeemed(session: AsyncSession, event: CloudEvent) -> None:
+    member = _member(event.data, event)
+    await _activity(session, event, member, "redemption")
+    await _points_balance(
+        session, event, member, points_redeemed=P.points_redeemed + _points(event.data)
     )
 
 
-HANDLERS = {
+async def on_points_expired(session: AsyncSession, event: CloudEvent) -> None:
+    member = _member(event.data, event)
+    await _points_balance(
+        session, event, member, points_expired=P.points_expired + _points(event.data)
+    )
+
+
+async def on_points_balance_only(session: AsyncSession, event: CloudEvent) -> None:
+    """adjusted / reversed / matured / redemption_cancelled: only the balance moves here."""
+    await _points_balance(session, event, _member(event.data, event))
+
+
+async def _activity(
+    session: AsyncSession, event: CloudEvent, member: str, kind: str, at: datetime | None = None
+) -> None:
+    await session.execute(
+        insert(MemberActivity)
+        .values(
+            event_id=event.id,
+            member_id=member,
+            kind=kind,
+            occurred_at=at or _time(event.data, event, "occurred_at"),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+_INTERACTION_COUNTERS = {
+    "review": "reviews",
+    "share": "shares",
+    "check_in": "check_ins",
+    "checkin": "check_ins",
+    "login": "logins",
+    "page_view": "page_views",
+    "activity": "activities",
+    "referral": "referrals",
+}
+
+
+async def on_interaction(session: AsyncSession, event: CloudEvent) -> None:
+    data = event.data
+    member = _member(data, event)
+    kind = str(data.get("type") or "activity").lower()
+    counter = _INTERACTION_COUNTERS.get(kind, "activities")
+    at = _time(data, event, "occurred_at")
+    await _activity(session, event, member, kind, at)
+    await _bump(
+        session,
+        member,
+        **{counter: P[counter] + 1},
+        last_interaction_at=func.greatest(P.last_interaction_at, at),
+    )
+    await refresh_member(session, member, event.type)
+
+
+async def on_check_in(session: AsyncSession, event: CloudEvent) -> None:
+    member = _member(event.data, event)
+    at = _time(event.data, event, "occurred_at", "checked_in_at")
+    await _activity(session, event, member, "check_in", at)
+    await _bump(
+        session,
+        member,
+        check_ins=P.check_ins + 1,
+        last_interaction_at=func.greatest(P.last_interaction_at, at),
+    )
+    await refresh_member(session, member, event.type)
+
+
+async def on_complaint_opened(session: AsyncSession, event: CloudEvent) -> None:
+    member = _member(event.data, event)
+    at = _time(event.data, event, "opened_at", "occurred_at", "created_at")
+    await _activity(session, event, member, "complaint", at)
+    await _bump(
+        session,
+        member,
+        complaints=P.complaints + 1,
+        first_complaint_at=func.least(P.first_complaint_at, at),
+    )
+    await refresh_member(session, member, event.type)
+
+
+async def on_survey_completed(session: AsyncSession, event: CloudEvent) -> None:
+    data = event.data
+    member = _member(data, event)
+    await _activity(
+        session, event, member, "survey", _time(data, event, "occurred_at", "completed_at")
+    )
+    values: dict[str, Any] = {"surveys": P.surveys + 1}
+    if data.get("nps") is not None:
+        values["nps_last"] = int(data["nps"])
+    if data.get("csat") is not None:
+        csat = _money(data["csat"])
+        values["csat_sum"] = P.csat_sum + cast(csat, Numeric)
+        values["csat_count"] = P.csat_count + 1
+    await _bump(session, member, **values)
+    await refresh_member(session, member, event.type)
+
+
+async def on_member_erased(session: AsyncSession, event: CloudEvent) -> None:
+    await erase_member(session, _member(event.data, event))
+
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
+
+# The high-volume types, applied set-based once per consumed batch (their effects
+# commute with every other handler's: sums, least/greatest, newest-wins).
+BATCH_HANDLERS: dict[str, BatchHandler] = {
+    "loyalty.order.recorded.v1": on_orders_recorded,
+    "loyalty.points.earned.v1": on_points_earned_batch,
+}
+
+HANDLERS: dict[str, Handler] = {
     "loyalty.member.enrolled.v1": on_member_enrolled,
+    "loyalty.member.erased.v1": on_member_erased,
+    "loyalty.tier.changed.v1": on_tier_changed,
     "loyalty.order.recorded.v1": on_order_recorded,
+    "loyalty.order.refunded.v1": on_order_refunded,
     "loyalty.points.earned.v1": on_points_earned,
+    "loyalty.points.redeemed.v1": on_points_redeemed,
+    "loyalty.points.expired.v1": on_points_expired,
+    "loyalty.points.adjusted.v1": on_points_balance_only,
+    "loyalty.points.reversed.v1": on_points_balance_only,
+    "loyalty.points.matured.v1": on_points_balance_only,
+    "loyalty.points.redemption_cancelled.v1": on_points_balance_only,
+    "loyalty.interaction.recorded.v1": on_interaction,
+    "loyalty.member.checked_in.v1": on_check_in,
+    "loyalty.complaint.opened.v1": on_complaint_opened,
+    "loyalty.survey.completed.v1": on_survey_completed,
 }

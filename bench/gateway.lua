@@ -1,0 +1,29 @@
+-- wrk script for bench/gateway.py: GET /v1/members/{id} or POST /v1/orders (unique order ids).
+-- args: <get|orders> <prefix> <members> <bearer token or "-">
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  mode = args[1]
+  prefix = args[2] .. "-" .. tid .. "-"
+  members = tonumber(args[3])
+  headers = {["Content-Type"] = "application/json"}
+  if args[4] ~= "-" then headers["Authorization"] = "Bearer " .. args[4] end
+end
+
+function request()
+  counter = counter + 1
+  local member = "bench-m-" .. (counter % members)
+  if mode == "get" then
+    return wrk.format("GET", "/v1/members/" .. member, headers)
+  end
+  local body = string.format(
+    '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"2026-11-01T10:00:00+08:00"}',
+    prefix, counter, member)
+  return wrk.format("POST", "/v1/orders", headers, body)
+end

@@ -1,0 +1,387 @@
+"""Segmentation service benchmarks (issue 5), in one run; prints a table, writes bench/results/.
+
+1. Consumer throughput: N order events produced to loyalty.points.events, then the
+   real EventConsumer (batched, inbox + handlers) drains them; events/s.
+   Run twice: with no tags/segments, and with 5 rule tags + 3 segments defined.
+   Target >= 5,000 events/s.
+2. Profile freshness: events produced at a steady rate while the consumer runs;
+   latency = profile.updated_at (commit-side clock) - send time; p50/p95/max.
+   Target p95 <= 5 s.
+3. Full recompute for P synthetic profiles (default 1,000,000, BENCH_PROFILES)
+   against one hand-written SQL pass doing the RFM work (cume_dist R/F/M, named
+   segment, written to profiles). Target: the recompute's RFM-equivalent stages
+   (orders -> stats -> ranks -> scores -> write) <= 2x the hand-written pass.
+Embedded Postgres with durable settings and the Tansu broker (harness.infra()).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from harness import PYTHON, ROOT, infra, service_env, write_table
+
+# This file is named like the service's package: take its folder off the import path so
+# that `import segmentation` (here and in `python -m segmentation` below) is the service.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if p not in {"", ".", _HERE}]
+
+from aiokafka import AIOKafkaProducer  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from loyalty_shared.db import create_engine, create_sessionmaker  # noqa: E402
+from loyalty_shared.kafka import ensure_topics  # noqa: E402
+from loyalty_shared.testing import background  # noqa: E402
+from loyalty_shared.topics import POINTS_EVENTS, all_topics  # noqa: E402
+from segmentation.analytics.recompute import recompute  # noqa: E402
+from segmentation.settings import SegmentationSettings  # noqa: E402
+from segmentation.testing_events import order  # noqa: E402
+from segmentation.worker import build_consumer  # noqa: E402
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "50000"))
+PROFILES = int(os.environ.get("BENCH_PROFILES", "1000000"))
+FRESHNESS_EVENTS = int(os.environ.get("BENCH_FRESHNESS_EVENTS", "3000"))
+FRESHNESS_RATE = float(os.environ.get("BENCH_FRESHNESS_RATE", "500"))  # events/s
+AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
+
+RULE_TAGS = [
+    ("big", "total_spend > 500"),
+    ("frequent", "order_count >= 5"),
+    ("couponer", "coupon_share >= 0.5"),
+    ("shoes", 'categories contains "shoes"'),
+    ("app", 'channels contains "app"'),
+]
+SEGMENTS = [
+    ("big buyers", 'tags contains "big" and order_count >= 2'),
+    ("app shoes", 'channels contains "app" and categories contains "shoes"'),
+    ("one timers", "order_count = 1"),
+]
+
+
+def _order_events(n: int, members: int, prefix: str) -> list[bytes]:
+    out = []
+    for i in range(n):
+        m = f"{prefix}-{i % members}"
+        day = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=7 * i)
+        channel = "app" if i % 3 else "web"
+        event = order(m, day.strftime("%Y-%m-%dT%H:%M"), f"{10 + i % 90}.00", channel=channel)
+        out.append(event.to_json_bytes())
+    return out
+
+
+async def _produce(settings: SegmentationSettings, payloads: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(POINTS_EVENTS, v, key=k.encode()) for k, v in payloads]
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _scalar(sessionmaker: Any, sql: str, **params: Any) -> int:
+    async with sessionmaker() as s:
+        return int((await s.execute(text(sql), params)).scalar_one())
+
+
+async def _until(check: Any, interval: float = 0.05) -> None:
+    while not await check():  # noqa: ASYNC110 - polling the database, not an in-process event
+        await asyncio.sleep(interval)
+
+
+async def throughput(settings: SegmentationSettings, sessionmaker: Any) -> float:
+    """Events/s of the service's consumer draining EVENTS order events.
+
+    The events are produced first; then a consumer with a new group drains the topic.
+    The clock runs from the first of these events in the inbox (database clock) to the
+    moment all of them are there, so the group join is not counted.
+    """
+    prefix = f"tp-{uuid.uuid4().hex[:6]}"
+    members = max(EVENTS // 5, 1)
+    raw = _order_events(EVENTS, members, prefix)
+    await _produce(settings, [(f"{prefix}-{i % members}", v) for i, v in enumerate(raw)])
+    before = await _scalar(sessionmaker, "SELECT count(*) FROM inbox")
+    async with sessionmaker() as s:
+        mark = (await s.execute(text("SELECT clock_timestamp()"))).scalar_one()
+    consumer = build_consumer(settings, sessionmaker, group_id=f"bench-{uuid.uuid4().hex[:8]}")
+
+    async def drained() -> bool:
+        done = await _scalar(sessionmaker, "SELECT count(*) FROM inbox") - before
+        return done >= EVENTS
+
+    async with background(consumer.run):
+        await _until(drained, 0.02)
+        async with sessionmaker() as s:
+            first, end = (
+                await s.execute(
+                    text(
+                        "SELECT min(processed_at), clock_timestamp() FROM inbox "
+                        "WHERE processed_at >= :mark"
+                    ),
+                    {"mark": mark},
+                )
+            ).one()
+    return float(EVENTS / (end - first).total_seconds())
+
+
+async def freshness(settings: SegmentationSettings, sessionmaker: Any) -> list[float]:
+    prefix = f"fr-{uuid.uuid4().hex[:6]}"
+    consumer = build_consumer(
+        settings, sessionmaker, group_id=f"bench-fresh-{uuid.uuid4().hex[:8]}"
+    )
+    sent: dict[str, datetime] = {}
+    count_sql = "SELECT count(*) FROM profiles WHERE member_id LIKE :p"
+    async with background(consumer.run):
+        # let the group join and skip through the topic's earlier events first
+        marker = f"{prefix}-warmup"
+        await _produce(settings, [(marker, order(marker, "2025-01-01", "1.00").to_json_bytes())])
+
+        async def warm() -> bool:
+            return await _scalar(sessionmaker, count_sql, p=marker) == 1
+
+        await _until(warm)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            interval = 1.0 / FRESHNESS_RATE
+            t0 = time.perf_counter()
+            for i in range(FRESHNESS_EVENTS):
+                m = f"{prefix}-{i}"
+                payload = order(m, "2025-06-01", "25.00").to_json_bytes()
+                sent[m] = datetime.now(UTC)
+                await producer.send(POINTS_EVENTS, payload, key=m.encode())
+                delay = t0 + (i + 1) * interval - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+        async def all_there() -> bool:
+            n = await _scalar(sessionmaker, count_sql, p=f"{prefix}-%")
+            return n >= FRESHNESS_EVENTS + 1
+
+        await _until(all_there, 0.1)
+    async with sessionmaker() as s:
+        rows = (
+            await s.execute(
+                text("SELECT member_id, updated_at FROM profiles WHERE member_id LIKE :p"),
+                {"p": f"{prefix}-%"},
+            )
+        ).all()
+    return sorted(
+        (r.updated_at - sent[r.member_id]).total_seconds() for r in rows if r.member_id in sent
+    )
+
+
+_SYNTHETIC = """
+INSERT INTO profiles (member_id, enrolled_at, tier)
+SELECT 'p' || g, timestamptz '2023-01-01' + (g % 700) * interval '1 day', 'bronze'
+FROM generate_series(1, :n) g;
+INSERT INTO member_orders (order_id, member_id, amount, coupon_used, discount_amount, channel,
+                           categories, occurred_at)
+SELECT 'o' || g || '-' || k, 'p' || g, (10 + (g * 7 + k * 13) % 490)::numeric(16, 2),
+       (g + k) % 4 = 0, 0, 'web', '{books}',
+       timestamptz '2025-12-31' - ((g * 37 + k * 101) % 700) * interval '1 day'
+           - ((g + k) % 1440) * interval '1 minute'
+FROM generate_series(1, :n) g, generate_series(1, 1 + g % 5) k;
+"""
+
+_HAND_RFM = """
+UPDATE profiles p SET rfm_r = s.r, rfm_f = s.f, rfm_m = s.m, rfm_segment = s.seg,
+                      scores_as_of = CAST(:as_of AS timestamptz)
+FROM (
+    SELECT member_id, r, f, m,
+           CASE WHEN r = 5 AND fm >= 4 THEN 'Champions'
+                WHEN r = 5 AND fm >= 2 THEN 'Potential loyalist'
+                WHEN r = 5 THEN 'New' WHEN r = 4 AND fm >= 4 THEN 'Loyal'
+                WHEN r = 4 AND fm >= 2 THEN 'Potential loyalist' WHEN r = 4 THEN 'Promising'
+                WHEN r = 3 AND fm >= 4 THEN 'Loyal' WHEN r = 3 AND fm = 3 THEN 'Needs attention'
+                WHEN r = 3 THEN 'About to sleep' WHEN fm = 5 THEN 'Can''t lose them'
+                WHEN fm >= 3 THEN 'At risk' WHEN r = 1 AND fm = 1 THEN 'Lost'
+                ELSE 'Hibernating' END AS seg
+    FROM (
+        SELECT member_id, r, f, m, (f + m + 1) / 2 AS fm FROM (
+            SELECT member_id,
+                   CAST(ceil(5 * cume_dist() OVER (ORDER BY last_at)) AS int) AS r,
+                   CAST(ceil(5 * cume_dist() OVER (ORDER BY n)) AS int) AS f,
+                   CAST(ceil(5 * cume_dist() OVER (ORDER BY spend)) AS int) AS m
+            FROM (
+                SELECT o.member_id, max(o.occurred_at) AS last_at, count(*) AS n,
+                       sum(o.amount - COALESCE(r.refunded, 0)) AS spend
+                FROM member_orders o
+                LEFT JOIN (SELECT order_id, sum(amount) AS refunded FROM order_refunds
+                           WHERE occurred_at < CAST(:as_of AS timestamptz) GROUP BY order_id) r
+                       ON r.order_id = o.order_id
+                WHERE o.occurred_at < CAST(:as_of AS timestamptz)
+                GROUP BY o.member_id
+            ) t
+        ) x
+    ) y
+) s WHERE p.member_id = s.member_id
+"""
+
+
+async def at_scale(
+    settings: SegmentationSettings, sessionmaker: Any
+) -> tuple[float, dict[str, float], float]:
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text(f"TRUNCATE {', '.join(_TABLES)}"))
+        for statement in _SYNTHETIC.strip().split(";\n"):
+            if statement.strip():
+                await s.execute(text(statement), {"n": PROFILES})
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("ANALYZE"))
+    t0 = time.perf_counter()
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text(_HAND_RFM), {"as_of": AS_OF})
+    hand = time.perf_counter() - t0
+    marks: list[tuple[str, float]] = []
+
+    async def progress(_fraction: float, step: str) -> None:
+        marks.append((step, time.perf_counter()))
+
+    t0 = time.perf_counter()
+    async with sessionmaker() as s, s.begin():
+        await recompute(s, settings, AS_OF, progress)
+        marks.append(("commit", time.perf_counter()))
+    total = time.perf_counter() - t0
+    steps: dict[str, float] = {}
+    prev_name, prev_t = "start", t0
+    for name, t in marks:
+        steps[prev_name] = t - prev_t
+        prev_name, prev_t = name, t
+    return hand, steps, total
+
+
+_TABLES = (
+    "profiles",
+    "member_orders",
+    "order_refunds",
+    "member_activities",
+    "segment_members",
+    "segment_history",
+    "segments",
+    "tags",
+)
+_RFM_STEPS = {"start", "orders", "member statistics", "ranks", "writing scores"}
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+async def _define_tags_and_segments(sessionmaker: Any) -> None:
+    async with sessionmaker() as s, s.begin():
+        for name, cond in RULE_TAGS:
+            await s.execute(
+                text("INSERT INTO tags (name, kind, condition) VALUES (:n, 'rule', :c)"),
+                {"n": name, "c": cond},
+            )
+        for i, (name, cond) in enumerate(SEGMENTS):
+            await s.execute(
+                text(
+                    "INSERT INTO segments (segment_id, name, condition, refresh_mode) "
+                    "VALUES (:i, :n, :c, 'live')"
+                ),
+                {"i": f"seg{i}", "n": name, "c": cond},
+            )
+
+
+async def run(settings: SegmentationSettings) -> None:
+    await ensure_topics(settings, all_topics())
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    rows: list[list[str]] = []
+    target = ">= 5,000 events/s"
+    try:
+        rate = await throughput(settings, sessionmaker)
+        rows.append(
+            ["consumer, no tags/segments", f"{rate:,.0f} events/s", target, _met(rate >= 5000)]
+        )
+        await _define_tags_and_segments(sessionmaker)
+        rate = await throughput(settings, sessionmaker)
+        rows.append(
+            [
+                "consumer, 5 rule tags + 3 segments",
+                f"{rate:,.0f} events/s",
+                target,
+                _met(rate >= 5000),
+            ]
+        )
+        lat = await freshness(settings, sessionmaker)
+
+        def pct(q: float) -> float:
+            return lat[min(len(lat) - 1, int(q * len(lat)))]
+
+        rows.append(
+            [
+                f"profile freshness ({FRESHNESS_EVENTS} events at {FRESHNESS_RATE:.0f}/s)",
+                f"p50 {pct(0.5):.3f} s, p95 {pct(0.95):.3f} s, max {lat[-1]:.3f} s",
+                "p95 <= 5 s",
+                _met(pct(0.95) <= 5),
+            ]
+        )
+        hand, steps, total = await at_scale(settings, sessionmaker)
+        rfm = sum(v for k, v in steps.items() if k in _RFM_STEPS)
+        n = f"{PROFILES:,} profiles"
+        rows.append([f"hand-written RFM pass, {n}", f"{hand:.1f} s", "reference", ""])
+        rows.append(
+            [
+                f"recompute RFM-equivalent stages, {n}",
+                f"{rfm:.1f} s ({rfm / hand:.2f}x)",
+                "<= 2x reference",
+                _met(rfm <= 2 * hand),
+            ]
+        )
+        rows.append(
+            [f"full recompute (CLV fit, strategies, segments), {n}", f"{total:.1f} s", "", ""]
+        )
+        detail = ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
+    finally:
+        await engine.dispose()
+    write_table(
+        "segmentation",
+        "Segmentation service: consumer throughput, freshness, recompute at scale",
+        ["case", "result", "target", "met"],
+        rows,
+        f"Recompute steps: {detail}.\n\n"
+        "The recompute's RFM-equivalent stages also compute the value tier, lifecycle, groups, "
+        "loyalty indicators, index, type and reasons in the same statements. Freshness: "
+        "profiles.updated_at (clock_timestamp() in the consuming transaction) minus the "
+        "producer's send time, same machine clock.",
+    )
+
+
+def main() -> None:
+    with infra() as inf:
+        inf.postgres.create_database("bench_segmentation")
+        env = service_env("SEGMENTATION", inf, "bench_segmentation", 0)
+        subprocess.run(
+            [PYTHON, "-m", "segmentation", "migrate"],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            check=True,
+            timeout=120,
+        )
+        settings = SegmentationSettings(
+            environment="dev",
+            database_url=env["SEGMENTATION_DATABASE_URL"],
+            kafka_bootstrap=env["SEGMENTATION_KAFKA_BOOTSTRAP"],
+            kafka_idempotent_producer=False,
+            log_level="WARNING",
+        )
+        asyncio.run(run(settings))
+    print((Path(__file__).resolve().parent / "results" / "segmentation.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The gateway's own API: member tokens and the composite member status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from gateway.auth import MemberTokens
+from gateway.guard import Admitted, Denied, Guard
+from gateway.proxy import forward_headers, with_headers
+from gateway.upstream import UpstreamError, Upstreams
+from loyalty_shared.problems import Unprocessable, problem_response
+
+router = APIRouter(tags=["gateway"])
+
+MemberId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")
+]
+
+
+_MEMBER_ID: TypeAdapter[str] = TypeAdapter(MemberId)
+
+
+class MemberTokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member_id: MemberId = Field(description="The shop's customer id, already logged in")
+    ttl_seconds: int | None = Field(
+        default=None, ge=60, description="Lifetime; default 15 minutes, at most the configured max"
+    )
+
+
+class MemberTokenOut(BaseModel):
+    token: str = Field(description="A JWT to send as `Authorization: Bearer <token>`")
+    expires_at: datetime
+
+
+async def _admit(request: Request) -> Admitted | Response:
+    guard: Guard = request.app.state.guard
+    try:
+        return await guard.admit(request)
+    except Denied as denied:
+        return denied.response
+
+
+@router.post(
+    "/v1/auth/member-tokens",
+    status_code=201,
+    response_model=MemberTokenOut,
+    summary="Issue a short-lived member token for a logged-in customer",
+    responses={401: {"description": "No or bad credentials"}, 403: {"description": "Forbidden"}},
+    # The body is read after the caller is admitted (401 before 422), so it is declared here.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": MemberTokenIn.model_json_schema()}},
+        }
+    },
+)
+async def issue_member_token(request: Request) -> Response:
+    admitted = await _admit(request)
+    if isinstance(admitted, Response):
+        return admitted
+    try:
+        body = MemberTokenIn.model_validate_json(admitted.body or b"null")
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+        ) from exc
+    tokens: MemberTokens = request.app.state.authenticator.tokens
+    if body.ttl_seconds is not None and body.ttl_seconds > tokens.max_ttl:
+        raise Unprocessable(
+            f"ttl_seconds may be at most {tokens.max_ttl}", errors=[{"field": "body.ttl_seconds"}]
+        )
+    token, expires_at = tokens.issue(body.member_id, body.ttl_seconds)
+    out = MemberTokenOut(token=token, expires_at=expires_at)
+    return with_headers(
+        JSONResponse(out.model_dump(mode="json"), status_code=201), admitted.rate_headers
+    )
+
+
+# -- composite member status ---------------------------------------------------------
+
+PartState = Literal["ok", "unavailable"]
+
+
+class ProfileSummary(BaseModel):
+    value_tier: str | None = None
+    lifecycle_stage: str | None = None
+    tags: list[Any] = []
+
+
+class StatusPart(BaseModel):
+    status: PartState
+    reason: str | None = Field(default=None, description="Why the part is unavailable")
+
+
+class MemberStatusOut(BaseModel):
+    member_id: str
+    membership: dict[str, Any] | None = Field(
+        description="GET /v1/members/{member_id} of the points service (null if unavailable)"
+    )
+    profile: ProfileSummary | None = Field(
+        description="From segmentation; null if unavailable or not computed yet"
+    )
+    open_complaints: int | None = Field(description="From feedback; null if unavailable")
+    parts: dict[str, StatusPart]
+
+
+class _Unavailable(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def _get_json(
+    upstreams: Upstreams,
+    service: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    budget: float,
+    missing_ok: bool = False,
+) -> dict[str, Any] | None:
+    try:
+        response = await upstreams.request(
+            service, "GET", path, headers=headers, timeout_seconds=budget
+        )
+    except UpstreamError as exc:
+        raise _Unavailable(exc.kind) from exc
+    if response.status_code == 404 and missing_ok:
+        return None
+    if response.status_code != 200:
+        raise _Unavailable(f"HTTP {response.status_code}")
+    try:
+        doc = response.json()
+    except json.JSONDecodeError as exc:
+        raise _Unavailable("invalid response") from exc
+    return doc if isinstance(doc, dict) else None
+
+
+@router.get(
+    "/v1/members/{member_id}/status",
+    response_model=MemberStatusOut,
+    summary="Composite status for the app: membership, profile summary, open complaints",
+    description="The three parts are fetched in parallel; a slow or failing service marks "
+    "its part unavailable and the answer still comes.",
+    responses={401: {"description": "No or bad credentials"}, 403: {"description": "Forbidden"}},
+)
+async def member_status(
+    request: Request, member_id: Annotated[str, Path(description="The shop's customer id")]
+) -> Response:
+    admitted = await _admit(request)
+    if isinstance(admitted, Response):
+        return admitted
+    try:
+        _MEMBER_ID.validate_python(member_id)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("path", "member_id")} for e in exc.errors()]
+        ) from exc
+    upstreams: Upstreams = request.app.state.upstreams
+    budget: float = request.app.state.settings.status_part_timeout_seconds
+    headers = [(k, v) for k, v in forward_headers(request, admitted) if k != b"content-type"]
+    quoted = quote(member_id, safe="")
+    complaints_query = urlencode({"member_id": member_id, "status": "open", "limit": 200})
+    results = await asyncio.gather(
+        _get_json(upstreams, "points", f"/v1/members/{quoted}", headers, budget, missing_ok=True),
+        _get_json(
+            upstreams, "segmentation", f"/v1/profiles/{quoted}", headers, budget, missing_ok=True
+        ),
+        _get_json(upstreams, "feedback", f"/v1/complaints?{complaints_query}", headers, budget),
+        return_exceptions=True,
+    )
+    membership, profile, complaints = results
+    parts: dict[str, StatusPart] = {}
+    for name, result in zip(("points", "segmentation", "feedback"), results, strict=True):
+        if isinstance(result, _Unavailable):
+            parts[name] = StatusPart(status="unavailable", reason=result.reason)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            parts[name] = StatusPart(status="ok")
+    if parts["points"].status == "ok" and membership is None:
+        return with_headers(
+            problem_response(
+                404,
+                "Not found",
+                f"No member {member_id!r}",
+                slug="member-not-found",
+                instance=request.url.path,
+            ),
+            admitted.rate_headers,
+        )
+    out = MemberStatusOut(
+        member_id=member_id,
+        membership=membership if isinstance(membership, dict) else None,
+        profile=_profile_summary(profile) if isinstance(profile, dict) else None,
+        open_complaints=_open_count(complaints) if isinstance(complaints, dict) else None,
+        parts=parts,
+    )
+    return with_headers(JSONResponse(out.model_dump(mode="json")), admitted.rate_headers)
+
+
+def _profile_summary(profile: dict[str, Any]) -> ProfileSummary:
+    lifecycle = profile.get("lifecycle_stage", profile.get("lifecycle"))
+    tags = profile.get("tags") or []
+    return ProfileSummary(
+        value_tier=profile.get("value_tier"),
+        lifecycle_stage=lifecycle if isinstance(lifecycle, str) else None,
+        tags=tags if isinstance(tags, list) else [],
+    )
+
+
+def _open_count(page: dict[str, Any]) -> int:
+    total = page.get("total")
+    if isinstance(total, int):
+        return total
+    items = page.get("items")
+    return len(items) if isinstance(items, list) else 0

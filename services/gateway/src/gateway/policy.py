@@ -1,0 +1,190 @@
+"""Who may call what: one table, method + path template -> allowed scopes.
+
+Read this file to know the rules. ``admin`` may call every route in the table.
+``member_any`` lets any member token through (the tier ladder);
+``member_self`` lets a member token through only for its own member: the
+``{member_id}`` in the path, a ``member_id`` in the query and a top-level
+``member_id`` in the JSON body must all be the token's member (a route with
+none of them is denied to members). A route that is not in the table is denied
+(403) to everyone, and a test fails when a service exposes a route the table
+does not cover.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from gateway.settings import CallerScope
+
+SF, OPS, ADM = "storefront", "ops", "admin"
+
+
+@dataclass(frozen=True)
+class Rule:
+    method: str
+    template: str
+    scopes: frozenset[str]
+    member_self: bool = False
+    member_any: bool = False
+    regex: re.Pattern[str] = field(init=False, compare=False, repr=False)
+    literal_segments: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.template))
+        object.__setattr__(self, "regex", re.compile(f"^{pattern}$"))
+        literal = sum(1 for s in self.template.split("/") if s and not s.startswith("{"))
+        object.__setattr__(self, "literal_segments", literal)
+
+    def allows(self, scope: CallerScope) -> bool:
+        if scope == "admin":
+            return True
+        if scope == "member":
+            return self.member_self or self.member_any
+        return scope in self.scopes
+
+    @property
+    def needs(self) -> str:
+        """Who may call it, for people (the merged OpenAPI shows it)."""
+        names = sorted(self.scopes | {ADM})
+        if self.member_self:
+            names.append("member (self)")
+        if self.member_any:
+            names.append("member")
+        return ", ".join(names)
+
+
+def _r(
+    method: str, template: str, *scopes: str, member_self: bool = False, member_any: bool = False
+) -> Rule:
+    return Rule(method, template, frozenset(scopes), member_self, member_any)
+
+
+ANYONE = (SF, OPS, ADM)
+
+POLICY: tuple[Rule, ...] = (
+    # -- gateway ---------------------------------------------------------------
+    _r("POST", "/v1/auth/member-tokens", SF, ADM),
+    _r("GET", "/v1/members/{member_id}/status", SF, OPS, member_self=True),
+    # -- points ----------------------------------------------------------------
+    _r("POST", "/v1/members", SF, OPS),
+    _r("GET", "/v1/members/{member_id}", SF, OPS, member_self=True),
+    _r("DELETE", "/v1/members/{member_id}", ADM),
+    _r("GET", "/v1/members/{member_id}/ledger", SF, OPS, member_self=True),
+    _r("GET", "/v1/members/{member_id}/export", ADM, member_self=True),
+    _r("POST", "/v1/members/{member_id}/redemptions", SF, member_self=True),
+    _r("POST", "/v1/members/{member_id}/adjustments", OPS, ADM),
+    _r("POST", "/v1/members/{member_id}/check-ins", SF, member_self=True),
+    _r("POST", "/v1/orders", SF),
+    _r("POST", "/v1/orders/batch", SF, ADM),
+    _r("POST", "/v1/orders/{order_id}/refunds", SF),
+    _r("POST", "/v1/redemptions/{redemption_id}/cancel", SF, OPS),
+    _r("POST", "/v1/interactions", SF),
+    _r("GET", "/v1/tiers", *ANYONE, member_any=True),
+    _r("PUT", "/v1/tiers", OPS),
+    _r("GET", "/v1/rewards", OPS, SF),
+    _r("POST", "/v1/rewards", OPS),
+    _r("GET", "/v1/rewards/{reward_id}", OPS, SF),
+    _r("PUT", "/v1/rewards/{reward_id}", OPS),
+    _r("PATCH", "/v1/rewards/{reward_id}", OPS),
+    _r("GET", "/v1/campaigns", OPS, SF),
+    _r("POST", "/v1/campaigns", OPS),
+    _r("POST", "/v1/campaigns/preview", OPS),
+    _r("GET", "/v1/campaigns/{campaign_id}", OPS, SF),
+    _r("PUT", "/v1/campaigns/{campaign_id}", OPS),
+    _r("PATCH", "/v1/campaigns/{campaign_id}", OPS),
+    _r("GET", "/v1/earning-rules", OPS, SF),
+    _r("PUT", "/v1/earning-rules", OPS),
+    _r("GET", "/v1/earning-rules/{action}", OPS, SF),
+    _r("PUT", "/v1/earning-rules/{action}", OPS),
+    # -- segmentation ------------------------------------------------------------
+    _r("GET", "/v1/profiles", OPS),
+    _r("GET", "/v1/profiles/{member_id}", OPS, SF),
+    _r("POST", "/v1/profiles/{member_id}/tags", OPS),
+    _r("GET", "/v1/segments", OPS),
+    _r("POST", "/v1/segments", OPS),
+    _r("GET", "/v1/segments/{segment_id}", OPS),
+    _r("GET", "/v1/segments/{segment_id}/members", OPS),
+    _r("GET", "/v1/segments/{segment_id}/explain/{member_id}", OPS),
+    _r("POST", "/v1/contacts/check", OPS, SF),
+    _r("POST", "/v1/contacts", OPS, SF),
+    _r("GET", "/v1/tags", OPS),
+    _r("POST", "/v1/tags", OPS),
+    _r("GET", "/v1/analytics/kpis", OPS),
+    _r("POST", "/v1/analytics/recompute", OPS),
+    _r("GET", "/v1/analytics/clv-model", OPS),
+    _r("GET", "/v1/strategy-matrix", OPS),
+    _r("PUT", "/v1/strategy-matrix", OPS),
+    _r("GET", "/v1/jobs/{job_id}", OPS),
+    _r("GET", "/v1/analytics/loyalty-weights", OPS),
+    _r("PUT", "/v1/analytics/loyalty-weights", OPS),
+    _r("GET", "/v1/contact-policy", OPS),
+    _r("PUT", "/v1/contact-policy", OPS),
+    _r("GET", "/v1/profiles/{member_id}/contact-preferences", OPS, SF, member_self=True),
+    _r("PUT", "/v1/profiles/{member_id}/contact-preferences", OPS, SF, member_self=True),
+    _r("GET", "/v1/profiles/{member_id}/export", ADM, member_self=True),
+    # -- feedback ----------------------------------------------------------------
+    _r("POST", "/v1/complaints", SF, OPS, member_self=True),
+    _r("GET", "/v1/complaints", OPS),
+    _r("GET", "/v1/complaints/{complaint_id}", OPS),
+    _r("POST", "/v1/complaints/{complaint_id}/actions", OPS),
+    _r("GET", "/v1/follow-ups", OPS),
+    _r("GET", "/v1/follow-ups/{follow_up_id}", OPS),
+    _r("POST", "/v1/follow-ups/{follow_up_id}/outcome", OPS),
+    _r("POST", "/v1/follow-ups/{follow_up_id}/assign", OPS),
+    _r("GET", "/v1/sla/policies", OPS),
+    _r("PUT", "/v1/sla/policies/{policy_id}", OPS),
+    _r("GET", "/v1/sla/calendars", OPS),
+    _r("PUT", "/v1/sla/calendars/{calendar_id}", OPS),
+    _r("GET", "/v1/feedback/csi-hierarchy", OPS),
+    _r("PUT", "/v1/feedback/csi-hierarchy", OPS),
+    _r("GET", "/v1/feedback/members/{member_id}", OPS),
+    _r("GET", "/v1/feedback/members/{member_id}/export", ADM, member_self=True),
+    _r("GET", "/v1/surveys", OPS),
+    _r("POST", "/v1/surveys", OPS),
+    _r("GET", "/v1/surveys/{survey_id}", OPS, SF),
+    _r("POST", "/v1/surveys/{survey_id}/responses", SF, member_self=True),
+    _r("GET", "/v1/feedback/metrics", OPS),
+    _r("POST", "/v1/ahp/weights", OPS),
+)
+
+# More literal segments first: /v1/orders/batch beats /v1/orders/{order_id}.
+_ORDERED = sorted(POLICY, key=lambda r: (-r.literal_segments, r.template))
+
+
+def _resource(path: str) -> str:
+    """``/v1/members/...`` -> ``members``: every template names its resource literally."""
+    parts = path.split("/", 3)
+    return parts[2] if len(parts) > 2 else ""
+
+
+# Rules by (method, resource), each list in _ORDERED order: a request looks at a handful.
+_INDEX: dict[tuple[str, str], list[Rule]] = {}
+for _rule in _ORDERED:
+    assert not _resource(_rule.template).startswith("{"), _rule
+    _INDEX.setdefault((_rule.method, _resource(_rule.template)), []).append(_rule)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    rule: Rule
+    params: dict[str, str]
+
+
+def match(method: str, path: str) -> Match | None:
+    method = "GET" if method == "HEAD" else method
+    for rule in _INDEX.get((method, _resource(path)), ()):
+        found = rule.regex.match(path)
+        if found:
+            return Match(rule, found.groupdict())
+    return None
+
+
+def normalise(template: str) -> str:
+    """``/v1/segments/{id}`` and ``/v1/segments/{segment_id}`` are the same route."""
+    return re.sub(r"\{[^}]+\}", "{}", template)
+
+
+def covers(method: str, template: str) -> bool:
+    wanted = (method.upper(), normalise(template))
+    return any((r.method, normalise(r.template)) == wanted for r in POLICY)

@@ -1,0 +1,273 @@
+"""The route policy table: the auth matrix over every route, and coverage of every service route."""
+
+import re
+import uuid
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from gateway import policy
+from gateway.routing import owner_of
+from gateway.testing import TEST_KEYS, bearer, echo_app, gateway_over
+from loyalty_shared.testing import RoutingTransport
+
+CALLERS = ["none", "storefront", "ops", "admin", "member-self", "member-other"]
+
+
+def _concrete(template: str, member: str) -> str:
+    path = template.replace("{member_id}", member)
+    return re.sub(r"\{[^}]+\}", lambda m: f"x-{uuid.uuid4().hex[:6]}", path)
+
+
+def _expected(rule: policy.Rule, caller: str) -> int:
+    if caller == "none":
+        return 401
+    if caller in ("storefront", "ops", "admin"):
+        return 200 if rule.allows(caller) else 403  # type: ignore[arg-type]
+    if rule.member_any:
+        return 200
+    if caller == "member-self":
+        return 200 if rule.member_self else 403
+    return 403
+
+
+@pytest.fixture(scope="module")
+async def echo_gateway():  # type: ignore[no-untyped-def]
+    echo = echo_app()
+    transport = RoutingTransport({"points": echo, "segmentation": echo, "feedback": echo})  # type: ignore[dict-item]
+    async with gateway_over(transport, key=None) as client:
+        yield client
+
+
+def _rule_id(rule: policy.Rule) -> str:
+    return f"{rule.method} {rule.template}"
+
+
+# The composite status and member tokens are the gateway's own: tested in their own files.
+_FORWARDED = [
+    r
+    for r in policy.POLICY
+    if r.template not in ("/v1/members/{member_id}/status", "/v1/auth/member-tokens")
+]
+
+
+@pytest.mark.parametrize("rule", _FORWARDED, ids=_rule_id)
+async def test_auth_matrix(
+    echo_gateway: httpx.AsyncClient, member_token_for, rule: policy.Rule
+) -> None:  # type: ignore[no-untyped-def]
+    me = f"m-{uuid.uuid4().hex[:8]}"
+    other = f"m-{uuid.uuid4().hex[:8]}"
+    path = _concrete(rule.template, me)
+    body = {"member_id": me, "note": "x"} if rule.method in ("POST", "PUT") else None
+    for caller in CALLERS:
+        headers: dict[str, str] = {}
+        if caller in TEST_KEYS:
+            headers = bearer(TEST_KEYS[caller])
+        elif caller == "member-self":
+            headers = bearer(member_token_for(me))
+        elif caller == "member-other":
+            headers = bearer(member_token_for(other))
+        response = await echo_gateway.request(rule.method, path, json=body, headers=headers)
+        expected = _expected(rule, caller)
+        assert response.status_code == expected, (caller, response.text)
+        if expected == 200:
+            seen = response.json()
+            assert seen["method"] == rule.method
+            assert seen["path"] == path
+            scope = "member" if caller.startswith("member") else caller
+            assert seen["headers"]["x-caller-scope"] == scope
+            assert "authorization" not in seen["headers"]
+        else:
+            assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_member_cannot_name_another_member_in_path_query_or_body(
+    echo_gateway: httpx.AsyncClient, member_token_for
+) -> None:  # type: ignore[no-untyped-def]
+    me, other = f"m-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
+    auth = bearer(member_token_for(me))
+    # path says me, body says other
+    r = await echo_gateway.post(
+        f"/v1/members/{me}/redemptions", json={"member_id": other, "points": 10}, headers=auth
+    )
+    assert r.status_code == 403
+    # query names another member
+    r = await echo_gateway.get(f"/v1/members/{me}/ledger?member_id={other}", headers=auth)
+    assert r.status_code == 403
+    # body-only route: duplicate keys cannot smuggle another member through
+    smuggled = f'{{"member_id": "{me}", "member_id": "{other}", "channel": "app"}}'
+    r = await echo_gateway.post(
+        "/v1/complaints",
+        content=smuggled,
+        headers={**auth, "content-type": "application/json"},
+    )
+    assert r.status_code == 403
+    # body-only route without a member id at all
+    r = await echo_gateway.post("/v1/complaints", json={"channel": "app"}, headers=auth)
+    assert r.status_code == 403
+    # and the own member in the body goes through, marked as that member
+    r = await echo_gateway.post("/v1/complaints", json={"member_id": me}, headers=auth)
+    assert r.status_code == 200
+    assert r.json()["headers"]["x-member-id"] == me
+
+
+async def test_route_outside_the_table_is_denied_even_to_admin(
+    echo_gateway: httpx.AsyncClient,
+) -> None:
+    admin = bearer(TEST_KEYS["admin"])
+    r = await echo_gateway.post("/v1/members/m-1/secret-door", json={}, headers=admin)
+    assert r.status_code == 403
+    assert r.json()["type"].endswith("/forbidden")
+    r = await echo_gateway.patch("/v1/orders", json={}, headers=admin)
+    assert r.status_code == 403
+
+
+async def test_unknown_route_is_a_404_problem(echo_gateway: httpx.AsyncClient) -> None:
+    admin = bearer(TEST_KEYS["admin"])
+    r = await echo_gateway.get("/v1/no-such-thing", headers=admin)
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    r = await echo_gateway.get("/v1/members//ledger", headers=admin)
+    assert r.status_code == 404
+
+
+async def test_identity_headers_are_set_by_the_gateway_and_never_taken_from_clients(
+    echo_gateway: httpx.AsyncClient,
+) -> None:
+    spoofed = {
+        "X-Operator-Id": "mallory",
+        "X-Caller-Scope": "admin",
+        "X-Member-Id": "m-victim",
+        "Cookie": "session=1",
+    }
+    r = await echo_gateway.get("/v1/profiles/m-1", headers={**bearer(TEST_KEYS["ops"]), **spoofed})
+    seen = r.json()["headers"]
+    assert seen["x-operator-id"] == "test-ops"
+    assert seen["x-caller-scope"] == "ops"
+    assert "x-member-id" not in seen
+    assert "cookie" not in seen
+    r = await echo_gateway.get(
+        "/v1/profiles/m-1", headers={**bearer(TEST_KEYS["storefront"]), **spoofed}
+    )
+    seen = r.json()["headers"]
+    assert seen["x-caller-scope"] == "storefront"
+    assert "x-operator-id" not in seen
+
+
+def _service_routes(app: FastAPI) -> list[tuple[str, str]]:
+    doc = app.openapi()
+    return [
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        if path.startswith("/v1/")
+        for method in item
+        if method in ("get", "put", "post", "delete", "patch")
+    ]
+
+
+def test_every_service_route_is_in_the_policy_table(
+    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI
+) -> None:
+    uncovered = [
+        f"{service}: {method} {path}"
+        for service, app in (
+            ("points", points_app),
+            ("segmentation", segmentation_app),
+            ("feedback", feedback_app),
+        )
+        for method, path in _service_routes(app)
+        if not policy.covers(method, path)
+    ]
+    assert uncovered == [], f"add to services/gateway/src/gateway/policy.py: {uncovered}"
+
+
+def test_every_service_route_is_routed_to_its_service(
+    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI
+) -> None:
+    misrouted = [
+        f"{service}: {method} {path} -> {owner_of(path)}"
+        for service, app in (
+            ("points", points_app),
+            ("segmentation", segmentation_app),
+            ("feedback", feedback_app),
+        )
+        for method, path in _service_routes(app)
+        if owner_of(path) != service
+        and path != "/v1/members/{member_id}/status"  # answered by the gateway itself
+    ]
+    assert misrouted == [], f"add to services/gateway/src/gateway/routing.py: {misrouted}"
+
+
+def test_policy_templates_resolve_to_one_rule_each() -> None:
+    for rule in policy.POLICY:
+        concrete = re.sub(r"\{[^}]+\}", "abc", rule.template)
+        found = policy.match(rule.method, concrete)
+        assert found is not None and found.rule == rule, rule
+
+
+async def test_encoded_path_reaches_the_service_as_the_gateway_read_it(
+    echo_gateway: httpx.AsyncClient, member_token_for
+) -> None:  # type: ignore[no-untyped-def]
+    admin = bearer(TEST_KEYS["admin"])
+    r = await echo_gateway.get("/v1/members/a%3Fb%20c/ledger?limit=5", headers=admin)
+    assert r.status_code == 200
+    assert r.json()["path"] == "/v1/members/a?b c/ledger"
+    assert r.json()["query"] == "limit=5"
+    # a member cannot shorten its way to another member with an encoded "?"
+    r = await echo_gateway.get("/v1/members/a%3Fx", headers=bearer(member_token_for("a")))
+    assert r.status_code == 403
+
+
+async def test_odd_requests_never_get_a_5xx(
+    echo_gateway: httpx.AsyncClient, member_token_for
+) -> None:  # type: ignore[no-untyped-def]
+    member = bearer(member_token_for("m-odd"))
+    admin = bearer(TEST_KEYS["admin"])
+    json_headers = {"content-type": "application/json"}
+    odd = [
+        ("POST", "/v1/complaints", member, b"[" * 100_000),
+        ("POST", "/v1/complaints", member, b'{"member_id": ["m-odd"]}'),
+        ("POST", "/v1/complaints", member, b"\xff\xfe"),
+        ("POST", "/v1/complaints", member, b"null"),
+        ("POST", "/v1/members/m-odd/redemptions", member, b"not json"),
+        ("GET", "/v1/members/" + "x" * 5000, admin, b""),
+        ("GET", "/v1/members/%00%ff", admin, b""),
+        ("GET", "/v1/members/m-odd", {"Authorization": "Bearer " + "a.b.c" * 1000}, b""),
+        (
+            "GET",
+            "/v1/members/m-odd",
+            {"Authorization": "Bearer \u00e9t\u00e9".encode("latin-1")},
+            b"",
+        ),
+        ("POST", "/v1/auth/member-tokens", admin, b'{"member_id": "m", "ttl_seconds": "x"}'),
+        ("POST", "/v1/auth/member-tokens", admin, b"[" * 100_000),
+        ("GET", "/v1/members/m-odd/status", admin, b""),
+        ("DELETE", "/v1/auth/member-tokens", admin, b""),
+    ]
+    for method, path, headers, body in odd:
+        r = await echo_gateway.request(
+            method, path, headers={**headers, **json_headers}, content=body
+        )
+        assert r.status_code < 500, (method, path[:40], r.status_code, r.text[:200])
+
+
+async def test_nul_characters_are_refused_before_any_service(
+    echo_gateway: httpx.AsyncClient,
+) -> None:
+    admin = {**bearer(TEST_KEYS["admin"]), "content-type": "application/json"}
+    refused = [
+        ("GET", "/v1/complaints?owner=a%00b", b""),
+        ("GET", "/v1/profiles/m%00x", b""),
+        ("POST", "/v1/complaints", b'{"member_id": "m-1", "category": "5\\u0000"}'),
+    ]
+    for method, path, body in refused:
+        r = await echo_gateway.request(method, path, headers=admin, content=body)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["type"].endswith("/nul-character")
+    # an escaped backslash followed by "u0000" is ordinary text
+    r = await echo_gateway.post(
+        "/v1/complaints", headers=admin, content=b'{"member_id": "m-1", "note": "a\\\\u0000"}'
+    )
+    assert r.status_code == 200
+    assert r.json()["body"] == '{"member_id": "m-1", "note": "a\\\\u0000"}'

@@ -1,0 +1,1 @@
+"""Campaigns: time-boxed earning bonuses (category multiplier, first order, spend threshold...)."""

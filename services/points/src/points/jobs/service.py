@@ -1,0 +1,227 @@
+"""Ledger jobs: mature pending lots whose return window closed, expire lots past their date.
+
+Each member is handled in its own transaction under its balance row lock; a lot
+changes status there, and its entry carries a unique key (``lot:<id>:mature`` /
+``lot:<id>:expire``), so running a job twice, or two workers at once, acts once.
+Both take an explicit ``now`` so tests (and back-fills) can move the clock.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from points import events
+from points.idempotency import service as idempotency
+from points.ledger import models as lm
+from points.ledger import service as ledger
+from points.ledger.models import lots
+from points.settings import PointsSettings
+
+log = structlog.get_logger("points.jobs")
+
+
+@dataclass
+class JobResult:
+    members: int = 0
+    lots: int = 0
+    points: int = 0
+
+
+def _due_pending(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (lots.c.status == lm.LOT_PENDING, lots.c.available_at <= now)
+
+
+def _due_expiry(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        lots.c.status == lm.LOT_AVAILABLE,
+        lots.c.remaining > 0,
+        lots.c.expires_at.is_not(None),
+        lots.c.expires_at <= now,
+    )
+
+
+async def _members_with(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    conditions: tuple[ColumnElement[bool], ...],
+    limit: int,
+    member_ids: Sequence[str] | None,
+) -> list[str]:
+    query = select(lots.c.member_id).where(*conditions).distinct().limit(limit)
+    if member_ids is not None:
+        query = query.where(lots.c.member_id.in_(member_ids))
+    async with sessionmaker() as session:
+        rows = await session.execute(query)
+        return [r[0] for r in rows]
+
+
+async def mature_member(session: AsyncSession, member_id: str, now: datetime) -> tuple[int, int]:
+    """Turn the member's due pending lots available; returns (lots, points)."""
+    locked = await ledger.lock_balance(session, member_id)
+    if locked is None:
+        return 0, 0
+    due = (
+        await session.execute(
+            select(lots.c.id, lots.c.remaining, lots.c.available_at)
+            .where(lots.c.member_id == member_id, *_due_pending(now))
+            .order_by(lots.c.available_at, lots.c.id)
+        )
+    ).all()
+    if not due:
+        return 0, 0
+    posting = ledger.Posting(session, locked, "lot", "maturing", now, reason="return window closed")
+    matured = []
+    for lot in due:
+        if lot.remaining > 0:
+            posting.entry(
+                lm.MATURE,
+                f"lot:{lot.id}:mature",
+                points=lot.remaining,
+                pending=-lot.remaining,
+                lot_id=lot.id,
+            )
+            matured.append({"lot_id": lot.id, "points": lot.remaining})
+    await session.execute(
+        update(lots).where(lots.c.id.in_([lot.id for lot in due])).values(status=lm.LOT_AVAILABLE)
+    )
+    await posting.settle_debt(key=f"mature:{due[0].id}")
+    balance = await posting.finish()
+    total = sum(x["points"] for x in matured)
+    if matured:
+        await events.publish(
+            session,
+            events.points_event(
+                events.POINTS_MATURED,
+                member_id,
+                {
+                    "member_id": member_id,
+                    "points": total,
+                    "lots": matured,
+                    "occurred_at": now.isoformat(),
+                    "balance_available": balance.available,
+                    "balance_pending": balance.pending,
+                },
+                time=now,
+            ),
+        )
+    return len(due), total
+
+
+async def expire_member(session: AsyncSession, member_id: str, now: datetime) -> tuple[int, int]:
+    """Expire what is left of the member's lots past their date; returns (lots, points)."""
+    locked = await ledger.lock_balance(session, member_id)
+    if locked is None:
+        return 0, 0
+    due = (
+        await session.execute(
+            select(lots.c.id, lots.c.remaining, lots.c.expires_at)
+            .where(lots.c.member_id == member_id, *_due_expiry(now))
+            .order_by(lots.c.expires_at, lots.c.id)
+        )
+    ).all()
+    if not due:
+        return 0, 0
+    posting = ledger.Posting(session, locked, "lot", "expiry", now, reason="points expired")
+    for lot in due:
+        posting.entry(lm.EXPIRE, f"lot:{lot.id}:expire", points=-lot.remaining, lot_id=lot.id)
+    await posting.sync_lots()
+    await session.execute(
+        update(lots).where(lots.c.id.in_([lot.id for lot in due])).values(status=lm.LOT_EXPIRED)
+    )
+    balance = await posting.finish()
+    total = sum(lot.remaining for lot in due)
+    await events.publish(
+        session,
+        events.points_event(
+            events.POINTS_EXPIRED,
+            member_id,
+            {
+                "member_id": member_id,
+                "points": total,
+                "lots": [
+                    {
+                        "lot_id": lot.id,
+                        "points": lot.remaining,
+                        "expires_at": lot.expires_at.isoformat(),
+                    }
+                    for lot in due
+                ],
+                "occurred_at": now.isoformat(),
+                "balance_available": balance.available,
+            },
+            time=now,
+        ),
+    )
+    return len(due), total
+
+
+async def mature_pending(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    *,
+    batch: int = 500,
+    member_ids: Sequence[str] | None = None,
+) -> JobResult:
+    result = JobResult()
+    while members := await _members_with(sessionmaker, _due_pending(now), batch, member_ids):
+        for member_id in members:
+            async with sessionmaker() as session, session.begin():
+                n, points = await mature_member(session, member_id, now)
+            result.members += 1
+            result.lots += n
+            result.points += points
+        if len(members) < batch:
+            break
+    return result
+
+
+async def expire_lots(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    now: datetime,
+    *,
+    batch: int = 500,
+    member_ids: Sequence[str] | None = None,
+) -> JobResult:
+    result = JobResult()
+    while members := await _members_with(sessionmaker, _due_expiry(now), batch, member_ids):
+        for member_id in members:
+            async with sessionmaker() as session, session.begin():
+                n, points = await expire_member(session, member_id, now)
+            result.members += 1
+            result.lots += n
+            result.points += points
+        if len(members) < batch:
+            break
+    return result
+
+
+async def run_ledger_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: PointsSettings,
+    now: datetime,
+    *,
+    member_ids: Sequence[str] | None = None,
+) -> tuple[JobResult, JobResult]:
+    """Mature first (a lot that matured and expired in the same gap is then expired).
+
+    ``member_ids`` limits a run to those members (back-fills, tests).
+    """
+    matured = await mature_pending(sessionmaker, now, member_ids=member_ids)
+    expired = await expire_lots(sessionmaker, now, member_ids=member_ids)
+    if member_ids is None:
+        async with sessionmaker() as session, session.begin():
+            await idempotency.prune(
+                session, now, timedelta(hours=settings.idempotency_retention_hours)
+            )
+    if matured.lots or expired.lots:
+        log.info(
+            "ledger_jobs_ran",
+            matured_lots=matured.lots,
+            matured_points=matured.points,
+            expired_lots=expired.lots,
+            expired_points=expired.points,
+        )
+    return matured, expired

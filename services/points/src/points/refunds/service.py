@@ -1,0 +1,269 @@
+"""Refunds: the order's points are reversed proportionally, exactly once per refund id.
+
+Policy (docs/points-ledger.md): the reversal takes the order's own lot first (still
+pending inside the return window, or available), then other available lots
+(FIFO); what was already spent becomes a debt, shown as a negative available
+balance, that later credits repay first. Redemptions are refused while in debt.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from points import events
+from points.errors import IdempotencyConflict, OrderNotFound, RefundExceedsOrder
+from points.ledger import models as lm
+from points.ledger import service as ledger
+from points.ledger.models import entries, lots
+from points.ledger.schemas import BalanceAfter
+from points.orders.models import orders
+from points.refunds.models import refunds
+from points.refunds.schemas import RefundIn, RefundOut
+from points.settings import PointsSettings
+
+
+def refund_fingerprint(order_id: str, data: RefundIn) -> str:
+    payload = {"order_id": order_id, **data.model_dump(mode="json", exclude={"occurred_at"})}
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def reversed_through(points_earned: int, order_amount: Decimal, refunded: Decimal) -> int:
+    """Points reversed once ``refunded`` of the order is refunded (cumulative, rounded down)."""
+    share = points_earned * refunded / order_amount
+    return int(share.to_integral_value(rounding=ROUND_FLOOR))
+
+
+async def refund_order(
+    session: AsyncSession,
+    settings: PointsSettings,
+    order_id: str,
+    data: RefundIn,
+    *,
+    now: datetime | None = None,
+) -> RefundOut:
+    now = now or datetime.now(UTC)
+    occurred_at = data.occurred_at or now
+    fingerprint = refund_fingerprint(order_id, data)
+    order = (
+        await session.execute(
+            select(
+                orders.c.member_id, orders.c.amount, orders.c.points_earned, orders.c.currency
+            ).where(orders.c.order_id == order_id)
+        )
+    ).first()
+    if order is None:
+        raise OrderNotFound(f"No order with id {order_id!r}", order_id=order_id)
+    locked = await ledger.lock_member(session, order.member_id)
+
+    previous = await _existing(session, data.refund_id, fingerprint)
+    if previous is not None:
+        return previous
+    totals = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(refunds.c.amount), 0),
+                func.coalesce(func.sum(refunds.c.points_reversed), 0),
+            ).where(refunds.c.order_id == order_id)
+        )
+    ).one()
+    refunded_before, reversed_before = Decimal(totals[0]), int(totals[1])
+    refunded_total = refunded_before + data.amount
+    if refunded_total > order.amount:
+        raise RefundExceedsOrder(
+            f"Refunds of order {order_id!r} would total {refunded_total}, "
+            f"above the order amount {order.amount}",
+            errors=[
+                {
+                    "field": "body.amount",
+                    "message": f"at most {order.amount - refunded_before} can still be refunded",
+                }
+            ],
+        )
+    points = reversed_through(order.points_earned, order.amount, refunded_total) - reversed_before
+
+    claimed = (
+        await session.execute(
+            insert(refunds)
+            .values(
+                refund_id=data.refund_id,
+                order_id=order_id,
+                member_id=order.member_id,
+                amount=data.amount,
+                points_reversed=points,
+                request_hash=fingerprint,
+                response={},
+                occurred_at=occurred_at,
+            )
+            .on_conflict_do_nothing(index_elements=[refunds.c.refund_id])
+            .returning(refunds.c.refund_id)
+        )
+    ).first()
+    if claimed is None:  # the same refund id raced in for another order's member
+        replay = await _existing(session, data.refund_id, fingerprint)
+        assert replay is not None
+        return replay
+
+    posting = ledger.Posting(
+        session,
+        locked,
+        "refund",
+        data.refund_id,
+        occurred_at,
+        reason=data.reason or f"refund of order {order_id}",
+    )
+    from_pending = from_available = debt_added = waived = 0
+    left = points
+    if left > 0:
+        order_lots = (
+            await session.execute(
+                select(lots.c.id, lots.c.remaining, lots.c.status)
+                .where(
+                    lots.c.source_type == "order",
+                    lots.c.source_id == order_id,
+                    lots.c.member_id == order.member_id,
+                    lots.c.remaining > 0,
+                    lots.c.status.in_([lm.LOT_PENDING, lm.LOT_AVAILABLE]),
+                )
+                .order_by(lots.c.status.desc(), lots.c.id)  # pending before available
+            )
+        ).all()
+        for lot in order_lots:
+            take = min(left, lot.remaining)
+            key = f"refund:{data.refund_id}:order-lot:{lot.id}"
+            if lot.status == lm.LOT_PENDING:
+                posting.entry(lm.REFUND_REVERSAL, key, pending=-take, lot_id=lot.id)
+                from_pending += take
+            else:
+                posting.entry(lm.REFUND_REVERSAL, key, points=-take, lot_id=lot.id)
+                from_available += take
+            left -= take
+            if left == 0:
+                break
+        if left > 0:
+            waived = await _expired_not_yet_waived(session, order_id, reversed_before)
+            waived = min(left, waived)
+            left -= waived
+        if left > 0:
+            taken, debt_added = await posting.claw_back(left, key=f"refund:{data.refund_id}:claw")
+            from_available += taken
+        posting.d_lifetime -= points
+        posting.d_growth -= points
+    balance = await posting.finish()
+
+    response = RefundOut(
+        refund_id=data.refund_id,
+        order_id=order_id,
+        member_id=order.member_id,
+        amount=data.amount,
+        refunded_total=refunded_total,
+        points_reversed=points,
+        reversed_from_pending=from_pending,
+        reversed_from_available=from_available,
+        debt_added=debt_added,
+        already_expired=waived,
+        balance=BalanceAfter(
+            available=balance.available, pending=balance.pending, debt=balance.debt
+        ),
+        occurred_at=occurred_at,
+    )
+    await session.execute(
+        update(refunds)
+        .where(refunds.c.refund_id == data.refund_id)
+        .values(response=response.model_dump(mode="json"))
+    )
+    await events.publish(
+        session,
+        events.points_event(
+            events.ORDER_REFUNDED,
+            order.member_id,
+            {
+                "order_id": order_id,
+                "refund_id": data.refund_id,
+                "member_id": order.member_id,
+                "amount": str(data.amount),
+                "currency": order.currency,
+                "order_amount": str(order.amount),
+                "refunded_total": str(refunded_total),
+                "fully_refunded": refunded_total == order.amount,
+                "points_reversed": points,
+                "occurred_at": occurred_at.isoformat(),
+            },
+            time=occurred_at,
+        ),
+        events.points_event(
+            events.POINTS_REVERSED,
+            order.member_id,
+            {
+                "member_id": order.member_id,
+                "points": points,
+                "from_pending": from_pending,
+                "from_available": from_available,
+                "debt_added": debt_added,
+                "already_expired": waived,
+                "source_type": "refund",
+                "source_id": data.refund_id,
+                "order_id": order_id,
+                "occurred_at": occurred_at.isoformat(),
+                "balance_available": balance.available,
+                "balance_pending": balance.pending,
+                "debt": balance.debt,
+            },
+            time=occurred_at,
+        ),
+    )
+    return response
+
+
+async def _expired_not_yet_waived(
+    session: AsyncSession, order_id: str, reversed_before: int
+) -> int:
+    """Points of the order's lots that expired and no earlier refund has counted yet.
+
+    Those points are gone already: a refund counts them as reversed instead of taking
+    them a second time from the member's other lots (or as debt).
+    """
+    order_lot_ids = select(lots.c.id).where(
+        lots.c.source_type == "order", lots.c.source_id == order_id
+    )
+    expired = (
+        await session.execute(
+            select(func.coalesce(-func.sum(entries.c.points), 0)).where(
+                entries.c.entry_type == lm.EXPIRE, entries.c.lot_id.in_(order_lot_ids)
+            )
+        )
+    ).scalar_one()
+    taken_before = (
+        await session.execute(
+            select(func.coalesce(-func.sum(entries.c.points + entries.c.pending_delta), 0)).where(
+                entries.c.source_type == "refund",
+                entries.c.source_id.in_(
+                    select(refunds.c.refund_id).where(refunds.c.order_id == order_id)
+                ),
+            )
+        )
+    ).scalar_one()
+    waived_before = reversed_before - int(taken_before)
+    return max(int(expired) - waived_before, 0)
+
+
+async def _existing(session: AsyncSession, refund_id: str, fingerprint: str) -> RefundOut | None:
+    row = (
+        await session.execute(
+            select(refunds.c.request_hash, refunds.c.response).where(
+                refunds.c.refund_id == refund_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        raise IdempotencyConflict(
+            f"Refund {refund_id!r} was already recorded with a different body",
+            refund_id=refund_id,
+        )
+    return RefundOut.model_validate(row.response)

@@ -1,0 +1,1 @@
+"""The rewards catalogue (products, services, coupons with stock); redemptions spend from it."""

@@ -1,0 +1,1 @@
+"""Earning rules for actions (check-in, review, share, ...): amount, caps, growth flag."""

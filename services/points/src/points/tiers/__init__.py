@@ -1,0 +1,1 @@
+"""The tier ladder (Regular -> Silver -> Gold -> Diamond by default) and its pure rules."""

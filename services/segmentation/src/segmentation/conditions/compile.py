@@ -1,0 +1,79 @@
+"""Compile a parsed condition into a SQLAlchemy boolean over the profiles table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, Text, and_, cast, false, func, literal, not_, or_
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from segmentation.conditions.fields import FIELDS, RULE_TAG_FIELDS, FieldSpec
+from segmentation.conditions.language import Comparison, Node, Not, parse
+
+
+def field_expr(name: str, *, rule_ctx: bool = False) -> ColumnElement[Any]:
+    spec = FIELDS[name]
+    assert spec.expr is not None
+    return spec.expr(rule_ctx)
+
+
+def _value(spec: FieldSpec, value: object) -> object:
+    if spec.kind == "time" and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def comparison_sql(c: Comparison, *, rule_ctx: bool = False) -> ColumnElement[bool]:
+    """One clause, two-valued: a NULL field makes it false (never unknown)."""
+    spec = FIELDS[c.field]
+    col = field_expr(c.field, rule_ctx=rule_ctx)
+    if c.op == "is_null":
+        return col.is_(None)
+    if c.op == "is_not_null":
+        return col.is_not(None)
+    expr: ColumnElement[bool]
+    if c.op == "contains":
+        assert isinstance(c.value, str)
+        if spec.kind == "list":
+            expr = col.op("@>", is_comparison=True)(
+                cast(literal([c.value], ARRAY(Text)), ARRAY(Text))
+            )
+        else:
+            expr = func.strpos(func.lower(col), c.value.lower()) > 0
+    elif c.op == "in":
+        assert isinstance(c.value, tuple)
+        expr = col.in_([_value(spec, v) for v in c.value])
+    else:
+        v = _value(spec, c.value)
+        ops = {
+            "=": col.__eq__,
+            "!=": col.__ne__,
+            ">": col.__gt__,
+            ">=": col.__ge__,
+            "<": col.__lt__,
+            "<=": col.__le__,
+        }
+        expr = ops[c.op](v)
+    return func.coalesce(expr, false())
+
+
+def to_sql(node: Node, *, rule_ctx: bool = False) -> ColumnElement[bool]:
+    if isinstance(node, Comparison):
+        return comparison_sql(node, rule_ctx=rule_ctx)
+    if isinstance(node, Not):
+        return not_(to_sql(node.item, rule_ctx=rule_ctx))
+    parts = [to_sql(item, rule_ctx=rule_ctx) for item in node.items]
+    return and_(*parts) if node.op == "and" else or_(*parts)
+
+
+@lru_cache(maxsize=2048)
+def compiled(text: str, rule_ctx: bool = False) -> tuple[Node, ColumnElement[bool]]:
+    """Parse and compile once per distinct condition text (stored conditions repeat)."""
+    node = parse(text, allowed=RULE_TAG_FIELDS if rule_ctx else FIELDS)
+    return node, to_sql(node, rule_ctx=rule_ctx)
+
+
+_ = Decimal

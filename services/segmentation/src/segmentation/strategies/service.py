@@ -1,0 +1,63 @@
+"""The strategy matrix: rules (value group x behaviour group x lifecycle -> strategies) as data.
+
+A rule's NULL dimension matches any value. A profile's strategies are the union
+of the strategies of every rule that matches it, so the 12 families of the
+brief (4 value, 4 behaviour, 4 lifecycle) are each a row, and ops may add rows
+for specific combinations.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from segmentation.strategies.models import StrategyRule
+
+_APPLY = """
+WITH combos AS (
+    SELECT DISTINCT value_group, behaviour_group, lifecycle FROM profiles
+    WHERE value_group IS NOT NULL
+), matrix AS (
+    SELECT c.value_group, c.behaviour_group, c.lifecycle,
+           COALESCE(array_agg(DISTINCT x ORDER BY x) FILTER (WHERE x IS NOT NULL), '{}')
+               AS strategies
+    FROM combos c
+    LEFT JOIN strategy_rules r
+      ON (r.value_group IS NULL OR r.value_group = c.value_group)
+     AND (r.behaviour_group IS NULL OR r.behaviour_group = c.behaviour_group)
+     AND (r.lifecycle IS NULL OR r.lifecycle = c.lifecycle)
+    LEFT JOIN LATERAL unnest(r.strategies) AS x ON true
+    GROUP BY c.value_group, c.behaviour_group, c.lifecycle
+)
+UPDATE profiles p SET strategies = m.strategies
+FROM matrix m
+WHERE p.value_group = m.value_group
+  AND p.behaviour_group IS NOT DISTINCT FROM m.behaviour_group
+  AND p.lifecycle IS NOT DISTINCT FROM m.lifecycle
+  AND p.strategies IS DISTINCT FROM m.strategies
+"""
+
+_CLEAR = """
+UPDATE profiles SET strategies = '{}' WHERE value_group IS NULL AND strategies <> '{}'
+"""
+
+
+async def list_rules(session: AsyncSession) -> list[StrategyRule]:
+    return list((await session.execute(select(StrategyRule).order_by(StrategyRule.id))).scalars())
+
+
+async def replace_rules(
+    session: AsyncSession, rules: list[dict[str, object]]
+) -> list[StrategyRule]:
+    await session.execute(delete(StrategyRule))
+    for rule in rules:
+        session.add(StrategyRule(**rule))
+    await session.flush()
+    await apply_strategies(session)
+    return await list_rules(session)
+
+
+async def apply_strategies(session: AsyncSession) -> None:
+    """Write every scored profile's strategies (profiles outside the population get none)."""
+    await session.execute(text(_APPLY))
+    await session.execute(text(_CLEAR))

@@ -1,0 +1,218 @@
+"""Profiles from events: every event type, idempotency, order tolerance, paging."""
+
+import uuid
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from loyalty_shared.events import make_event
+from loyalty_shared.inbox import EventConsumer
+from loyalty_shared.testing import background, eventually
+from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS
+from segmentation.profiles.handlers import HANDLERS
+from segmentation.testing import FreshSegmentation
+from segmentation.testing_events import (
+    complaint,
+    enrolled,
+    interaction,
+    member_id,
+    order,
+    points_earned,
+    refund,
+    survey,
+    tier_changed,
+)
+
+
+async def test_every_event_type_lands_in_the_profile(fresh_segmentation: FreshSegmentation) -> None:
+    env = fresh_segmentation
+    m = member_id()
+    first = order(
+        m,
+        "2025-03-01",
+        "100.00",
+        coupon=True,
+        discount="10.00",
+        channel="app",
+        categories=("shoes", "socks"),
+    )
+    await env.feed(
+        enrolled(m, "2025-01-01", tier="bronze"),
+        first,
+        order(m, "2025-04-01", "50.00", channel="store", categories=("shoes",)),
+        refund(m, first.data["order_id"], "30.00", "2025-03-05"),
+        points_earned(m, 100, 100, "2025-03-01"),
+        points_earned(m, 50, 150, "2025-04-01"),
+        make_event(
+            "loyalty/points",
+            "loyalty.points.redeemed.v1",
+            m,
+            {"member_id": m, "points": 40, "balance_available": 110},
+        ),
+        make_event(
+            "loyalty/points",
+            "loyalty.points.expired.v1",
+            m,
+            {"member_id": m, "points": 10, "balance_available": 100},
+        ),
+        interaction(m, "review", "2025-04-02"),
+        interaction(m, "share", "2025-04-02"),
+        interaction(m, "check_in", "2025-04-03"),
+        interaction(m, "login", "2025-04-03"),
+        interaction(m, "page_view", "2025-04-03"),
+        complaint(m, "2025-04-05"),
+        survey(m, nps=9, csat=4),
+        survey(m, csat=5),
+        tier_changed(m, "silver", "2025-04-01"),
+    )
+    body = (await env.client.get(f"/v1/profiles/{m}")).json()
+    assert body["order_count"] == 2
+    assert body["gross_spend"] == "150.00"
+    assert body["refunded_amount"] == "30.00" and body["refund_count"] == 1
+    assert body["total_spend"] == "120.00"  # refunds reduce spend
+    assert body["average_order_value"] == "60.00"
+    assert body["first_order_at"].startswith("2025-03-01") and body["last_order_at"].startswith(
+        "2025-04-01"
+    )
+    assert body["categories"] == ["shoes", "socks"] and sorted(body["channels"]) == ["app", "store"]
+    assert body["coupon_order_count"] == 1 and body["discount_total"] == "10.00"
+    assert body["coupon_share"] == 0.5
+    assert (body["points_earned"], body["points_redeemed"], body["points_expired"]) == (150, 40, 10)
+    assert body["points_balance"] == 100
+    assert [body[k] for k in ("reviews", "shares", "check_ins", "logins", "page_views")] == [1] * 5
+    assert body["complaints"] == 1 and body["surveys"] == 2
+    assert body["nps_last"] == 9 and body["csat_avg"] == "4.50"
+    assert body["tier"] == "silver" and body["timezone"] == "Europe/Paris"
+
+
+async def test_handlers_are_idempotent(fresh_segmentation: FreshSegmentation) -> None:
+    env = fresh_segmentation
+    m = member_id()
+    o = order(m, "2025-05-01", "80.00", order_id=f"o-{uuid.uuid4().hex}")
+    earned = points_earned(m, 80, 80, "2025-05-01")
+    await env.feed(enrolled(m), o, earned)
+    await env.feed(o, earned)  # redelivered: same event ids
+    # the same order published again under a new event id (e.g. a replayed outbox)
+    await env.feed(order(m, "2025-05-01", "80.00", order_id=o.data["order_id"]))
+    r = refund(m, o.data["order_id"], "20.00", "2025-05-02")
+    await env.feed(r, r)
+    body = (await env.client.get(f"/v1/profiles/{m}")).json()
+    assert body["order_count"] == 1 and body["total_spend"] == "60.00"
+    assert body["points_earned"] == 80 and body["refund_count"] == 1
+
+
+async def test_out_of_order_events_and_missing_optional_fields(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    env = fresh_segmentation
+    m = member_id()
+    later = order(m, "2025-09-01", "10.00")
+    bare = make_event(
+        "loyalty/points",
+        "loyalty.order.recorded.v1",
+        m,
+        {
+            "order_id": f"o-{uuid.uuid4().hex}",
+            "member_id": m,
+            "amount": "5.00",
+            "occurred_at": "2025-01-01T00:00:00+00:00",
+        },
+    )
+    await env.feed(later, points_earned(m, 10, 15, "2025-09-01"))
+    await env.feed(bare, points_earned(m, 5, 5, "2025-01-01"))  # older balance arrives last
+    await env.feed(enrolled(m, "2024-12-01"))  # enrolment after the orders
+    body = (await env.client.get(f"/v1/profiles/{m}")).json()
+    assert body["first_order_at"].startswith("2025-01-01") and body["last_order_at"].startswith(
+        "2025-09-01"
+    )
+    assert body["points_balance"] == 15  # the newest balance wins
+    assert body["enrolled_at"].startswith("2024-12-01") and body["order_count"] == 2
+
+
+async def test_unknown_profile_is_a_problem_404(segmentation_client: httpx.AsyncClient) -> None:
+    response = await segmentation_client.get(f"/v1/profiles/{member_id()}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_profiles_list_pages_with_cursor_and_total(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    env = fresh_segmentation
+    members = sorted(member_id() for _ in range(5))
+    for m in members:
+        await env.feed(enrolled(m))
+    first = (await env.client.get("/v1/profiles", params={"limit": 2})).json()
+    assert first["total"] == 5 and [p["member_id"] for p in first["items"]] == members[:2]
+    second = (
+        await env.client.get("/v1/profiles", params={"limit": 2, "cursor": first["next_cursor"]})
+    ).json()
+    assert [p["member_id"] for p in second["items"]] == members[2:4]
+    third = (
+        await env.client.get("/v1/profiles", params={"limit": 2, "cursor": second["next_cursor"]})
+    ).json()
+    assert [p["member_id"] for p in third["items"]] == members[4:] and third["next_cursor"] is None
+    bad = await env.client.get("/v1/profiles", params={"value_tier": "gold"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.value_tier"
+
+
+async def test_events_from_the_broker_reach_the_profile(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    env = fresh_segmentation
+    m = member_id()
+    producer = AIOKafkaProducer(bootstrap_servers=env.settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for event, topic in (
+            (enrolled(m), POINTS_EVENTS),
+            (order(m, "2025-06-01", "42.00"), POINTS_EVENTS),
+            (complaint(m, "2025-06-02"), FEEDBACK_EVENTS),
+        ):
+            await producer.send_and_wait(topic, event.to_json_bytes(), key=m.encode())
+    finally:
+        await producer.stop()
+
+    async def arrived() -> dict | None:  # type: ignore[type-arg]
+        response = await env.client.get(f"/v1/profiles/{m}")
+        body = response.json()
+        ok = response.status_code == 200 and body["order_count"] == 1 and body["complaints"] == 1
+        return body if ok else None
+
+    consumer = EventConsumer(
+        env.settings,
+        env.app.state.sessionmaker,
+        topics=[POINTS_EVENTS, FEEDBACK_EVENTS],
+        handlers=HANDLERS,
+        group_id=f"segmentation-test-{uuid.uuid4().hex[:8]}",
+    )
+    async with background(consumer.run):
+        body = await eventually(arrived, timeout=30)
+    assert body["total_spend"] == "42.00"
+
+
+async def test_one_batch_with_duplicates_and_mixed_types(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    """A polled batch is applied set-based for orders and points: same result as one by one."""
+    env = fresh_segmentation
+    m = member_id()
+    a = order(m, "2025-03-01", "30.00", order_id=f"o-{uuid.uuid4().hex}", categories=("tea",))
+    again = order(m, "2025-03-01", "30.00", order_id=a.data["order_id"])  # new event id
+    b = order(m, "2025-01-01", "20.00", channel="app", categories=("cups", "tea"))
+    await env.feed(
+        points_earned(m, 30, 50, "2025-03-01"),
+        a,
+        refund(m, a.data["order_id"], "5.00", "2025-03-02"),
+        again,
+        b,
+        points_earned(m, 20, 20, "2025-01-01"),  # older balance, later in the batch
+        enrolled(m, "2024-12-01"),
+        a,  # the same event twice in one batch
+    )
+    body = (await env.client.get(f"/v1/profiles/{m}")).json()
+    assert body["order_count"] == 2 and body["total_spend"] == "45.00"
+    assert body["first_order_at"].startswith("2025-01-01")
+    assert body["last_order_at"].startswith("2025-03-01")
+    assert body["categories"] == ["cups", "tea"] and body["channels"] == ["app", "web"]
+    assert body["points_earned"] == 50 and body["points_balance"] == 50
