@@ -286,3 +286,16 @@ async def test_ahp_rejects_bad_matrices(
     assert problem["errors"][0]["field"] == "body.matrix"
     if slug == "inconsistent-matrix":
         assert problem["cr"] == pytest.approx(6.1303, abs=1e-3)
+
+
+async def test_metrics_period_is_validated(feedback_client) -> None:  # type: ignore[no-untyped-def]
+    cases = [
+        ("from=0001-01-01T00:00:00Z", "query.from"),
+        ("from=2026-01-01T00:00:00", "query.from"),  # no offset
+        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "query.from"),
+        ("to=9999-12-31T00:00:00Z", "query.to"),
+    ]
+    for query, field in cases:
+        response = await feedback_client.get(f"/v1/feedback/metrics?{query}")
+        assert response.status_code == 422, (query, response.text)
+        assert field in [e["field"] for e in response.json()["errors"]]

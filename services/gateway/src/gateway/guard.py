@@ -167,12 +167,22 @@ class Guard:
         found = policy.match(method, path)
         service = owner_of(path)
         if found is None:
-            if service is None and not path.startswith("/v1/auth/"):
-                self.metrics.denied.labels("no-route").inc()
-                raise _not_found(method, path)
-            # A path a service owns, but a route the table does not list: denied.
-            self.metrics.denied.labels("not-in-policy").inc()
-            raise _forbidden()
+            # Deny by default: a route the table does not list is never forwarded. The
+            # answer says why, as the services would: another method (405) or no route (404).
+            allowed = policy.methods_for(path)
+            if allowed:
+                self.metrics.denied.labels("method-not-in-policy").inc()
+                raise Denied(
+                    problem_response(
+                        405,
+                        "Method not allowed",
+                        f"{method} is not allowed on {path}",
+                        instance=path,
+                        headers={"Allow": ", ".join(allowed)},
+                    )
+                )
+            self.metrics.denied.labels("not-in-policy" if service else "no-route").inc()
+            raise _not_found(method, path)
         if not found.rule.allows(identity.scope):
             self.metrics.denied.labels("scope").inc()
             raise _forbidden()

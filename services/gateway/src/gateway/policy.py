@@ -180,6 +180,17 @@ def match(method: str, path: str) -> Match | None:
     return None
 
 
+def methods_for(path: str) -> list[str]:
+    """The methods the table lists for this path (for a 405's Allow header)."""
+    resource = _resource(path)
+    methods = {
+        method
+        for (method, res), rules in _INDEX.items()
+        if res == resource and any(rule.regex.match(path) for rule in rules)
+    }
+    return sorted(methods)
+
+
 def normalise(template: str) -> str:
     """``/v1/segments/{id}`` and ``/v1/segments/{segment_id}`` are the same route."""
     return re.sub(r"\{[^}]+\}", "{}", template)

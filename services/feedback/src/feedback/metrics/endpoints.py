@@ -1,12 +1,10 @@
-from datetime import datetime, timedelta
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from feedback.clock import Now
 from feedback.metrics import service
 from feedback.metrics.schemas import HierarchyIn, HierarchyOut, MetricsOut
 from loyalty_shared.db import Session
+from loyalty_shared.periods import PeriodFrom, PeriodTo, resolve_period
 
 router = APIRouter(prefix="/v1/feedback", tags=["metrics"])
 
@@ -20,14 +18,11 @@ async def metrics(
     session: Session,
     request: Request,
     now: Now,
-    from_: Annotated[
-        datetime | None, Query(alias="from", description="default: to - 30 days")
-    ] = None,
-    to: Annotated[datetime | None, Query(description="default: now")] = None,
+    from_: PeriodFrom = None,
+    to: PeriodTo = None,
 ) -> MetricsOut:
-    end = to or now
-    start = from_ or end - timedelta(days=30)
-    return await service.metrics(session, request.app.state.settings, start, end)
+    period = resolve_period(from_, to, now=now, default_days=30)
+    return await service.metrics(session, request.app.state.settings, period.start, period.end)
 
 
 @router.get(
