@@ -354,8 +354,10 @@ async def run(settings: SegmentationSettings) -> None:
         ["case", "result", "target", "met"],
         rows,
         f"Recompute steps: {detail}.\n\n"
-        "The recompute's RFM-equivalent stages also compute the value tier, lifecycle, groups, "
-        "loyalty indicators, index, type and reasons in the same statements. Freshness: "
+        "The recompute's RFM-equivalent stages (orders, member statistics, ranks, writing "
+        "scores) also compute the value tier, lifecycle, groups, loyalty indicators, index, "
+        "type and reasons in the same statements; publishing lifecycle_changed events (one "
+        "per member on a first recompute) is the separate 'lifecycle events' step. Freshness: "
         "profiles.updated_at (clock_timestamp() in the consuming transaction) minus the "
         "producer's send time, same machine clock.",
     )

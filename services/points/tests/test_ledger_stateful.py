@@ -407,6 +407,7 @@ def machine(stateful_db: str, points_settings: PointsSettings) -> Iterator[type[
     )
     with asyncio.Runner() as runner:
         engine = runner.run(_engine(config))
+        runner.run(_flat_ladder(engine))
         LedgerMachine.runner = runner
         LedgerMachine.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         LedgerMachine.config = config
@@ -414,6 +415,17 @@ def machine(stateful_db: str, points_settings: PointsSettings) -> Iterator[type[
             yield LedgerMachine
         finally:
             runner.run(engine.dispose())
+
+
+async def _flat_ladder(engine: Any) -> None:
+    """One tier, multiplier 1: an order earns exactly its base points here, so the machine
+    can predict every amount (multipliers and upgrades are tested in test_order_earning.py)."""
+    from points.tiers.schemas import Tier, TierLadderIn
+    from points.tiers.service import replace_ladder
+
+    ladder = TierLadderIn(tiers=[Tier(code="regular", name="Regular", threshold=0)])
+    async with async_sessionmaker(engine)() as session, session.begin():
+        await replace_ladder(session, ladder)
 
 
 async def _engine(config: PointsSettings) -> Any:

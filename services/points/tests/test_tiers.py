@@ -67,6 +67,16 @@ async def enrol(client: httpx.AsyncClient, db: str, *, tier: str, growth: int) -
     assert (await client.post("/v1/members", json={"member_id": member})).status_code == 201
     await sql(db, "UPDATE members SET tier = :t WHERE member_id = :m", t=tier, m=member)
     await sql(db, "UPDATE balances SET growth_value = :g WHERE member_id = :m", g=growth, m=member)
+    # growth value counts over the rolling window: one entry carrying it, moving no points
+    await sql(
+        db,
+        "INSERT INTO ledger_entries (member_id, entry_type, points, source_type, source_id,"
+        " idempotency_key, occurred_at, growth_delta)"
+        " VALUES (:m, 'adjust', 0, 'test', 'growth', :k, now(), :g)",
+        k=f"test-growth:{member}",
+        g=growth,
+        m=member,
+    )
     return member
 
 

@@ -193,6 +193,13 @@ async def test_kpis_with_previous_period(fresh_segmentation: FreshSegmentation) 
         params={"from": "2025-12-31T00:00:00+00:00", "to": "2025-12-01T00:00:00+00:00"},
     )
     assert bad.status_code == 422
+    for params, field in (
+        ({"from": "0001-01-01T00:00:00+00:00"}, "query.from"),  # previous period before year 1
+        ({"from": "2025-12-01T00:00:00"}, "query.from"),  # no offset
+    ):
+        bad = await env.client.get("/v1/analytics/kpis", params=params)
+        assert bad.status_code == 422, bad.text
+        assert field in [e["field"] for e in bad.json()["errors"]]
 
 
 async def test_daily_recompute_runs_once_per_day(fresh_segmentation: FreshSegmentation) -> None:

@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 from loyalty_shared.service_cli import service_main
@@ -8,6 +9,11 @@ SERVICE_DIR = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
+    # points' own subcommand (the shared CLI serves api / worker / migrate)
+    if sys.argv[1:2] == ["import-orders"]:
+        from points.orders.cli import main as import_orders
+
+        raise SystemExit(import_orders(sys.argv[2:]))
     service_main(
         settings_factory=PointsSettings,
         app_factory="points.main:create_app",

@@ -16,6 +16,7 @@ class Base(DeclarativeBase):
 
 
 # import the feature models so that they register on ``metadata``
+from points.actions import models as _action_models  # noqa: E402,F401
 from points.campaigns import models as _campaign_models  # noqa: E402,F401
 from points.idempotency import models as _idempotency_models  # noqa: E402,F401
 from points.ledger import models as _ledger_models  # noqa: E402,F401

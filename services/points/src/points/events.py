@@ -21,12 +21,42 @@ POINTS_REDEEMED = "loyalty.points.redeemed.v1"
 REDEMPTION_CANCELLED = "loyalty.points.redemption_cancelled.v1"
 POINTS_EXPIRED = "loyalty.points.expired.v1"
 POINTS_ADJUSTED = "loyalty.points.adjusted.v1"
+TIER_CHANGED = "loyalty.tier.changed.v1"
+INTERACTION_RECORDED = "loyalty.interaction.recorded.v1"
+MEMBER_ERASED = "loyalty.member.erased.v1"
 
 
 def points_event(
     type_: str, member_id: str, data: dict[str, Any], *, time: datetime | None = None
 ) -> CloudEvent:
     return make_event(SOURCE, type_, member_id, data, time=time)
+
+
+def tier_changed(
+    member_id: str,
+    from_tier: str,
+    to_tier: str,
+    *,
+    direction: str,
+    reason: str,
+    growth_value: int,
+    at: datetime,
+) -> CloudEvent:
+    """``loyalty.tier.changed.v1``: one shape for the order flow, ladder changes and evaluation."""
+    return points_event(
+        TIER_CHANGED,
+        member_id,
+        {
+            "member_id": member_id,
+            "from_tier": from_tier,
+            "to_tier": to_tier,
+            "direction": direction,
+            "reason": reason,
+            "growth_value": growth_value,
+            "occurred_at": at.isoformat(),
+        },
+        time=at,
+    )
 
 
 async def publish(session: AsyncSession, *events: CloudEvent) -> None:

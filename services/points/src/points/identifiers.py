@@ -1,4 +1,4 @@
-"""Client-chosen identifiers (member id = the shop's customer id, order id = the shop's order id)."""
+"""Client-chosen identifiers (member id = the shop's customer id, order id = its order id)."""
 
 from typing import Annotated
 

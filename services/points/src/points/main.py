@@ -4,17 +4,19 @@ from fastapi import FastAPI
 
 from loyalty_shared.app import create_service_app
 from points import rules_api
+from points.actions.endpoints import router as actions_router
 from points.adjustments.endpoints import router as adjustments_router
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.orders.endpoints import router as orders_router
 from points.redemptions.endpoints import router as redemptions_router
+from points.rules_cache import RulesCache
 from points.settings import PointsSettings
 
 
 def create_app(settings: PointsSettings | None = None) -> FastAPI:
     settings = settings or PointsSettings()
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Loyalty points service",
         description="Members, the points ledger, lots, tiers, earning rules, campaigns, rewards.",
@@ -24,6 +26,7 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
             redemptions_router,
             adjustments_router,
             ledger_router,
+            actions_router,
             *rules_api.routers,
         ],
         openapi_tags=[
@@ -31,6 +34,9 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
             {"name": "orders", "description": "Completed orders earn points; refunds reverse them"},
             {"name": "redemptions", "description": "Spending points, and cancelling that"},
             {"name": "adjustments", "description": "Manual corrections by ops"},
+            {"name": "actions", "description": "Check-ins and interactions that earn points"},
             {"name": "ledger", "description": "The append-only history of a member's points"},
         ],
     )
+    app.state.rules_cache = RulesCache(settings.rules_cache_seconds)
+    return app

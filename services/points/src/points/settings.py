@@ -38,6 +38,15 @@ class PointsSettings(CommonSettings):
         gt=0,
         description="How long an Idempotency-Key's stored answer is kept for replays",
     )
+    rules_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long each process keeps the tier ladder and running campaigns for the "
+        "order path (0 = read them on every order); a change is visible everywhere within it",
+    )
+    tier_evaluation_batch: int = Field(
+        default=500, ge=1, description="Members handled per run of the tier evaluation job"
+    )
     ledger_jobs_interval_seconds: float = Field(
         default=300.0, gt=0, description="How often the worker matures and expires lots"
     )

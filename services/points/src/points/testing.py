@@ -1,10 +1,15 @@
-"""pytest fixtures for the points service (registered by the suite's root conftest)."""
+"""pytest fixtures and helpers for the points service (registered by the root conftest)."""
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from loyalty_shared.testing import (
     Infra,
@@ -39,3 +44,71 @@ async def points_app(points_settings: PointsSettings) -> AsyncIterator:  # type:
 async def points_client(points_app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
     async with asgi_client(points_app) as client:
         yield client
+
+
+# An app on its own database, for tests that change what every order earns (campaigns,
+# the ladder): the shared ``points_db`` keeps the default ladder and no campaigns.
+
+
+@pytest.fixture(scope="session")
+async def earning_db(infra: Infra) -> str:
+    return await migrated_database(infra, "points_earning", SERVICE_DIR)
+
+
+@pytest.fixture(scope="session")
+def earning_settings(infra: Infra, earning_db: str) -> PointsSettings:
+    return PointsSettings(**settings_overrides(infra, earning_db))
+
+
+@pytest.fixture(scope="session")
+async def earning_app(earning_settings: PointsSettings) -> AsyncIterator:  # type: ignore[type-arg]
+    async with running_app(create_app(earning_settings)) as app:
+        yield app
+
+
+@pytest.fixture
+async def earning_client(earning_app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    async with asgi_client(earning_app) as client:
+        yield client
+
+
+def mid() -> str:
+    return f"m-{uuid.uuid4().hex[:12]}"
+
+
+def oid() -> str:
+    return f"o-{uuid.uuid4().hex[:12]}"
+
+
+def order(member_id: str, amount: str, at: datetime | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "order_id": oid(),
+        "member_id": member_id,
+        "amount": amount,
+        "occurred_at": (at or datetime.now(UTC)).isoformat(),
+        **extra,
+    }
+
+
+async def enrol(client: httpx.AsyncClient, member: str | None = None, **extra: Any) -> str:
+    member = member or mid()
+    response = await client.post("/v1/members", json={"member_id": member, **extra})
+    assert response.status_code == 201, response.text
+    return member
+
+
+async def sql(db: str, statement: str, **params: Any) -> list[Any]:
+    engine = create_async_engine(db)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement), params)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+async def outbox_events(db: str, member: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = await sql(
+        db, "SELECT event_type, payload FROM outbox WHERE key = :m ORDER BY id", m=member
+    )
+    return [(r.event_type, r.payload) for r in rows]

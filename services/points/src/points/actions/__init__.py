@@ -1,5 +1,6 @@
-"""Points for actions (check-ins, interactions, birthdays, referrals): the pure rules.
+"""Points for actions (check-ins, interactions, birthdays, referrals).
 
-Not wired to HTTP yet: POST /v1/members/{id}/check-ins and POST /v1/interactions need the
-ledger's credit function; see docs/points-rules.md ("Actions") for how to wire them.
+``service.py`` holds the pure rules, ``credit.py`` credits the ledger, ``flows.py`` and
+``endpoints.py`` wire POST /v1/members/{id}/check-ins and POST /v1/interactions
+(docs/points-rules.md, "Actions").
 """

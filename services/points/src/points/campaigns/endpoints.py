@@ -56,10 +56,11 @@ async def list_campaigns(
     },
 )
 async def create_campaign(
-    body: CampaignIn, session: Session, idempotency: Idempotency
+    body: CampaignIn, session: Session, idempotency: Idempotency, request: Request
 ) -> JSONResponse:
     async def produce() -> tuple[CampaignOut, int]:
         campaign, created = await service.create(session, body)
+        request.app.state.rules_cache.invalidate()
         return campaign, status.HTTP_201_CREATED if created else status.HTTP_200_OK
 
     return await idempotency.run(session, body, produce)
@@ -91,9 +92,11 @@ async def get_campaign(campaign_id: CampaignId, session: Session) -> CampaignOut
     responses={**_NOT_FOUND, **_INVALID},
 )
 async def replace_campaign(
-    campaign_id: CampaignId, body: CampaignReplace, session: Session
+    campaign_id: CampaignId, body: CampaignReplace, session: Session, request: Request
 ) -> CampaignOut:
-    return await service.replace(session, campaign_id, body)
+    out = await service.replace(session, campaign_id, body)
+    request.app.state.rules_cache.invalidate()
+    return out
 
 
 @router.patch(
@@ -103,6 +106,8 @@ async def replace_campaign(
     responses={**_NOT_FOUND, **_INVALID},
 )
 async def patch_campaign(
-    campaign_id: CampaignId, body: CampaignPatch, session: Session
+    campaign_id: CampaignId, body: CampaignPatch, session: Session, request: Request
 ) -> CampaignOut:
-    return await service.patch(session, campaign_id, body)
+    out = await service.patch(session, campaign_id, body)
+    request.app.state.rules_cache.invalidate()
+    return out

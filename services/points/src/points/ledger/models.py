@@ -10,7 +10,7 @@ How the numbers relate (checked by the stateful test after every step):
 """
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from points.db import Base
@@ -131,6 +132,7 @@ class LedgerEntry(Base):
     __table_args__ = (
         Index("ix_ledger_entries_member", "member_id", "id"),
         Index("ix_ledger_entries_source", "source_type", "source_id"),
+        Index("ix_ledger_entries_member_time", "member_id", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -147,6 +149,10 @@ class LedgerEntry(Base):
     source_id: Mapped[str] = mapped_column(Text, nullable=False)
     idempotency_key: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     operator: Mapped[str | None] = mapped_column(Text)
+    # what this entry adds to growth value (summed over the ladder's rolling window)
+    growth_delta: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # how an order's points were made: base, tier bonus, campaigns (orders only)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()

@@ -155,8 +155,14 @@ class Posting:
         debt: int = 0,
         lot_id: int | None = None,
         reason: str | None = None,
+        growth: int = 0,
+        details: dict[str, Any] | None = None,
     ) -> None:
-        """Append an entry; its lot moves by ``points + pending + debt``."""
+        """Append an entry; its lot moves by ``points + pending + debt``.
+
+        ``growth`` is what the entry adds to growth value (counted over the ladder's rolling
+        window by ``occurred_at``); ``details`` an optional breakdown (JSON).
+        """
         assert entry_type in m.ENTRY_TYPES
         self.rows.append(
             {
@@ -172,8 +178,11 @@ class Posting:
                 "idempotency_key": key,
                 "operator": self.operator,
                 "occurred_at": self.occurred_at,
+                "growth_delta": growth,
+                "details": details,
             }
         )
+        self.d_growth += growth
         self.d_available += points
         self.d_pending += pending
         self.d_debt += debt
@@ -191,7 +200,9 @@ class Posting:
         expires_at: datetime | None,
         pending: bool = False,
         lifetime: bool = True,
-        growth: bool = False,
+        growth: int = 0,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> int:
         """A new lot of ``points`` (pending or available) and its entry; returns the lot id."""
         assert points > 0
@@ -212,14 +223,18 @@ class Posting:
                 .returning(lots.c.id)
             )
         ).scalar_one()
-        if pending:
-            self.entry(entry_type, key, pending=points, lot_id=lot_id)
-        else:
-            self.entry(entry_type, key, points=points, lot_id=lot_id)
+        amounts = {"pending": points} if pending else {"points": points}
+        self.entry(
+            entry_type,
+            key,
+            lot_id=lot_id,
+            growth=growth,
+            reason=reason,
+            details=details,
+            **amounts,
+        )
         if lifetime:
             self.d_lifetime += points
-        if growth:
-            self.d_growth += points
         return int(lot_id)
 
     async def sync_lots(self) -> None:
@@ -321,6 +336,23 @@ class Posting:
             )
         ).one()
         return BalanceNow(row.available, row.pending, row.debt)
+
+
+def rolling_growth(member_id: Any, window_start: Any) -> Any:
+    """Scalar subquery: growth value credited at or after ``window_start`` (rolling window)."""
+    from sqlalchemy import func
+
+    return (
+        select(func.coalesce(func.sum(entries.c.growth_delta), 0))
+        .where(entries.c.member_id == member_id, entries.c.occurred_at >= window_start)
+        .scalar_subquery()
+    )
+
+
+async def growth_value(session: AsyncSession, member_id: str, window_start: datetime) -> int:
+    """The member's growth value: what counted toward it since ``window_start``, never < 0."""
+    value = (await session.execute(select(rolling_growth(member_id, window_start)))).scalar_one()
+    return max(0, int(value))
 
 
 async def expiring_soon(

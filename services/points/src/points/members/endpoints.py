@@ -6,8 +6,8 @@ from fastapi.responses import JSONResponse
 from loyalty_shared.db import Session
 from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
-from points.members import service
-from points.members.schemas import MemberIn, MemberOut, MemberStatus
+from points.members import privacy, service
+from points.members.schemas import MemberErased, MemberExport, MemberIn, MemberOut, MemberStatus
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -36,3 +36,25 @@ async def get_member(
     member_id: Annotated[ClientId, Path()], session: Session, request: Request
 ) -> MemberStatus:
     return await service.status(session, request.app.state.settings, member_id)
+
+
+@router.delete(
+    "/{member_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=MemberErased,
+    summary="Erase the member's personal data (admin); ledger amounts are kept",
+    responses={404: {"description": "No such member"}},
+)
+async def erase_member(member_id: Annotated[ClientId, Path()], session: Session) -> MemberErased:
+    erased_at = await privacy.erase(session, member_id)
+    return MemberErased(member_id=member_id, erased_at=erased_at)
+
+
+@router.get(
+    "/{member_id}/export",
+    response_model=MemberExport,
+    summary="Everything the points service holds about the member (admin, member self)",
+    responses={404: {"description": "No such member (or erased)"}},
+)
+async def export_member(member_id: Annotated[ClientId, Path()], session: Session) -> MemberExport:
+    return MemberExport.model_validate(await privacy.export(session, member_id))

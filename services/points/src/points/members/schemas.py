@@ -1,4 +1,5 @@
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
@@ -59,10 +60,45 @@ class BalanceOut(BaseModel):
     )
 
 
+class NextTier(BaseModel):
+    code: str
+    name: str
+    growth_value_missing: int = Field(description="Exactly how much growth value is missing")
+
+
+class BadgeOut(BaseModel):
+    code: str
+    name: str
+    description: str
+
+
 class MemberStatus(BaseModel):
     member_id: str
     tier: str
+    tier_name: str
     enrolled_at: datetime
     balance: BalanceOut
     lifetime_earned: int
-    growth_value: int = 0
+    growth_value: int = Field(
+        default=0, description="Growth value over the ladder's rolling window (tiers)"
+    )
+    next_tier: NextTier | None = Field(description="null at the top tier")
+    tier_held_until: datetime = Field(description="The earliest moment the tier can be lost")
+    benefits: list[str]
+    badges: list[BadgeOut]
+
+
+class MemberErased(BaseModel):
+    member_id: str
+    erased_at: datetime
+
+
+class MemberExport(BaseModel):
+    member: dict[str, Any]
+    balance: dict[str, int]
+    ledger: list[dict[str, Any]]
+    lots: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
+    redemptions: list[dict[str, Any]]
+    check_ins: list[dict[str, Any]]
+    interactions: list[dict[str, Any]]

@@ -3,23 +3,36 @@
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.problems import Unprocessable
 from points import events
+from points.actions.models import check_ins, interactions
 from points.errors import MemberNotFound
 from points.ledger import service as ledger
 from points.ledger.models import Balance
 from points.members.models import Member
 from points.members.schemas import (
+    BadgeOut,
     BalanceOut,
     ExpiringPoints,
     MemberIn,
     MemberOut,
     MemberStatus,
+    NextTier,
 )
+from points.orders.models import orders
 from points.settings import PointsSettings
+from points.tiers.badges import MemberFacts, earned_badges
+from points.tiers.service import growth_window_start, load_ladder, tier_status
+
+
+class UnknownReferralCode(Unprocessable):
+    slug = "unknown-referral-code"
+    title = "Unknown referral code"
+
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -33,6 +46,16 @@ async def enrol(
 ) -> tuple[MemberOut, bool]:
     """Enrol a member; the same member id again returns the existing member (created=False)."""
     now = datetime.now(UTC)
+    referred_by = None
+    if data.referral_code:
+        from points.referrals.service import referrer_for_code
+
+        referred_by = await referrer_for_code(session, data.referral_code)
+        if referred_by is None or referred_by == data.member_id:
+            raise UnknownReferralCode(
+                f"No member has the referral code {data.referral_code!r}",
+                errors=[{"field": "body.referral_code", "message": "unknown referral code"}],
+            )
     inserted = (
         await session.execute(
             insert(Member)
@@ -44,7 +67,7 @@ async def enrol(
                 birthday=data.birthday,
                 timezone=data.timezone or settings.default_timezone,
                 referral_code=new_referral_code(),
-                referred_by=None,
+                referred_by=referred_by,
                 enrolled_at=now,
             )
             .on_conflict_do_nothing(index_elements=[Member.member_id])
@@ -97,22 +120,59 @@ async def status(
     *,
     now: datetime | None = None,
 ) -> MemberStatus:
+    now = now or datetime.now(UTC)
+    ladder = await load_ladder(session)
+    window_start = growth_window_start(ladder, now)
     row = (
         await session.execute(
-            select(Member.member_id, Member.tier, Member.enrolled_at, Balance)
+            select(
+                Member.member_id,
+                Member.tier,
+                Member.enrolled_at,
+                Balance,
+                ledger.rolling_growth(Member.member_id, window_start).label("rolling"),
+                select(func.count())
+                .select_from(orders)
+                .where(orders.c.member_id == Member.member_id)
+                .scalar_subquery()
+                .label("orders_count"),
+                select(func.count())
+                .select_from(interactions)
+                .where(
+                    interactions.c.member_id == Member.member_id, interactions.c.type == "review"
+                )
+                .scalar_subquery()
+                .label("reviews_count"),
+                select(func.count())
+                .select_from(check_ins)
+                .where(check_ins.c.member_id == Member.member_id)
+                .scalar_subquery()
+                .label("check_in_days"),
+            )
             .join(Balance, Balance.member_id == Member.member_id)
-            .where(Member.member_id == member_id)
+            .where(Member.member_id == member_id, Member.erased_at.is_(None))
         )
     ).first()
     if row is None:
         raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
     balance: Balance = row.Balance
-    soon = await ledger.expiring_soon(
-        session, member_id, now or datetime.now(UTC), settings.expiring_soon_limit
+    growth = max(0, int(row.rolling))
+    soon = await ledger.expiring_soon(session, member_id, now, settings.expiring_soon_limit)
+    tier = tier_status(ladder, row.tier, growth, row.enrolled_at, now)
+    badges = earned_badges(
+        MemberFacts(
+            enrolled_at=row.enrolled_at,
+            orders_count=row.orders_count,
+            reviews_count=row.reviews_count,
+            check_in_days=row.check_in_days,
+            lifetime_earned=balance.lifetime_earned,
+        ),
+        now,
     )
     return MemberStatus(
         member_id=row.member_id,
         tier=row.tier,
+        tier_name=tier.tier.name,
         enrolled_at=row.enrolled_at,
         balance=BalanceOut(
             available=balance.available,
@@ -121,5 +181,15 @@ async def status(
             expiring_soon=[ExpiringPoints(points=p, expires_at=at) for p, at in soon],
         ),
         lifetime_earned=balance.lifetime_earned,
-        growth_value=balance.growth_value,
+        growth_value=growth,
+        next_tier=NextTier(
+            code=tier.next_tier.code,
+            name=tier.next_tier.name,
+            growth_value_missing=tier.growth_value_missing,
+        )
+        if tier.next_tier
+        else None,
+        tier_held_until=tier.tier_held_until,
+        benefits=tier.benefits,
+        badges=[BadgeOut(code=b.code, name=b.name, description=b.description) for b in badges],
     )

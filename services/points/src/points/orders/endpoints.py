@@ -6,8 +6,8 @@ from fastapi.responses import JSONResponse
 from loyalty_shared.db import Session
 from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
-from points.orders import service
-from points.orders.schemas import OrderIn, OrderOut
+from points.orders import batch, service
+from points.orders.schemas import OrderBatchIn, OrderBatchOut, OrderIn, OrderOut
 from points.refunds import service as refunds
 from points.refunds.schemas import RefundIn, RefundOut
 
@@ -30,7 +30,35 @@ async def record_order(
     settings = request.app.state.settings
 
     async def produce() -> tuple[OrderOut, int]:
-        return await service.record_order(session, settings, body), status.HTTP_201_CREATED
+        cache = request.app.state.rules_cache
+        out = await service.record_order(session, settings, body, cache=cache)
+        return out, status.HTTP_201_CREATED
+
+    return await idempotency.run(session, body, produce)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_200_OK,
+    response_model=OrderBatchOut,
+    summary="Import order history (<= 1000 orders); each evaluated as of its own occurred_at",
+    responses={422: {"description": "Not a batch (no orders, more than 1000...)"}},
+)
+async def import_orders(
+    body: OrderBatchIn, session: Session, request: Request, idempotency: Idempotency
+) -> JSONResponse:
+    async def produce() -> tuple[OrderBatchOut, int]:
+        result = await batch.import_orders(
+            session,
+            request.app.state.settings,
+            body.orders,
+            enrol_missing=body.enrol_missing,
+            cache=request.app.state.rules_cache,
+        )
+        out = OrderBatchOut.model_validate(
+            {"created": result.created, "duplicates": result.duplicates, "failed": result.failed}
+        )
+        return out, status.HTTP_200_OK
 
     return await idempotency.run(session, body, produce)
 

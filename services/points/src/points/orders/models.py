@@ -29,6 +29,9 @@ class Order(Base):
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     points_earned: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # the part of points_earned that counted toward growth value (refunds reverse it pro rata)
+    growth_points: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     response: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = mapped_column(

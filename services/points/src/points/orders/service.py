@@ -1,20 +1,28 @@
 """Recording completed orders: points earned once per order id (the hot path of every checkout).
 
-Round trips: lock the balance row; one statement of data-modifying CTEs (order,
-lot, entry, balance and the two outbox events). Only a member in debt costs more
-(the repayment entries).
+Round trips: lock the balance row (the same statement reads the member's growth value
+over the rolling window and whether this is the first order); one statement of
+data-modifying CTEs (order, lot, entry, balance and the two outbox events). The tier ladder
+and the running campaigns come from the in-process ``RulesCache`` (a few seconds old at
+most). Only rare cases cost more: a tier upgrade (member row + tier.changed event), a
+member in debt (the repayment entries), a referred member's first order (referral credits).
+
+Points: ``floor(base x tier multiplier) + campaign bonus``; the entry's ``details`` and
+the earned event's ``breakdown`` say how (base, tier bonus, campaigns).
 """
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
     BigInteger,
     DateTime,
     String,
+    Table,
     Text,
     bindparam,
     exists,
@@ -30,14 +38,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.outbox import outbox_row
 from loyalty_shared.topics import POINTS_EVENTS
 from points import events
+from points.campaigns.calculator import Campaign, CampaignResult, OrderFacts, apply_campaigns
 from points.db import outbox
 from points.errors import IdempotencyConflict, UnknownMember
 from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.models import balances, entries, lots
+from points.members.models import Member
 from points.orders.models import orders
 from points.orders.schemas import BalanceSummary, OrderIn, OrderOut
+from points.rules_cache import RulesCache, earning_data
 from points.settings import PointsSettings
+from points.tiers import service as tiers
+from points.tiers.schemas import GrowthPointType, Tier, TierLadderIn
+
+members_table = cast(Table, Member.__table__)
 
 
 def request_fingerprint(data: OrderIn) -> str:
@@ -54,37 +69,201 @@ def earn_key(order_id: str) -> str:
     return f"order:{order_id}:earn"
 
 
+@dataclass(frozen=True)
+class OrderMember:
+    """The member's balance row (locked) and what the order needs to know about the member."""
+
+    locked: ledger.LockedBalance
+    growth_value: int  # over the ladder's rolling window, as of the order
+    has_orders: bool
+    referred_by: str | None
+
+
+def _lock_for_order_statement() -> Any:
+    """The balance lock of ``ledger.lock_balance`` plus growth value and first-order facts."""
+    from points.members.models import Member
+
+    members = Member.__table__
+    member_id = bindparam("p_member_id", type_=String)
+    return (
+        select(
+            balances.c.member_id,
+            balances.c.available,
+            balances.c.pending,
+            balances.c.debt,
+            balances.c.lifetime_earned,
+            balances.c.growth_value,
+            members.c.tier,
+            members.c.referred_by,
+            ledger.rolling_growth(
+                member_id, bindparam("p_window_start", type_=DateTime(True))
+            ).label("rolling_growth"),
+            exists(select(orders.c.order_id).where(orders.c.member_id == member_id)).label(
+                "has_orders"
+            ),
+        )
+        .join(members, members.c.member_id == balances.c.member_id)
+        .where(balances.c.member_id == member_id, members.c.erased_at.is_(None))
+        .with_for_update(of=balances)
+    )
+
+
+_LOCK_FOR_ORDER = _lock_for_order_statement()
+
+
+async def lock_for_order(
+    session: AsyncSession, member_id: str, window_start: datetime
+) -> OrderMember | None:
+    conn = await session.connection()
+    row = (
+        await conn.execute(
+            _LOCK_FOR_ORDER, {"p_member_id": member_id, "p_window_start": window_start}
+        )
+    ).first()
+    if row is None:
+        return None
+    locked = ledger.LockedBalance(
+        row.member_id,
+        row.available,
+        row.pending,
+        row.debt,
+        row.lifetime_earned,
+        row.growth_value,
+        row.tier,
+    )
+    return OrderMember(
+        locked, max(0, int(row.rolling_growth)), bool(row.has_orders), row.referred_by
+    )
+
+
+@dataclass(frozen=True)
+class Earning:
+    """How an order's points are made (the ledger entry's ``details``)."""
+
+    base: int
+    tier_multiplier: Decimal
+    tier_bonus: int
+    campaign: CampaignResult
+    growth: int
+
+    @property
+    def points(self) -> int:
+        return self.base + self.tier_bonus + self.campaign.bonus_points
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "base_points": self.base,
+            "tier_multiplier": str(self.tier_multiplier),
+            "tier_bonus": self.tier_bonus,
+            "campaign_bonus": self.campaign.bonus_points,
+            "campaigns": [
+                {"campaign_id": line.campaign_id, "kind": line.kind, "points": line.points}
+                for line in self.campaign.lines
+            ],
+            "growth_points": self.growth,
+        }
+
+
+def held_tier(ladder: TierLadderIn, code: str, growth_value: int) -> Tier:
+    """The member's tier in this ladder (a code the ladder lacks: what the growth value gives)."""
+    try:
+        return tiers.tier_by_code(ladder, code)
+    except tiers.UnknownTier:
+        return tiers.tier_for_growth(ladder, growth_value)
+
+
+def compute_earning(
+    ladder: TierLadderIn,
+    campaigns: list[Campaign],
+    rate: Decimal,
+    data: OrderIn,
+    *,
+    tier: Tier,
+    is_first_order: bool,
+) -> Earning:
+    """Base x tier multiplier (rounded down) + campaign bonus; and what counts toward growth."""
+    base = base_points(data.amount, rate)
+    multiplied = int((base * tier.multiplier).to_integral_value(rounding=ROUND_FLOOR))
+    facts = OrderFacts.from_items(
+        amount=data.amount,
+        occurred_at=data.occurred_at,
+        is_first_order=is_first_order,
+        member_tier=tier.code,
+        items=data.items,
+    )
+    result = apply_campaigns(facts, campaigns, base, tier.multiplier)
+    tier_bonus = multiplied - base
+    parts: tuple[tuple[GrowthPointType, int], ...] = (
+        ("purchase", base),
+        ("tier_bonus", tier_bonus),
+        ("campaign_bonus", result.bonus_points),
+    )
+    growth = sum(part for kind, part in parts if tiers.counts_toward_growth(ladder, kind))
+    return Earning(base, tier.multiplier, tier_bonus, result, growth)
+
+
 async def record_order(
     session: AsyncSession,
     settings: PointsSettings,
     data: OrderIn,
     *,
     now: datetime | None = None,
+    cache: RulesCache | None = None,
 ) -> OrderOut:
+    out, _ = await record_order_once(session, settings, data, now=now, cache=cache)
+    return out
+
+
+async def record_order_once(
+    session: AsyncSession,
+    settings: PointsSettings,
+    data: OrderIn,
+    *,
+    now: datetime | None = None,
+    cache: RulesCache | None = None,
+) -> tuple[OrderOut, bool]:
+    """Record the order; returns (answer, created) — created is False for a replay."""
     now = now or datetime.now(UTC)
     fingerprint = request_fingerprint(data)
-    locked = await ledger.lock_balance(session, data.member_id)
-    if locked is None:
+    ladder, campaigns = await earning_data(session, cache, data.occurred_at, now)
+    member = await lock_for_order(
+        session, data.member_id, tiers.growth_window_start(ladder, data.occurred_at)
+    )
+    if member is None:
         raise UnknownMember(
             f"Member {data.member_id!r} is not enrolled; enrol it with POST /v1/members first",
             errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
         )
-    points = base_points(data.amount, settings.earn_rate)
+    locked = member.locked
+    tier = held_tier(ladder, locked.tier, member.growth_value)
+    earning = compute_earning(
+        ladder,
+        campaigns,
+        settings.earn_rate,
+        data,
+        tier=tier,
+        is_first_order=not member.has_orders,
+    )
+    points = earning.points
+    new_growth = member.growth_value + earning.growth
+    upgrade = tiers.upgrade_for_growth(ladder, tier.code, new_growth)
+    new_tier = upgrade.code if upgrade is not None else locked.tier
     available_at = data.occurred_at + timedelta(days=settings.pending_days)
     pending = points > 0 and available_at > now
     expires_at = ledger.expiry_for(data.occurred_at, settings.expiry_months)
+    details = earning.details()
     response = OrderOut(
         order_id=data.order_id,
         member_id=data.member_id,
         points_earned=points,
         points_pending=points if pending else 0,
-        campaigns_applied=[],
+        campaigns_applied=earning.campaign.applied,
         balance=BalanceSummary(
             available=locked.available + (0 if pending else points),
             pending=locked.pending + (points if pending else 0),
         ),
-        tier=locked.tier,
-        tier_changed=False,
+        tier=new_tier,
+        tier_changed=upgrade is not None,
     )
     currency = data.currency or settings.default_currency
     items = [i.model_dump(mode="json") for i in data.items]
@@ -103,6 +282,8 @@ async def record_order(
             "occurred_at": data.occurred_at.isoformat(),
             "points_earned": points,
             "points_pending": response.points_pending,
+            "campaigns_applied": earning.campaign.applied,
+            "first_order": not member.has_orders,
         },
         time=data.occurred_at,
     )
@@ -120,6 +301,7 @@ async def record_order(
             "occurred_at": data.occurred_at.isoformat(),
             "balance_available": response.balance.available,
             "balance_pending": response.balance.pending,
+            "breakdown": details,
         },
         time=data.occurred_at,
     )
@@ -129,6 +311,8 @@ async def record_order(
         currency=currency,
         items=items,
         points=points,
+        growth=earning.growth,
+        details=details,
         pending=pending,
         available_at=available_at,
         expires_at=expires_at,
@@ -137,7 +321,26 @@ async def record_order(
         outbox_rows=[outbox_row(POINTS_EVENTS, e) for e in (order_event, earned_event)],
     )
     if not inserted:
-        return await _replay(session, data, fingerprint)
+        return await _replay(session, data, fingerprint), False
+
+    if upgrade is not None:
+        await session.execute(
+            update(members_table)
+            .where(members_table.c.member_id == data.member_id)
+            .values(tier=upgrade.code)
+        )
+        await events.publish(
+            session,
+            events.tier_changed(
+                data.member_id,
+                locked.tier,
+                upgrade.code,
+                direction="up",
+                reason="order",
+                growth_value=new_growth,
+                at=data.occurred_at,
+            ),
+        )
 
     if lot_id is not None and not pending and locked.debt > 0:
         # the member owes points from an earlier refund: this credit repays it first
@@ -145,7 +348,12 @@ async def record_order(
         await posting.settle_debt(key=earn_key(data.order_id))
         await posting.finish()
 
-    return response
+    if not member.has_orders and member.referred_by is not None:
+        from points.referrals.service import credit_referral
+
+        await credit_referral(session, settings, ladder, data, member.referred_by, now)
+
+    return response, True
 
 
 def _order_statements() -> tuple[Any, Any]:
@@ -167,6 +375,8 @@ def _order_statements() -> tuple[Any, Any]:
             items=bindparam("p_items"),
             occurred_at=bindparam("p_occurred_at"),
             points_earned=bindparam("p_points"),
+            growth_points=bindparam("p_growth"),
+            breakdown=bindparam("p_details", type_=JSONB),
             request_hash=bindparam("p_request_hash"),
             response=bindparam("p_response"),
         )
@@ -239,6 +449,8 @@ def _order_statements() -> tuple[Any, Any]:
                 "source_id",
                 "idempotency_key",
                 "occurred_at",
+                "growth_delta",
+                "details",
             ],
             select(
                 bindparam("p_member_id", type_=String),
@@ -251,6 +463,8 @@ def _order_statements() -> tuple[Any, Any]:
                 lot_cte.c.source_id,
                 bindparam("p_earn_key", type_=Text),
                 bindparam("p_occurred_at", type_=at),
+                bindparam("p_growth", type_=BigInteger),
+                bindparam("p_details", type_=JSONB),
             ),
         )
         .cte("new_entry")
@@ -265,7 +479,7 @@ def _order_statements() -> tuple[Any, Any]:
             available=balances.c.available + bindparam("p_d_available", type_=BigInteger),
             pending=balances.c.pending + bindparam("p_d_pending", type_=BigInteger),
             lifetime_earned=balances.c.lifetime_earned + bindparam("p_points", type_=BigInteger),
-            growth_value=balances.c.growth_value + bindparam("p_points", type_=BigInteger),
+            growth_value=balances.c.growth_value + bindparam("p_growth", type_=BigInteger),
         )
         .returning(balances.c.member_id)
         .cte("new_balance")
@@ -288,6 +502,8 @@ async def _write_order(
     currency: str,
     items: list[dict[str, Any]],
     points: int,
+    growth: int,
+    details: dict[str, Any],
     pending: bool,
     available_at: datetime,
     expires_at: datetime | None,
@@ -311,6 +527,8 @@ async def _write_order(
         "p_items": items,
         "p_occurred_at": data.occurred_at,
         "p_points": points,
+        "p_growth": growth,
+        "p_details": details,
         "p_request_hash": fingerprint,
         "p_response": response,
     }

@@ -52,7 +52,11 @@ async def refund_order(
     order = (
         await session.execute(
             select(
-                orders.c.member_id, orders.c.amount, orders.c.points_earned, orders.c.currency
+                orders.c.member_id,
+                orders.c.amount,
+                orders.c.points_earned,
+                orders.c.growth_points,
+                orders.c.currency,
             ).where(orders.c.order_id == order_id)
         )
     ).first()
@@ -152,7 +156,16 @@ async def refund_order(
             taken, debt_added = await posting.claw_back(left, key=f"refund:{data.refund_id}:claw")
             from_available += taken
         posting.d_lifetime -= points
-        posting.d_growth -= points
+    # growth value falls pro rata with the part of the order that counted toward it
+    growth = reversed_through(order.growth_points, order.amount, refunded_total) - (
+        reversed_through(order.growth_points, order.amount, refunded_before)
+    )
+    if growth:
+        if posting.rows:
+            posting.rows[0]["growth_delta"] -= growth
+            posting.d_growth -= growth
+        else:
+            posting.entry(lm.REFUND_REVERSAL, f"refund:{data.refund_id}:growth", growth=-growth)
     balance = await posting.finish()
 
     response = RefundOut(

@@ -1,4 +1,4 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from loyalty_shared.db import Session
 from points.tiers import service
@@ -21,5 +21,7 @@ async def get_tiers(session: Session) -> TierLadder:
         422: {"description": "Invalid ladder (thresholds, codes, first tier threshold 0...)"},
     },
 )
-async def put_tiers(body: TierLadderIn, session: Session) -> TierLadderUpdated:
-    return await service.replace_ladder(session, body)
+async def put_tiers(body: TierLadderIn, session: Session, request: Request) -> TierLadderUpdated:
+    updated = await service.replace_ladder(session, body)
+    request.app.state.rules_cache.invalidate()  # other processes: within the cache's TTL
+    return updated

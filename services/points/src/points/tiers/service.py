@@ -21,8 +21,6 @@ from points import events
 from points.tiers.models import TierLadderRow
 from points.tiers.schemas import GrowthPointType, Tier, TierLadder, TierLadderIn, TierLadderUpdated
 
-TIER_CHANGED = "loyalty.tier.changed.v1"
-
 
 class UnknownTier(LookupError):
     """A tier code that the ladder does not contain (a programming error, not client input)."""
@@ -247,9 +245,13 @@ async def load_ladder(session: AsyncSession) -> TierLadder:
 
 _UPGRADE_CANDIDATES = text(
     """
-    SELECT m.member_id, m.tier, b.growth_value
+    SELECT m.member_id, m.tier, g.growth_value
     FROM members m JOIN balances b ON b.member_id = m.member_id
-    WHERE b.growth_value >= :lowest_paid_threshold
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(e.growth_delta), 0) AS growth_value FROM ledger_entries e
+        WHERE e.member_id = m.member_id AND e.occurred_at >= :window_start
+    ) g
+    WHERE b.growth_value >= :lowest_paid_threshold AND g.growth_value >= :lowest_paid_threshold
     ORDER BY m.member_id
     FOR UPDATE OF b
     """
@@ -315,7 +317,11 @@ async def _upgrade_qualified_members(
         return 0
     candidates = (
         await session.execute(
-            _UPGRADE_CANDIDATES, {"lowest_paid_threshold": ladder.tiers[1].threshold}
+            _UPGRADE_CANDIDATES,
+            {
+                "lowest_paid_threshold": ladder.tiers[1].threshold,
+                "window_start": growth_window_start(ladder, at),
+            },
         )
     ).all()
     changes: list[dict[str, str]] = []
@@ -333,19 +339,14 @@ async def _upgrade_qualified_members(
             continue
         changes.append({"m": member_id, "t": target.code})
         published.append(
-            events.points_event(
-                TIER_CHANGED,
+            events.tier_changed(
                 member_id,
-                {
-                    "member_id": member_id,
-                    "from_tier": held,
-                    "to_tier": target.code,
-                    "direction": "up",
-                    "reason": "ladder_changed",
-                    "growth_value": growth_value,
-                    "occurred_at": at.isoformat(),
-                },
-                time=at,
+                held,
+                target.code,
+                direction="up",
+                reason="ladder_changed",
+                growth_value=growth_value,
+                at=at,
             )
         )
     if changes:

@@ -1,10 +1,11 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Request
 
 from loyalty_shared import ahp
 from loyalty_shared.db import Session
+from loyalty_shared.periods import PeriodFrom, PeriodTo, resolve_period
 from loyalty_shared.problems import NotFound, Unprocessable
 from segmentation.analytics import clv, config, jobs, kpis
 from segmentation.analytics.schemas import (
@@ -20,11 +21,6 @@ from segmentation.analytics.schemas import (
 )
 
 router = APIRouter(tags=["analytics"])
-
-
-class InvalidPeriod(Unprocessable):
-    slug = "invalid-period"
-    title = "Invalid period"
 
 
 class InvalidMatrix(Unprocessable):
@@ -83,25 +79,9 @@ async def get_clv_model(session: Session) -> ClvModelOut:
 
 
 @router.get("/v1/analytics/kpis", response_model=KpisOut, summary="KPIs with the previous period")
-async def get_kpis(
-    session: Session,
-    from_: Annotated[datetime, Query(alias="from", description="RFC 3339 with offset")],
-    to: Annotated[datetime, Query(description="RFC 3339 with offset, exclusive")],
-) -> KpisOut:
-    for name, value in (("from", from_), ("to", to)):
-        if value.tzinfo is None:
-            raise InvalidPeriod(
-                f"'{name}' needs a UTC offset",
-                errors=[
-                    {"field": f"query.{name}", "message": "needs a UTC offset", "type": "timezone"}
-                ],
-            )
-    if to <= from_:
-        raise InvalidPeriod(
-            "'to' must be after 'from'",
-            errors=[{"field": "query.to", "message": "must be after 'from'", "type": "range"}],
-        )
-    return KpisOut.model_validate(await kpis.kpis(session, from_, to))
+async def get_kpis(session: Session, from_: PeriodFrom = None, to: PeriodTo = None) -> KpisOut:
+    period = resolve_period(from_, to, now=datetime.now(UTC), default_days=30)
+    return KpisOut.model_validate(await kpis.kpis(session, period.start, period.end))
 
 
 def _weights_out(matrix: list[list[float]], result: ahp.AHPResult) -> LoyaltyWeightsOut:

@@ -285,7 +285,7 @@ async def recompute(
     await progress(0.3, "ranks")
     await session.execute(text(_SCORES), params)
     await session.execute(text("ANALYZE rc_scores"))
-    await progress(0.45, "writing scores")
+    await progress(0.4, "lifecycle events")
     changes = await events.publish_from_select(
         session,
         events.LIFECYCLE_CHANGED,
@@ -293,6 +293,7 @@ async def recompute(
         .bindparams(as_of=as_of)
         .columns(column("member_id"), column("data")),
     )
+    await progress(0.45, "writing scores")
     written = (await session.execute(text(_WRITE), params)).rowcount  # type: ignore[attr-defined]
     await session.execute(text(_CLEAR_OUTSIDE), {"as_of": as_of})
     await progress(0.6, "clv fit")

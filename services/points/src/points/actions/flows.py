@@ -1,0 +1,187 @@
+"""Check-ins and interactions: the action rules wired to the ledger (docs/points-rules.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.problems import Conflict
+from points import events
+from points.actions.credit import earn_for_action, lock_action_member, require_action_member
+from points.actions.models import check_ins, interactions
+from points.actions.schemas import CheckInIn, CheckInOut, InteractionIn, InteractionOut
+from points.actions.service import (
+    action_for_interaction,
+    check_in_key,
+    interaction_key,
+    local_day,
+)
+from points.errors import IdempotencyConflict, UnknownMember
+from points.rules_cache import RulesCache
+from points.settings import PointsSettings
+from points.tiers.service import load_ladder
+
+
+class AlreadyCheckedIn(Conflict):
+    slug = "already-checked-in"
+    title = "Already checked in today"
+
+
+async def check_in(
+    session: AsyncSession,
+    settings: PointsSettings,
+    cache: RulesCache | None,
+    member_id: str,
+    data: CheckInIn,
+    *,
+    now: datetime | None = None,
+) -> CheckInOut:
+    at = data.occurred_at or now or datetime.now(UTC)
+    member = await require_action_member(session, member_id)
+    ladder = await cache.ladder(session, at) if cache else await load_ladder(session)
+    day = local_day(at, member.timezone)
+    claimed = (
+        await session.execute(
+            insert(check_ins)
+            .values(member_id=member_id, local_day=day, occurred_at=at, points=0, reason="")
+            .on_conflict_do_nothing()
+            .returning(check_ins.c.member_id)
+        )
+    ).first()
+    if claimed is None:
+        raise AlreadyCheckedIn(
+            f"Member {member_id!r} already checked in on {day.isoformat()} ({member.timezone})",
+            member_id=member_id,
+            local_day=day.isoformat(),
+        )
+    earned = await earn_for_action(
+        session,
+        settings,
+        ladder,
+        member,
+        action="check_in",
+        key=check_in_key(member_id, at, member.timezone),
+        source_id=day.isoformat(),
+        at=at,
+    )
+    await session.execute(
+        check_ins.update()
+        .where(check_ins.c.member_id == member_id, check_ins.c.local_day == day)
+        .values(points=earned.points, reason=earned.reason)
+    )
+    return CheckInOut(
+        member_id=member_id,
+        local_day=day,
+        points=earned.points,
+        reason=earned.reason,
+        balance_available=earned.balance_available,
+    )
+
+
+def _fingerprint(data: InteractionIn) -> str:
+    canonical = orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def _existing(session: AsyncSession, data: InteractionIn, digest: str) -> InteractionOut:
+    row = (
+        await session.execute(
+            select(interactions.c.request_hash, interactions.c.response).where(
+                interactions.c.event_id == data.event_id
+            )
+        )
+    ).one()
+    if row.request_hash != digest:
+        raise IdempotencyConflict(
+            f"Interaction {data.event_id!r} was already recorded with a different body",
+            event_id=data.event_id,
+        )
+    return InteractionOut.model_validate(row.response)
+
+
+async def record_interaction(
+    session: AsyncSession,
+    settings: PointsSettings,
+    cache: RulesCache | None,
+    data: InteractionIn,
+    *,
+    now: datetime | None = None,
+) -> InteractionOut:
+    """Once per event id: the earning rule of its type (with caps) and an interaction event."""
+    digest = _fingerprint(data)
+    member = await lock_action_member(session, data.member_id)
+    if member is None:
+        raise UnknownMember(
+            f"Member {data.member_id!r} is not enrolled",
+            errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
+        )
+    claimed = (
+        await session.execute(
+            insert(interactions)
+            .values(
+                event_id=data.event_id,
+                member_id=data.member_id,
+                type=data.type,
+                occurred_at=data.occurred_at,
+                attributes=data.attributes,
+                points=0,
+                reason="",
+                request_hash=digest,
+                response={},
+            )
+            .on_conflict_do_nothing(index_elements=[interactions.c.event_id])
+            .returning(interactions.c.event_id)
+        )
+    ).first()
+    if claimed is None:  # sent before (a concurrent first send has committed by now)
+        return await _existing(session, data, digest)
+    at = data.occurred_at
+    ladder = await cache.ladder(session, now or datetime.now(UTC)) if cache else None
+    if ladder is None:
+        ladder = await load_ladder(session)
+    earned = await earn_for_action(
+        session,
+        settings,
+        ladder,
+        member,
+        action=action_for_interaction(data.type),
+        key=interaction_key(data.event_id),
+        source_id=data.event_id,
+        at=at,
+        details={"interaction_type": data.type},
+    )
+    out = InteractionOut(
+        event_id=data.event_id,
+        member_id=data.member_id,
+        type=data.type,
+        points=earned.points,
+        reason=earned.reason,
+    )
+    await session.execute(
+        interactions.update()
+        .where(interactions.c.event_id == data.event_id)
+        .values(points=earned.points, reason=earned.reason, response=out.model_dump(mode="json"))
+    )
+    await events.publish(
+        session,
+        events.points_event(
+            events.INTERACTION_RECORDED,
+            data.member_id,
+            {
+                "event_id": data.event_id,
+                "member_id": data.member_id,
+                "type": data.type,
+                "occurred_at": at.isoformat(),
+                "attributes": data.attributes,
+                "points": earned.points,
+                "reason": earned.reason,
+            },
+            time=at,
+        ),
+    )
+    return out

@@ -1,0 +1,1 @@
+"""Events the points worker consumes (from the feedback service)."""
