@@ -9,6 +9,8 @@ function setup(thread)
 end
 
 function init(args)
+  -- checkout orders happen now (the order's time decides which campaigns apply)
+  occurred = os.date("!%Y-%m-%dT%H:%M:%SZ")
   mode = args[1]
   prefix = args[2] .. "-" .. tid .. "-"
   members = tonumber(args[3])
@@ -23,7 +25,7 @@ function request()
     return wrk.format("GET", "/v1/members/" .. member, headers)
   end
   local body = string.format(
-    '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"2026-11-01T10:00:00+08:00"}',
-    prefix, counter, member)
+    '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"%s"}',
+    prefix, counter, member, occurred)
   return wrk.format("POST", "/v1/orders", headers, body)
 end

@@ -9,6 +9,8 @@ function setup(thread)
 end
 
 function init(args)
+  -- checkout orders happen now (the order's time decides which campaigns apply)
+  occurred = os.date("!%Y-%m-%dT%H:%M:%SZ")
   prefix = args[1] .. "-" .. tid .. "-"
   members = tonumber(args[2])
   hot = args[3] == "hot"
@@ -19,7 +21,7 @@ function request()
   local member
   if hot then member = "bench-m-0" else member = "bench-m-" .. (counter % members) end
   local body = string.format(
-    '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"2026-11-01T10:00:00+08:00"}',
-    prefix, counter, member)
+    '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"%s"}',
+    prefix, counter, member, occurred)
   return wrk.format("POST", "/v1/orders", {["Content-Type"] = "application/json"}, body)
 end
