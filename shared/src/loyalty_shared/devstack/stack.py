@@ -163,9 +163,7 @@ class Stack:
         if failed:
             raise RuntimeError(f"migrations failed for {', '.join(failed)}")
         for service in SERVICES:
-            _say(
-                f"{service}: starting API on :{cfg.ports[service]} and its worker"
-            )
+            _say(f"{service}: starting API on :{cfg.ports[service]} and its worker")
             self._spawn(f"{service}-api", service, "api")
             self._spawn(f"{service}-worker", service, "worker")
         _say(f"gateway: starting on :{cfg.gateway_port}")
