@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import stat
 import subprocess
 import time
 from pathlib import Path
 from typing import IO
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it if the launcher dies without cleaning up (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def tansu_binary() -> Path:
@@ -71,6 +82,7 @@ class TansuBroker:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not port_open(self.host, self.port):

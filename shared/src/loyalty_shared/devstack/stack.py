@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from loyalty_shared.devstack.broker import TansuBroker, port_open
+from loyalty_shared.devstack.broker import TansuBroker, die_with_parent, port_open
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
 
 DEV_KEYS = {
@@ -36,15 +35,6 @@ KAFKA_DEFAULT_PORT = 9092
 
 def _say(msg: str) -> None:
     print(f"[loyalty-dev] {msg}", flush=True)
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the launcher dies without cleaning up (Linux)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -135,7 +125,7 @@ class Stack:
             [sys.executable, "-m", service, *args],
             env=self.env_for(service),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.procs.append((name, proc))
         return proc
@@ -192,18 +182,24 @@ class Stack:
     def dead_processes(self) -> list[str]:
         return [f"{n} (exit {p.returncode})" for n, p in self.procs if p.poll() is not None]
 
-    def stop(self) -> None:
-        # gateway first, then the APIs, then the workers (they finish their batch)
+    def stop(self, grace_seconds: float = 3.0) -> None:
+        """Stop everything within a few seconds (supervisors often SIGKILL after ~5 s).
+
+        Children get SIGTERM together and ``grace_seconds`` to finish; whatever is still
+        running is killed, which loses nothing (outbox and inbox make that safe). Then the
+        broker and Postgres (fast shutdown).
+        """
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 _say(f"stopping {name}")
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _name, proc in self.procs:
-            remaining = max(0.1, deadline - time.monotonic())
+        deadline = time.monotonic() + grace_seconds
+        for name, proc in self.procs:
+            remaining = max(0.05, deadline - time.monotonic())
             try:
                 proc.wait(remaining)
             except subprocess.TimeoutExpired:
+                _say(f"{name} did not stop in {grace_seconds:.0f}s; killing it")
                 proc.kill()
                 proc.wait()
         self.procs.clear()
