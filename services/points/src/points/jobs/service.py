@@ -6,7 +6,7 @@ changes status there, and its entry carries a unique key (``lot:<id>:mature`` /
 Both take an explicit ``now`` so tests (and back-fills) can move the clock.
 """
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -158,6 +158,28 @@ async def expire_member(session: AsyncSession, member_id: str, now: datetime) ->
     return len(due), total
 
 
+async def _per_member(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    due: tuple[ColumnElement[bool], ...],
+    apply: Callable[[AsyncSession, str, datetime], Awaitable[tuple[int, int]]],
+    now: datetime,
+    batch: int,
+    member_ids: Sequence[str] | None,
+) -> JobResult:
+    """Run ``apply`` for each member with due lots, one transaction per member."""
+    result = JobResult()
+    while members := await _members_with(sessionmaker, due, batch, member_ids):
+        for member_id in members:
+            async with sessionmaker() as session, session.begin():
+                n, points = await apply(session, member_id, now)
+            result.members += 1
+            result.lots += n
+            result.points += points
+        if len(members) < batch:
+            break
+    return result
+
+
 async def mature_pending(
     sessionmaker: async_sessionmaker[AsyncSession],
     now: datetime,
@@ -165,17 +187,7 @@ async def mature_pending(
     batch: int = 500,
     member_ids: Sequence[str] | None = None,
 ) -> JobResult:
-    result = JobResult()
-    while members := await _members_with(sessionmaker, _due_pending(now), batch, member_ids):
-        for member_id in members:
-            async with sessionmaker() as session, session.begin():
-                n, points = await mature_member(session, member_id, now)
-            result.members += 1
-            result.lots += n
-            result.points += points
-        if len(members) < batch:
-            break
-    return result
+    return await _per_member(sessionmaker, _due_pending(now), mature_member, now, batch, member_ids)
 
 
 async def expire_lots(
@@ -185,17 +197,7 @@ async def expire_lots(
     batch: int = 500,
     member_ids: Sequence[str] | None = None,
 ) -> JobResult:
-    result = JobResult()
-    while members := await _members_with(sessionmaker, _due_expiry(now), batch, member_ids):
-        for member_id in members:
-            async with sessionmaker() as session, session.begin():
-                n, points = await expire_member(session, member_id, now)
-            result.members += 1
-            result.lots += n
-            result.points += points
-        if len(members) < batch:
-            break
-    return result
+    return await _per_member(sessionmaker, _due_expiry(now), expire_member, now, batch, member_ids)
 
 
 async def run_ledger_jobs(
