@@ -93,10 +93,12 @@ def run_wrk(
     if script_args:
         cmd += ["--", *script_args]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    if not re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M):
+        raise RuntimeError(f"wrk gave no latency distribution for {name!r}:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     # the "Latency Distribution" lines look like "     50%    1.23ms" (Stdev columns hold "62.50%")
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)

@@ -10,12 +10,14 @@ import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty_shared.db import create_engine, create_sessionmaker
 from loyalty_shared.docs import install_offline_docs
 from loyalty_shared.kafka import broker_reachable
+from loyalty_shared.lean import add_schemas
 from loyalty_shared.logs import configure_logging
 from loyalty_shared.problems import install_problem_handlers
 from loyalty_shared.request_context import HttpMetrics, RequestContextMiddleware
@@ -82,6 +84,18 @@ def metrics_router(registry: CollectorRegistry) -> APIRouter:
     return router
 
 
+def _document_extra_schemas(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            add_schemas(generate(), models)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_service_app(
     settings: CommonSettings,
     *,
@@ -95,8 +109,13 @@ def create_service_app(
     on_shutdown: Sequence[LifespanHook] = (),
     openapi_tags: list[dict[str, Any]] | None = None,
     serve_openapi: bool = True,
+    extra_schemas: Sequence[type[BaseModel]] = (),
 ) -> FastAPI:
-    """``serve_openapi=False``: the caller serves /openapi.json itself (the gateway merges)."""
+    """``serve_openapi=False``: the caller serves /openapi.json itself (the gateway merges).
+
+    ``extra_schemas``: models that endpoints document by reference rather than by a typed
+    parameter (bodies read with ``loyalty_shared.lean.read_json``).
+    """
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
 
     @asynccontextmanager
@@ -134,11 +153,15 @@ def create_service_app(
         checks["database"] = _database_check
         checks["broker"] = _broker_check
     checks.update(readiness or {})
-    app.include_router(health_router(checks))
-    app.include_router(metrics_router(registry))
+    # The service's routes first: FastAPI tries routers in order on every request, and the
+    # business calls far outnumber the probes and scrapes.
     for router in routers:
         app.include_router(router)
+    app.include_router(health_router(checks))
+    app.include_router(metrics_router(registry))
     install_offline_docs(app, title)
+    if extra_schemas:
+        _document_extra_schemas(app, tuple(extra_schemas))
     app.add_middleware(
         RequestContextMiddleware, metrics=HttpMetrics(registry), quiet_paths=QUIET_PATHS
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loyalty_shared.ids import uuid7
 
 _TYPE_PATTERN = re.compile(r"^loyalty\.[a-z_]+(\.[a-z_]+)+\.v[0-9]+$")
 
@@ -19,7 +20,7 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     specversion: str = "1.0"
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = Field(default_factory=uuid7)
     source: str
     type: str
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))

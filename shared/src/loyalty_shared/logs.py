@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import orjson
 import structlog
 
 # Keys that must never reach a log line (personal data).
@@ -19,6 +20,11 @@ def _redact(
     return event_dict
 
 
+def _json_dumps(obj: object, **_: object) -> str:
+    """orjson for log lines (several times faster than the stdlib's json on every request)."""
+    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and route stdlib logging (uvicorn, aiokafka) through it."""
     shared: list[structlog.types.Processor] = [
@@ -28,7 +34,9 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         _redact,
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_json_dumps)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[

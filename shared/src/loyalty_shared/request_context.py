@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from contextvars import ContextVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from loyalty_shared.ids import uuid7_hex
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -24,7 +25,7 @@ def current_request_id() -> str | None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return uuid7_hex()
 
 
 class HttpMetrics:

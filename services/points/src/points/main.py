@@ -9,6 +9,7 @@ from points.adjustments.endpoints import router as adjustments_router
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.orders.endpoints import router as orders_router
+from points.orders.schemas import OrderIn
 from points.redemptions.endpoints import router as redemptions_router
 from points.rules_cache import RulesCache
 from points.settings import PointsSettings
@@ -20,15 +21,17 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
         settings,
         title="Loyalty points service",
         description="Members, the points ledger, lots, tiers, earning rules, campaigns, rewards.",
+        # checkout's routes first: FastAPI tries routers in order on every request
         routers=[
-            members_router,
             orders_router,
+            members_router,
             redemptions_router,
             adjustments_router,
             ledger_router,
             actions_router,
             *rules_api.routers,
         ],
+        extra_schemas=[OrderIn],
         openapi_tags=[
             {"name": "members", "description": "Enrolment and membership status"},
             {"name": "orders", "description": "Completed orders earn points; refunds reverse them"},

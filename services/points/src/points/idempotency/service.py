@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.lean import json_response
 from points.errors import IdempotencyConflict
 from points.idempotency.models import records
 
@@ -52,11 +53,11 @@ class IdempotencyGuard:
         session: AsyncSession,
         body: BaseModel | dict[str, Any] | None,
         produce: Callable[[], Awaitable[tuple[BaseModel, int]]],
-    ) -> JSONResponse:
+    ) -> Response:
         """Run ``produce`` once per key; later calls with the same key replay its answer."""
         if self.key is None:
             result, status = await produce()
-            return JSONResponse(result.model_dump(mode="json"), status_code=status)
+            return json_response(result, status)
         request_hash = fingerprint(self.method, self.path, payload_of(body))
         claimed = (
             await session.execute(
@@ -85,13 +86,12 @@ class IdempotencyGuard:
                 headers={REPLAYED_HEADER: "true"},
             )
         result, status = await produce()
-        answer = result.model_dump(mode="json")
         await session.execute(
             update(records)
             .where(records.c.key == self.key)
-            .values(status_code=status, response=answer)
+            .values(status_code=status, response=result.model_dump(mode="json"))
         )
-        return JSONResponse(answer, status_code=status)
+        return json_response(result, status)
 
 
 async def prune(session: AsyncSession, now: datetime, retention: timedelta) -> int:

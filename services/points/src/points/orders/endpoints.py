@@ -1,10 +1,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from loyalty_shared.db import Session
-from points.idempotency.dependencies import Idempotency
+from loyalty_shared.lean import json_body, read_json
+from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard_for
 from points.identifiers import ClientId
 from points.orders import batch, service
 from points.orders.schemas import OrderBatchIn, OrderBatchOut, OrderIn, OrderOut
@@ -23,18 +24,22 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
         409: {"description": "order_id (or Idempotency-Key) already used with a different body"},
         422: {"description": "Invalid order or unknown member"},
     },
+    openapi_extra={**json_body(OrderIn), "parameters": [HEADER_PARAMETER]},
 )
-async def record_order(
-    body: OrderIn, session: Session, request: Request, idempotency: Idempotency
-) -> JSONResponse:
-    settings = request.app.state.settings
+async def record_order(request: Request) -> Response:
+    # Checkout's hot path, so no FastAPI parameters: the body is parsed and validated by
+    # pydantic in one pass, the header read directly, and the transaction opened here
+    # (committed before the response, as the Session dependency does).
+    body = await read_json(request, OrderIn)
+    idempotency = guard_for(request)
+    state = request.app.state
+    async with state.sessionmaker() as session, session.begin():
 
-    async def produce() -> tuple[OrderOut, int]:
-        cache = request.app.state.rules_cache
-        out = await service.record_order(session, settings, body, cache=cache)
-        return out, status.HTTP_201_CREATED
+        async def produce() -> tuple[OrderOut, int]:
+            out = await service.record_order(session, state.settings, body, cache=state.rules_cache)
+            return out, status.HTTP_201_CREATED
 
-    return await idempotency.run(session, body, produce)
+        return await idempotency.run(session, body, produce)
 
 
 @router.post(

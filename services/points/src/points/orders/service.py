@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.db import CompiledStatement, driver_connection
 from loyalty_shared.outbox import outbox_row
 from loyalty_shared.topics import POINTS_EVENTS
 from points import events
@@ -108,31 +109,29 @@ def _lock_for_order_statement() -> Any:
     )
 
 
-_LOCK_FOR_ORDER = _lock_for_order_statement()
+_LOCK_FOR_ORDER = CompiledStatement(_lock_for_order_statement())
 
 
 async def lock_for_order(
     session: AsyncSession, member_id: str, window_start: datetime
 ) -> OrderMember | None:
-    conn = await session.connection()
-    row = (
-        await conn.execute(
-            _LOCK_FOR_ORDER, {"p_member_id": member_id, "p_window_start": window_start}
-        )
-    ).first()
+    conn = await driver_connection(session)
+    row = await _LOCK_FOR_ORDER.fetchrow(
+        conn, {"p_member_id": member_id, "p_window_start": window_start}
+    )
     if row is None:
         return None
     locked = ledger.LockedBalance(
-        row.member_id,
-        row.available,
-        row.pending,
-        row.debt,
-        row.lifetime_earned,
-        row.growth_value,
-        row.tier,
+        row["member_id"],
+        row["available"],
+        row["pending"],
+        row["debt"],
+        row["lifetime_earned"],
+        row["growth_value"],
+        row["tier"],
     )
     return OrderMember(
-        locked, max(0, int(row.rolling_growth)), bool(row.has_orders), row.referred_by
+        locked, max(0, int(row["rolling_growth"])), bool(row["has_orders"]), row["referred_by"]
     )
 
 
@@ -492,7 +491,7 @@ def _order_statements() -> tuple[Any, Any]:
     return without_points, with_points
 
 
-_ORDER_ONLY, _ORDER_AND_CREDIT = _order_statements()
+_ORDER_ONLY, _ORDER_AND_CREDIT = (CompiledStatement(s) for s in _order_statements())
 
 
 async def _write_order(
@@ -515,7 +514,7 @@ async def _write_order(
 
     Returns (order inserted, lot id). When the order id exists nothing else is written.
     """
-    conn = await session.connection()  # Core on the request's transaction: no ORM layer
+    conn = await driver_connection(session)  # the request's transaction, no ORM layer
     params: dict[str, Any] = {
         "p_order_id": data.order_id,
         "p_member_id": data.member_id,
@@ -535,7 +534,7 @@ async def _write_order(
     for i, event_row in enumerate(outbox_rows):
         params.update({f"p_ev{i}_{col}": value for col, value in event_row.items()})
     if points <= 0:
-        row = (await conn.execute(_ORDER_ONLY, params)).first()
+        row = await _ORDER_ONLY.fetchrow(conn, params)
         return row is not None, None
     params.update(
         p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
@@ -546,10 +545,10 @@ async def _write_order(
         p_d_pending=points if pending else 0,
         p_earn_key=earn_key(data.order_id),
     )
-    row = (await conn.execute(_ORDER_AND_CREDIT, params)).first()
+    row = await _ORDER_AND_CREDIT.fetchrow(conn, params)
     if row is None:
         return False, None
-    return True, int(row.id)
+    return True, int(row["id"])
 
 
 async def _replay(session: AsyncSession, data: OrderIn, fingerprint: str) -> OrderOut:
