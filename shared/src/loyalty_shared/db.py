@@ -8,7 +8,7 @@ from typing import Annotated, Any, cast
 import asyncpg
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import Executable, MetaData
+from sqlalchemy import ClauseElement, MetaData
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from loyalty_shared.settings import CommonSettings
 
@@ -71,7 +72,7 @@ Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 # --- hot paths: Core statements compiled once, run on the session's asyncpg connection ---
 
-_DRIVER_DIALECT = postgresql_asyncpg.dialect(json_serializer=_json_dumps)
+_DRIVER_DIALECT = postgresql_asyncpg.dialect(json_serializer=_json_dumps)  # type: ignore[no-untyped-call]
 
 
 class CompiledStatement:
@@ -86,8 +87,8 @@ class CompiledStatement:
     values (serialised here, like SQLAlchemy would). Rows are asyncpg ``Record`` objects.
     """
 
-    def __init__(self, statement: Executable) -> None:
-        compiled = statement.compile(dialect=_DRIVER_DIALECT)
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=_DRIVER_DIALECT))
         self.sql = str(compiled)
         names = compiled.positiontup
         if names is None:  # pragma: no cover - asyncpg's dialect is positional
@@ -120,7 +121,7 @@ class CompiledStatement:
         return await conn.fetchrow(self.sql, *self.arguments(params))
 
     async def fetch(self, conn: asyncpg.Connection, params: Mapping[str, Any]) -> list[Any]:
-        return await conn.fetch(self.sql, *self.arguments(params))
+        return list(await conn.fetch(self.sql, *self.arguments(params)))
 
 
 _DRIVER_KEY = "loyalty.driver_connection"

@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from loyalty_shared.db import Session
 from points.actions import flows
@@ -28,7 +28,7 @@ async def check_in(
     request: Request,
     idempotency: Idempotency,
     body: CheckInIn | None = None,
-) -> JSONResponse:
+) -> Response:
     data = body or CheckInIn()
 
     async def produce() -> tuple[CheckInOut, int]:
@@ -52,7 +52,7 @@ async def check_in(
 )
 async def record_interaction(
     body: InteractionIn, session: Session, request: Request, idempotency: Idempotency
-) -> JSONResponse:
+) -> Response:
     async def produce() -> tuple[InteractionOut, int]:
         out = await flows.record_interaction(
             session, request.app.state.settings, request.app.state.rules_cache, body

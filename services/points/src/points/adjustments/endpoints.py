@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from loyalty_shared.db import Session
 from points.adjustments import service
@@ -42,7 +42,7 @@ async def adjust(
     request: Request,
     idempotency: RequiredIdempotency,
     operator: OperatorHeader = None,
-) -> JSONResponse:
+) -> Response:
     if operator is None or not operator.strip():
         raise OperatorRequired(
             "Manual adjustments need the operator's id in the X-Operator-Id header",

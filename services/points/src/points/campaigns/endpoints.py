@@ -1,7 +1,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from loyalty_shared.db import Session
@@ -57,7 +57,7 @@ async def list_campaigns(
 )
 async def create_campaign(
     body: CampaignIn, session: Session, idempotency: Idempotency, request: Request
-) -> JSONResponse:
+) -> Response:
     async def produce() -> tuple[CampaignOut, int]:
         campaign, created = await service.create(session, body)
         request.app.state.rules_cache.invalidate()

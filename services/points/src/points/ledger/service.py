@@ -355,24 +355,19 @@ async def growth_value(session: AsyncSession, member_id: str, window_start: date
     return max(0, int(value))
 
 
-async def expiring_soon(
-    session: AsyncSession, member_id: str, now: datetime, limit: int
-) -> list[tuple[int, datetime]]:
-    """The next expiry dates of the member's available points: [(points, expires_at)]."""
+def expiring_soon_statement(member_id: Any, now: Any, limit: Any) -> Any:
+    """The next expiry dates of the member's available points: rows of (points, expires_at)."""
     from sqlalchemy import func
 
-    rows = (
-        await session.execute(
-            select(func.sum(lots.c.remaining).label("points"), lots.c.expires_at)
-            .where(
-                lots.c.member_id == member_id,
-                lots.c.status == m.LOT_AVAILABLE,
-                lots.c.remaining > 0,
-                and_(lots.c.expires_at.is_not(None), lots.c.expires_at > now),
-            )
-            .group_by(lots.c.expires_at)
-            .order_by(lots.c.expires_at)
-            .limit(limit)
+    return (
+        select(func.sum(lots.c.remaining).label("points"), lots.c.expires_at)
+        .where(
+            lots.c.member_id == member_id,
+            lots.c.status == m.LOT_AVAILABLE,
+            lots.c.remaining > 0,
+            and_(lots.c.expires_at.is_not(None), lots.c.expires_at > now),
         )
-    ).all()
-    return [(int(r.points), r.expires_at) for r in rows]
+        .group_by(lots.c.expires_at)
+        .order_by(lots.c.expires_at)
+        .limit(limit)
+    )

@@ -1,9 +1,10 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from loyalty_shared.db import Session
+from loyalty_shared.lean import json_response
 from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
 from points.members import privacy, service
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/v1/members", tags=["members"])
 )
 async def enrol_member(
     body: MemberIn, session: Session, request: Request, idempotency: Idempotency
-) -> JSONResponse:
+) -> Response:
     settings = request.app.state.settings
 
     async def produce() -> tuple[MemberOut, int]:
@@ -34,8 +35,10 @@ async def enrol_member(
 @router.get("/{member_id}", response_model=MemberStatus, summary="Membership status and balance")
 async def get_member(
     member_id: Annotated[ClientId, Path()], session: Session, request: Request
-) -> MemberStatus:
-    return await service.status(session, request.app.state.settings, member_id)
+) -> Response:
+    state = request.app.state
+    answer = await service.status(session, state.settings, member_id, cache=state.rules_cache)
+    return json_response(answer)  # already a MemberStatus: no second validation pass
 
 
 @router.delete(

@@ -3,10 +3,11 @@
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.db import CompiledStatement, driver_connection
 from loyalty_shared.problems import Unprocessable
 from points import events
 from points.actions.models import check_ins, interactions
@@ -24,6 +25,7 @@ from points.members.schemas import (
     NextTier,
 )
 from points.orders.models import orders
+from points.rules_cache import RulesCache
 from points.settings import PointsSettings
 from points.tiers.badges import MemberFacts, earned_badges
 from points.tiers.service import growth_window_start, load_ladder, tier_status
@@ -113,74 +115,96 @@ async def enrol(
     )
 
 
+def _status_statements() -> tuple[CompiledStatement, CompiledStatement]:
+    """Built once (GET /v1/members/{id} is what every app screen and checkout page reads)."""
+    member_id = bindparam("p_member_id", type_=String)
+    count = func.count
+    member_row = (
+        select(
+            Member.member_id,
+            Member.tier,
+            Member.enrolled_at,
+            Balance.available,
+            Balance.pending,
+            Balance.debt,
+            Balance.lifetime_earned,
+            ledger.rolling_growth(
+                member_id, bindparam("p_window_start", type_=DateTime(timezone=True))
+            ).label("rolling"),
+            select(count())
+            .select_from(orders)
+            .where(orders.c.member_id == member_id)
+            .scalar_subquery()
+            .label("orders_count"),
+            select(count())
+            .select_from(interactions)
+            .where(interactions.c.member_id == member_id, interactions.c.type == "review")
+            .scalar_subquery()
+            .label("reviews_count"),
+            select(count())
+            .select_from(check_ins)
+            .where(check_ins.c.member_id == member_id)
+            .scalar_subquery()
+            .label("check_in_days"),
+        )
+        .join(Balance, Balance.member_id == Member.member_id)
+        .where(Member.member_id == member_id, Member.erased_at.is_(None))
+    )
+    return CompiledStatement(member_row), CompiledStatement(
+        ledger.expiring_soon_statement(member_id, bindparam("p_now"), bindparam("p_limit"))
+    )
+
+
+_MEMBER_ROW, _EXPIRING_SOON = _status_statements()
+
+
 async def status(
     session: AsyncSession,
     settings: PointsSettings,
     member_id: str,
     *,
     now: datetime | None = None,
+    cache: RulesCache | None = None,
 ) -> MemberStatus:
     now = now or datetime.now(UTC)
-    ladder = await load_ladder(session)
-    window_start = growth_window_start(ladder, now)
-    row = (
-        await session.execute(
-            select(
-                Member.member_id,
-                Member.tier,
-                Member.enrolled_at,
-                Balance,
-                ledger.rolling_growth(Member.member_id, window_start).label("rolling"),
-                select(func.count())
-                .select_from(orders)
-                .where(orders.c.member_id == Member.member_id)
-                .scalar_subquery()
-                .label("orders_count"),
-                select(func.count())
-                .select_from(interactions)
-                .where(
-                    interactions.c.member_id == Member.member_id, interactions.c.type == "review"
-                )
-                .scalar_subquery()
-                .label("reviews_count"),
-                select(func.count())
-                .select_from(check_ins)
-                .where(check_ins.c.member_id == Member.member_id)
-                .scalar_subquery()
-                .label("check_in_days"),
-            )
-            .join(Balance, Balance.member_id == Member.member_id)
-            .where(Member.member_id == member_id, Member.erased_at.is_(None))
-        )
-    ).first()
+    ladder = await cache.ladder(session, now) if cache is not None else await load_ladder(session)
+    conn = await driver_connection(session)
+    row = await _MEMBER_ROW.fetchrow(
+        conn, {"p_member_id": member_id, "p_window_start": growth_window_start(ladder, now)}
+    )
     if row is None:
         raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
-    balance: Balance = row.Balance
-    growth = max(0, int(row.rolling))
-    soon = await ledger.expiring_soon(session, member_id, now, settings.expiring_soon_limit)
-    tier = tier_status(ladder, row.tier, growth, row.enrolled_at, now)
+    soon = await _EXPIRING_SOON.fetch(
+        conn, {"p_member_id": member_id, "p_now": now, "p_limit": settings.expiring_soon_limit}
+    )
+    growth = max(0, int(row["rolling"]))
+    enrolled_at = row["enrolled_at"]
+    lifetime_earned = row["lifetime_earned"]
+    tier = tier_status(ladder, row["tier"], growth, enrolled_at, now)
     badges = earned_badges(
         MemberFacts(
-            enrolled_at=row.enrolled_at,
-            orders_count=row.orders_count,
-            reviews_count=row.reviews_count,
-            check_in_days=row.check_in_days,
-            lifetime_earned=balance.lifetime_earned,
+            enrolled_at=enrolled_at,
+            orders_count=row["orders_count"],
+            reviews_count=row["reviews_count"],
+            check_in_days=row["check_in_days"],
+            lifetime_earned=lifetime_earned,
         ),
         now,
     )
     return MemberStatus(
-        member_id=row.member_id,
-        tier=row.tier,
+        member_id=row["member_id"],
+        tier=row["tier"],
         tier_name=tier.tier.name,
-        enrolled_at=row.enrolled_at,
+        enrolled_at=enrolled_at,
         balance=BalanceOut(
-            available=balance.available,
-            pending=balance.pending,
-            debt=balance.debt,
-            expiring_soon=[ExpiringPoints(points=p, expires_at=at) for p, at in soon],
+            available=row["available"],
+            pending=row["pending"],
+            debt=row["debt"],
+            expiring_soon=[
+                ExpiringPoints(points=int(r["points"]), expires_at=r["expires_at"]) for r in soon
+            ],
         ),
-        lifetime_earned=balance.lifetime_earned,
+        lifetime_earned=lifetime_earned,
         growth_value=growth,
         next_tier=NextTier(
             code=tier.next_tier.code,

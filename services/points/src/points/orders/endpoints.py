@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from loyalty_shared.db import Session
 from loyalty_shared.lean import json_body, read_json
@@ -51,7 +51,7 @@ async def record_order(request: Request) -> Response:
 )
 async def import_orders(
     body: OrderBatchIn, session: Session, request: Request, idempotency: Idempotency
-) -> JSONResponse:
+) -> Response:
     async def produce() -> tuple[OrderBatchOut, int]:
         result = await batch.import_orders(
             session,
@@ -85,7 +85,7 @@ async def refund_order(
     session: Session,
     request: Request,
     idempotency: Idempotency,
-) -> JSONResponse:
+) -> Response:
     settings = request.app.state.settings
 
     async def produce() -> tuple[RefundOut, int]:

@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from loyalty_shared.db import Session
 from points.idempotency.dependencies import Idempotency, RequiredIdempotency
@@ -30,7 +30,7 @@ async def redeem(
     session: Session,
     request: Request,
     idempotency: RequiredIdempotency,
-) -> JSONResponse:
+) -> Response:
     settings = request.app.state.settings
 
     async def produce() -> tuple[RedemptionOut, int]:
@@ -51,7 +51,7 @@ async def cancel_redemption(
     session: Session,
     request: Request,
     idempotency: Idempotency,
-) -> JSONResponse:
+) -> Response:
     settings = request.app.state.settings
 
     async def produce() -> tuple[CancelOut, int]:

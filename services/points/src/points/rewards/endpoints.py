@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from loyalty_shared.db import Session
 from points.idempotency.dependencies import Idempotency
@@ -40,7 +40,7 @@ async def list_rewards(
         409: {"description": "reward_id or Idempotency-Key already used with another body"},
     },
 )
-async def create_reward(body: RewardIn, session: Session, idempotency: Idempotency) -> JSONResponse:
+async def create_reward(body: RewardIn, session: Session, idempotency: Idempotency) -> Response:
     async def produce() -> tuple[RewardOut, int]:
         reward, created = await service.create(session, body)
         return reward, status.HTTP_201_CREATED if created else status.HTTP_200_OK
