@@ -1,0 +1,110 @@
+"""CompiledStatement + driver_connection: hot-path SQL on the session's own transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from loyalty_shared.db import CompiledStatement, driver_connection, make_metadata
+from loyalty_shared.testing import Infra
+
+metadata = make_metadata()
+rows = Table(
+    "rows",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("points", BigInteger, nullable=False),
+    Column("doc", JSONB),
+)
+INSERT = CompiledStatement(
+    insert(rows)
+    .values(key=bindparam("p_key"), points=bindparam("p_points"), doc=bindparam("p_doc"))
+    .returning(rows.c.key, rows.c.doc)
+)
+# the literal 0 is a parameter the statement carries itself
+TOTAL = CompiledStatement(
+    select(func.coalesce(func.sum(rows.c.points), 0).label("total")).where(
+        rows.c.key.like(bindparam("p_prefix", type_=String) + "%")
+    )
+)
+
+
+@pytest.fixture
+async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(await infra.create_database("driver"))
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+async def test_json_parameters_literals_and_results_round_trip(engine: AsyncEngine) -> None:
+    sessions = async_sessionmaker(engine)
+    prefix = uuid.uuid4().hex
+    async with sessions() as session, session.begin():
+        conn = await driver_connection(session)
+        row = await INSERT.fetchrow(
+            conn, {"p_key": f"{prefix}-1", "p_points": 5, "p_doc": {"a": [1, "x"], "b": None}}
+        )
+        assert row["doc"] == {"a": [1, "x"], "b": None}
+        await INSERT.fetchrow(conn, {"p_key": f"{prefix}-2", "p_points": 7, "p_doc": None})
+        assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 12
+    async with sessions() as session, session.begin():
+        conn = await driver_connection(session)
+        assert (await TOTAL.fetchrow(conn, {"p_prefix": "no-such-prefix"}))["total"] == 0
+
+
+async def test_driver_statements_share_the_session_transaction(engine: AsyncEngine) -> None:
+    sessions = async_sessionmaker(engine)
+    prefix = uuid.uuid4().hex
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            conn = await driver_connection(session)  # nothing ran through SQLAlchemy yet
+            await INSERT.fetchrow(conn, {"p_key": f"{prefix}-a", "p_points": 1, "p_doc": {}})
+            # and a statement through the session sees the driver's uncommitted row
+            seen = await session.scalar(select(func.count()).where(rows.c.key == f"{prefix}-a"))
+            assert seen == 1
+            raise RuntimeError("the request failed")
+    async with sessions() as session, session.begin():
+        conn = await driver_connection(session)
+        assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 0  # rolled back
+
+
+async def test_a_session_gets_its_current_transactions_connection_after_a_commit(
+    engine: AsyncEngine,
+) -> None:
+    sessions = async_sessionmaker(engine)
+    prefix = uuid.uuid4().hex
+    async with sessions() as session:
+        async with session.begin():
+            first = await driver_connection(session)
+            assert await driver_connection(session) is first  # remembered per transaction
+            await INSERT.fetchrow(first, {"p_key": f"{prefix}-1", "p_points": 2, "p_doc": None})
+        async with session.begin():
+            second = await driver_connection(session)
+            await INSERT.fetchrow(second, {"p_key": f"{prefix}-2", "p_points": 3, "p_doc": None})
+            assert second.is_in_transaction()
+    async with sessions() as session, session.begin():
+        conn = await driver_connection(session)
+        assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 5
+
+
+def test_expanding_parameters_are_refused_when_the_statement_is_built() -> None:
+    with pytest.raises(TypeError, match="expanding"):
+        CompiledStatement(
+            select(rows.c.key).where(rows.c.key.in_(bindparam("keys", expanding=True)))
+        )
