@@ -71,7 +71,8 @@ async def test_json_parameters_literals_and_results_round_trip(engine: AsyncEngi
 async def test_driver_statements_share_the_session_transaction(engine: AsyncEngine) -> None:
     sessions = async_sessionmaker(engine)
     prefix = uuid.uuid4().hex
-    with pytest.raises(RuntimeError):
+
+    async def failing_request() -> None:
         async with sessions() as session, session.begin():
             conn = await driver_connection(session)  # nothing ran through SQLAlchemy yet
             await INSERT.fetchrow(conn, {"p_key": f"{prefix}-a", "p_points": 1, "p_doc": {}})
@@ -79,6 +80,9 @@ async def test_driver_statements_share_the_session_transaction(engine: AsyncEngi
             seen = await session.scalar(select(func.count()).where(rows.c.key == f"{prefix}-a"))
             assert seen == 1
             raise RuntimeError("the request failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_request()
     async with sessions() as session, session.begin():
         conn = await driver_connection(session)
         assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 0  # rolled back
