@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from loyalty_shared.db import CompiledStatement, driver_connection, make_metadata
+from loyalty_shared.db import CompiledStatement, HotTransaction, driver_connection, make_metadata
 from loyalty_shared.testing import Infra
 
 metadata = make_metadata()
@@ -112,3 +112,44 @@ def test_expanding_parameters_are_refused_when_the_statement_is_built() -> None:
         CompiledStatement(
             select(rows.c.key).where(rows.c.key.in_(bindparam("keys", expanding=True)))
         )
+
+
+async def test_a_hot_transaction_commits_driver_and_session_statements_together(
+    engine: AsyncEngine,
+) -> None:
+    prefix = uuid.uuid4().hex
+    async with HotTransaction(engine) as session:
+        conn = await driver_connection(session)
+        await INSERT.fetchrow(conn, {"p_key": f"{prefix}-1", "p_points": 4, "p_doc": None})
+        # the rare paths use the session: same transaction, sees the driver's row
+        await session.execute(insert(rows).values(key=f"{prefix}-2", points=6))
+        assert (
+            await session.scalar(
+                select(func.sum(rows.c.points)).where(rows.c.key.like(f"{prefix}%"))
+            )
+            == 10
+        )
+    async with HotTransaction(engine) as session:
+        conn = await driver_connection(session)
+        assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 10
+
+
+async def test_a_failed_hot_transaction_leaves_nothing_and_frees_its_connection(
+    engine: AsyncEngine,
+) -> None:
+    prefix = uuid.uuid4().hex
+
+    async def failing_request() -> None:
+        async with HotTransaction(engine) as session:
+            conn = await driver_connection(session)
+            await INSERT.fetchrow(conn, {"p_key": f"{prefix}-1", "p_points": 4, "p_doc": None})
+            await session.execute(insert(rows).values(key=f"{prefix}-2", points=6))
+            raise RuntimeError("the request failed")
+
+    for _ in range(engine.pool.size() + 2):  # type: ignore[attr-defined]  # a leak exhausts it
+        with pytest.raises(RuntimeError):
+            await failing_request()
+    async with HotTransaction(engine) as session:
+        conn = await driver_connection(session)
+        assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 0
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]

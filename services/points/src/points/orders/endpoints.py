@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
-from loyalty_shared.db import Session
+from loyalty_shared.db import HotTransaction, Session
 from loyalty_shared.lean import json_body, read_json
 from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard_for
 from points.identifiers import ClientId
@@ -33,7 +33,7 @@ async def record_order(request: Request) -> Response:
     body = await read_json(request, OrderIn)
     idempotency = guard_for(request)
     state = request.app.state
-    async with state.sessionmaker() as session, session.begin():
+    async with HotTransaction(state.engine) as session:
 
         async def produce() -> tuple[OrderOut, int]:
             out = await service.record_order(session, state.settings, body, cache=state.rules_cache)
