@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
-from loyalty_shared.db import Session
+from loyalty_shared.db import HotTransaction, Session
 from loyalty_shared.lean import json_response
 from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
@@ -33,11 +33,11 @@ async def enrol_member(
 
 
 @router.get("/{member_id}", response_model=MemberStatus, summary="Membership status and balance")
-async def get_member(
-    member_id: Annotated[ClientId, Path()], session: Session, request: Request
-) -> Response:
+async def get_member(member_id: Annotated[ClientId, Path()], request: Request) -> Response:
+    # read by every app screen and the gateway's composite status: see docs/performance.md
     state = request.app.state
-    answer = await service.status(session, state.settings, member_id, cache=state.rules_cache)
+    async with HotTransaction(state.engine) as session:
+        answer = await service.status(session, state.settings, member_id, cache=state.rules_cache)
     return json_response(answer)  # already a MemberStatus: no second validation pass
 
 
