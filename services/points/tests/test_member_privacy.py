@@ -1,5 +1,9 @@
 """Erasure (DELETE /v1/members/{id}) and export (GET /v1/members/{id}/export)."""
 
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
 import httpx
 
 from points.testing import enrol, order, outbox_events, sql
@@ -50,3 +54,97 @@ async def test_export_has_everything_then_erasure_keeps_only_the_amounts(
 
 async def test_erasing_an_unknown_member_is_404(points_client: httpx.AsyncClient) -> None:
     assert (await points_client.delete("/v1/members/nobody-here-123")).status_code == 404
+
+
+def _slug(response: httpx.Response) -> str:
+    return str(response.json()["type"]).rsplit("/", 1)[-1]
+
+
+async def test_an_erased_member_can_no_longer_earn_spend_or_be_adjusted(
+    points_client: httpx.AsyncClient, points_db: str
+) -> None:
+    member = await enrol(points_client)
+    placed = await points_client.post("/v1/orders", json=order(member, "100"))
+    assert placed.status_code == 201, placed.text
+    spent = await points_client.post(
+        f"/v1/members/{member}/redemptions",
+        json={"points": 10},
+        headers={"Idempotency-Key": f"k-{uuid.uuid4().hex}"},
+    )
+    assert spent.status_code == 201, spent.text
+    redemption = spent.json()["redemption_id"]
+    assert (await points_client.delete(f"/v1/members/{member}")).status_code == 202
+
+    async def written() -> tuple[Any, ...]:
+        rows = await sql(
+            points_db,
+            "SELECT (SELECT count(*) FROM ledger_entries WHERE member_id = :m),"
+            " (SELECT available FROM balances WHERE member_id = :m),"
+            " (SELECT count(*) FROM outbox WHERE key = :m),"
+            " (SELECT count(*) FROM check_ins WHERE member_id = :m),"
+            " (SELECT count(*) FROM interactions WHERE member_id = :m),"
+            " (SELECT count(*) FROM orders WHERE member_id = :m),"
+            " (SELECT count(*) FROM redemptions WHERE member_id = :m AND status = 'cancelled')",
+            m=member,
+        )
+        return tuple(rows[0])
+
+    before = await written()
+    assert before[1] == 90
+
+    def key() -> dict[str, str]:
+        return {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+
+    # the member is in the path: 404 member-not-found, like a member that never enrolled
+    in_path = {
+        "redemption": await points_client.post(
+            f"/v1/members/{member}/redemptions", json={"points": 10}, headers=key()
+        ),
+        "adjustment": await points_client.post(
+            f"/v1/members/{member}/adjustments",
+            json={"points": 50, "reason": "goodwill"},
+            headers={**key(), "X-Operator-Id": "op-1"},
+        ),
+        "check-in": await points_client.post(f"/v1/members/{member}/check-ins", json={}),
+        "cancel": await points_client.post(f"/v1/redemptions/{redemption}/cancel"),
+    }
+    for what, response in in_path.items():
+        assert response.status_code == 404, (what, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert _slug(response) == "member-not-found", (what, response.text)
+
+    # the member is in the body: 422 unknown-member naming body.member_id, like orders
+    interaction = {
+        "event_id": f"ev-{uuid.uuid4().hex}",
+        "member_id": member,
+        "type": "review",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "attributes": {},
+    }
+    in_body = {
+        "interaction": await points_client.post("/v1/interactions", json=interaction),
+        "order": await points_client.post("/v1/orders", json=order(member, "50")),
+    }
+    for what, response in in_body.items():
+        assert response.status_code == 422, (what, response.text)
+        assert _slug(response) == "unknown-member", (what, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == ["body.member_id"]
+
+    assert await written() == before  # nothing written by any of them
+
+
+async def test_a_refund_of_an_order_placed_before_the_erasure_still_reverses_its_points(
+    points_client: httpx.AsyncClient, points_db: str
+) -> None:
+    member = await enrol(points_client)
+    placed = order(member, "100")
+    assert (await points_client.post("/v1/orders", json=placed)).status_code == 201
+    assert (await points_client.delete(f"/v1/members/{member}")).status_code == 202
+    refund = await points_client.post(
+        f"/v1/orders/{placed['order_id']}/refunds",
+        json={"refund_id": f"r-{uuid.uuid4().hex}", "amount": "100"},
+    )
+    assert refund.status_code == 201, refund.text
+    assert refund.json()["points_reversed"] == 100
+    rows = await sql(points_db, "SELECT available FROM balances WHERE member_id = :m", m=member)
+    assert rows[0][0] == 0

@@ -147,3 +147,27 @@ async def test_growth_value_is_over_the_rolling_window_and_refunds_reduce_it(
     assert refund.status_code == 201, refund.text
     status = (await earning_client.get(f"/v1/members/{member}")).json()
     assert status["growth_value"] == 300
+
+
+async def test_a_diamond_member_sees_all_eight_benefit_kinds_and_no_next_tier(
+    earning_client: httpx.AsyncClient,
+) -> None:
+    member = await enrol(earning_client)
+    top = await earning_client.post("/v1/orders", json=order(member, "50000"))
+    assert top.status_code == 201 and top.json()["tier"] == "diamond", top.text
+    status = (await earning_client.get(f"/v1/members/{member}")).json()
+    assert status["tier"] == "diamond" and status["next_tier"] is None
+    assert status["benefits"] == [
+        "discount_8_percent",
+        "points_multiplier_2x",
+        "free_shipping",
+        "birthday_gift",
+        "early_access",
+        "priority_service",
+        "dedicated_advisor",
+        "home_service",
+    ]
+    regular = await enrol(earning_client)
+    entry = (await earning_client.get(f"/v1/members/{regular}")).json()
+    assert entry["benefits"] == []
+    assert entry["next_tier"] == {"code": "silver", "name": "Silver", "growth_value_missing": 2000}

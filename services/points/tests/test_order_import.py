@@ -36,7 +36,7 @@ async def test_batch_imports_each_row_alone_and_never_twice(
     out = response.json()
     assert out["created"] == 1 and out["duplicates"] == 0
     assert [f["index"] for f in out["failed"]] == [1, 2, 3]
-    assert out["failed"][1]["problem"]["errors"][0]["field"] == "body.amount"
+    assert out["failed"][1]["problem"]["errors"][0]["field"] == "body.orders.2.amount"
     assert out["failed"][0]["problem"]["status"] == 422
 
     again = await points_client.post(
@@ -57,6 +57,42 @@ async def test_batch_imports_each_row_alone_and_never_twice(
     ]
     earned = [p for t, p in await outbox_events(points_db, newcomer) if t.endswith("earned.v1")]
     assert earned[0]["data"]["expires_at"].startswith(str(long_ago.year + 1))
+
+
+async def test_batch_failures_name_each_field_with_the_row_index(
+    points_client: httpx.AsyncClient, points_db: str
+) -> None:
+    known = await enrol(points_client)
+    recorded = order(known, "20")
+    assert (await points_client.post("/v1/orders", json=recorded)).status_code == 201
+    stranger = mid()
+    rows = [
+        order(known, "10"),
+        order(known, "abc"),  # 1: bad amount
+        {"order_id": oid(), "member_id": known, "amount": "5"},  # 2: no occurred_at
+        order(stranger, "10"),  # 3: unknown member
+        {**recorded, "amount": "21"},  # 4: known order id, another body
+        order(known, "10", bogus="x"),  # 5: unknown field
+    ]
+    response = await points_client.post("/v1/orders/batch", json={"orders": rows})
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["created"] == 1
+    fields = {
+        f["index"]: ([e["field"] for e in f["problem"]["errors"]], f["problem"]["status"])
+        for f in out["failed"]
+    }
+    assert fields == {
+        1: (["body.orders.1.amount"], 422),
+        2: (["body.orders.2.occurred_at"], 422),
+        3: (["body.orders.3.member_id"], 422),
+        4: (["body.orders.4.order_id"], 409),
+        5: (["body.orders.5.bogus"], 422),
+    }
+    assert "body.orders.1.amount" in out["failed"][0]["problem"]["detail"]
+    status = (await points_client.get(f"/v1/members/{known}")).json()
+    assert status["balance"]["available"] == 30  # 20 live + the one good row
+    assert (await points_client.get(f"/v1/members/{stranger}")).status_code == 404
 
 
 async def test_batch_over_1000_orders_is_422(points_client: httpx.AsyncClient) -> None:
@@ -85,7 +121,7 @@ async def test_cli_imports_a_csv_file(
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 1, first.stderr  # one bad row
     assert "created 2, duplicates 0, failed 1" in first.stdout
-    assert "row 4" in first.stdout and "amount" in first.stdout
+    assert "row 4: amount:" in first.stdout  # the CSV column, not the request path
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert "created 0, duplicates 2, failed 1" in second.stdout
     status = (await points_client.get(f"/v1/members/{member}")).json()

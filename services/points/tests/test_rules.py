@@ -154,3 +154,62 @@ def test_caps_are_never_exceeded(
     if monthly is not None:
         assert granted == 0 or month + granted <= monthly
     assert (reason == "granted") == (granted == points and points > 0)
+
+
+async def test_login_and_page_view_earn_only_once_configured(client: httpx.AsyncClient) -> None:
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    member = f"m-{uuid4().hex[:12]}"
+    assert (await client.post("/v1/members", json={"member_id": member})).status_code == 201
+
+    async def send(kind: str) -> tuple[int, int, str]:
+        response = await client.post(
+            "/v1/interactions",
+            json={
+                "event_id": f"ev-{uuid4().hex}",
+                "member_id": member,
+                "type": kind,
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "attributes": {},
+            },
+        )
+        body = response.json()
+        return response.status_code, body.get("points"), body.get("reason")
+
+    off = {"points": 2, "daily_cap": 2, "monthly_cap": 20, "enabled": False}
+    for action in ("login", "page_view"):
+        assert (await client.put(f"/v1/earning-rules/{action}", json=off)).status_code == 200
+    assert await send("login") == (202, 0, "disabled")
+    assert await send("page_view") == (202, 0, "disabled")
+
+    on = {**off, "enabled": True}
+    assert (await client.put("/v1/earning-rules/login", json=on)).status_code == 200
+    assert await send("login") == (202, 2, "granted")
+    assert await send("login") == (202, 0, "capped_daily")  # accepted, earns 0, says why
+    assert await send("page_view") == (202, 0, "disabled")
+    status = (await client.get(f"/v1/members/{member}")).json()
+    assert status["balance"]["available"] == 2
+
+
+async def test_a_capped_check_in_is_recorded_earns_zero_and_says_why(
+    client: httpx.AsyncClient,
+) -> None:
+    from uuid import uuid4
+
+    member = f"m-{uuid4().hex[:12]}"
+    enrolled = await client.post("/v1/members", json={"member_id": member, "timezone": "UTC"})
+    assert enrolled.status_code == 201
+    rule = {"points": 5, "daily_cap": 5, "monthly_cap": 10, "enabled": True}
+    assert (await client.put("/v1/earning-rules/check_in", json=rule)).status_code == 200
+    answers = []
+    for day in (10, 11, 12):
+        response = await client.post(
+            f"/v1/members/{member}/check-ins",
+            json={"occurred_at": f"2026-01-{day}T08:00:00+00:00"},
+        )
+        assert response.status_code == 201, response.text  # the day is taken either way
+        answers.append((response.json()["points"], response.json()["reason"]))
+    assert answers == [(5, "granted"), (5, "granted"), (0, "capped_monthly")]
+    status = (await client.get(f"/v1/members/{member}")).json()
+    assert status["balance"]["available"] == 10

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from points.jobs.tiers import birthday_bonuses, evaluate_tiers
@@ -82,14 +83,99 @@ async def test_evaluation_keeps_a_tier_still_qualified(
     member = await enrol(earning_client)
     await earning_client.post("/v1/orders", json=order(member, "2500"))
     back = datetime.now(UTC) - timedelta(days=400)
+    # enrolled 400 days ago (a changed enrolment date is rescheduled: next_evaluation_at NULL)
     await sql(
-        earning_db, "UPDATE members SET enrolled_at = :t WHERE member_id = :m", t=back, m=member
+        earning_db,
+        "UPDATE members SET enrolled_at = :t, next_evaluation_at = NULL WHERE member_id = :m",
+        t=back,
+        m=member,
     )
     result = await evaluate_tiers(
         sessionmaker, earning_settings, datetime.now(UTC), member_ids=[member]
     )
     assert (result.evaluated, result.downgraded) == (1, 0)
     assert await tier_of(earning_client, member) == "silver"
+
+
+async def _member_row(db: str, member: str) -> tuple[object, ...]:
+    rows = await sql(
+        db,
+        "SELECT m.xmin::text, b.xmin::text, m.tier, m.last_evaluated_at, m.next_evaluation_at"
+        " FROM members m JOIN balances b USING (member_id) WHERE m.member_id = :m",
+        m=member,
+    )
+    return tuple(rows[0])
+
+
+async def test_evaluation_reads_only_due_members_and_leaves_the_others_untouched(
+    earning_client: httpx.AsyncClient,
+    earning_db: str,
+    earning_settings: PointsSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    # due: gold, enrolled 400 days ago, its order left the window long ago
+    due = await enrol(earning_client)
+    await earning_client.post("/v1/orders", json=order(due, "10500", now - timedelta(days=390)))
+    await sql(
+        earning_db,
+        "UPDATE members SET enrolled_at = :t, tier = 'gold' WHERE member_id = :m",
+        t=now - timedelta(days=400),
+        m=due,
+    )
+    # not due: gold since today, first anniversary a year away
+    fresh = await enrol(earning_client)
+    assert (await earning_client.post("/v1/orders", json=order(fresh, "10500"))).json()[
+        "tier"
+    ] == "gold"
+    only = [due, fresh]
+
+    first = await evaluate_tiers(sessionmaker, earning_settings, now, member_ids=only)
+    assert first.scheduled == 2  # both had no date yet: computed once
+    assert (first.evaluated, first.downgraded) == (1, 1)
+    assert await tier_of(earning_client, due) == "silver"
+    fresh_row = await _member_row(earning_db, fresh)
+    assert fresh_row[2:4] == ("gold", None)
+    enrolled = datetime.fromisoformat(
+        (await earning_client.get(f"/v1/members/{fresh}")).json()["enrolled_at"]
+    )
+    assert fresh_row[4] == enrolled.replace(year=enrolled.year + 1)  # its anniversary
+    due_row = await _member_row(earning_db, due)
+
+    # later runs before anyone's date: nothing read, no row written, no lock taken. Another
+    # transaction holds both members' rows meanwhile; the job's connections give up on a
+    # lock at once (lock_timeout), so touching either member would fail the run.
+    impatient = create_async_engine(
+        earning_settings.sqlalchemy_url(),
+        connect_args={"server_settings": {"lock_timeout": "1"}},
+    )
+    holder = create_async_engine(earning_settings.sqlalchemy_url())
+    try:
+        async with holder.connect() as conn:
+            locked = await conn.execute(
+                text(
+                    "SELECT member_id FROM balances b JOIN members m USING (member_id)"
+                    " WHERE member_id = ANY(:ids) FOR UPDATE"
+                ),
+                {"ids": only},
+            )
+            assert len(locked.all()) == 2
+            for at in (now, now + timedelta(days=300)):
+                again = await evaluate_tiers(
+                    async_sessionmaker(impatient, expire_on_commit=False),
+                    earning_settings,
+                    at,
+                    member_ids=only,
+                )
+                assert (again.scheduled, again.evaluated, again.downgraded) == (0, 0, 0)
+            await conn.rollback()
+    finally:
+        await impatient.dispose()
+        await holder.dispose()
+    assert await _member_row(earning_db, fresh) == fresh_row  # same row versions (xmin)
+    assert await _member_row(earning_db, due) == due_row
+    downs = [p for t, p in await outbox_events(earning_db, fresh) if "tier" in t]
+    assert [d["data"]["direction"] for d in downs] == ["up"]
 
 
 # ---------------------------------------------------------------------------- birthday
@@ -265,3 +351,63 @@ async def test_bad_check_ins_are_problems_and_write_nothing(
         assert response.json()["errors"][0]["field"] == field
     status = (await earning_client.get(f"/v1/members/{member}")).json()
     assert status["balance"]["available"] == 0 and status["badges"] == []
+
+
+async def test_a_date_found_too_early_is_moved_on_without_evaluating(
+    earning_client: httpx.AsyncClient,
+    earning_db: str,
+    earning_settings: PointsSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    member = await enrol(earning_client)
+    assert (await earning_client.post("/v1/orders", json=order(member, "10500"))).json()[
+        "tier"
+    ] == "gold"
+    stale = datetime.now(UTC) - timedelta(days=90)
+    await sql(
+        earning_db,
+        "UPDATE members SET next_evaluation_at = :t WHERE member_id = :m",
+        t=stale,
+        m=member,
+    )
+    result = await evaluate_tiers(
+        sessionmaker, earning_settings, datetime.now(UTC), member_ids=[member]
+    )
+    assert (result.scheduled, result.evaluated, result.downgraded) == (0, 0, 0)
+    enrolled = datetime.fromisoformat(
+        (await earning_client.get(f"/v1/members/{member}")).json()["enrolled_at"]
+    )
+    row = await sql(
+        earning_db,
+        "SELECT tier, last_evaluated_at, next_evaluation_at FROM members WHERE member_id = :m",
+        m=member,
+    )
+    assert tuple(row[0]) == ("gold", None, enrolled.replace(year=enrolled.year + 1))
+
+
+async def test_an_entry_tier_member_is_evaluated_once_a_year_and_only_its_date_moves(
+    earning_client: httpx.AsyncClient,
+    earning_db: str,
+    earning_settings: PointsSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    member = await enrol(earning_client)
+    back = datetime(2024, 5, 17, 8, 0, tzinfo=UTC)
+    await sql(
+        earning_db,
+        "UPDATE members SET enrolled_at = :t, next_evaluation_at = NULL WHERE member_id = :m",
+        t=back,
+        m=member,
+    )
+    at = datetime(2025, 7, 1, tzinfo=UTC)  # the 2025 anniversary + 30 days' grace is past
+    result = await evaluate_tiers(sessionmaker, earning_settings, at, member_ids=[member])
+    assert (result.scheduled, result.evaluated, result.downgraded) == (1, 1, 0)
+    row = await sql(
+        earning_db,
+        "SELECT tier, last_evaluated_at, next_evaluation_at FROM members WHERE member_id = :m",
+        m=member,
+    )
+    assert tuple(row[0]) == ("regular", back.replace(year=2025), back.replace(year=2026))
+    again = await evaluate_tiers(sessionmaker, earning_settings, at, member_ids=[member])
+    assert (again.scheduled, again.evaluated) == (0, 0)
+    assert [t for t, _ in await outbox_events(earning_db, member) if "tier" in t] == []

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from loyalty_shared.testing import (
     Infra,
@@ -22,6 +22,7 @@ from loyalty_shared.testing import (
     running_app,
     settings_overrides,
 )
+from points.jobs.tiers import evaluate_tiers
 from points.main import create_app
 from points.settings import PointsSettings
 from points.testing import SERVICE_DIR
@@ -388,7 +389,17 @@ def test_evaluation_dates_and_tier_held_until() -> None:
     assert tiers.next_evaluation_at(ladder, enrolled, datetime(2027, 12, 1, tzinfo=UTC)) == (
         datetime(2028, 2, 29, 9, 30, tzinfo=UTC)
     )
-    assert tiers.tier_held_until(ladder, enrolled, now) == datetime(2027, 3, 30, 9, 30, tzinfo=UTC)
+    # the 2026 anniversary (28 Feb, 29 Feb in other years) was yesterday: its evaluation,
+    # after 30 days' grace, can take the tier; after that the 2027 one
+    assert tiers.tier_held_until(ladder, enrolled, now) == datetime(2026, 3, 30, 9, 30, tzinfo=UTC)
+    later = datetime(2026, 3, 30, 9, 30, tzinfo=UTC)
+    assert tiers.tier_held_until(ladder, enrolled, later) == datetime(
+        2027, 3, 30, 9, 30, tzinfo=UTC
+    )
+    before = datetime(2026, 2, 27, tzinfo=UTC)
+    assert tiers.tier_held_until(ladder, enrolled, before) == datetime(
+        2026, 3, 30, 9, 30, tzinfo=UTC
+    )
     yearly = ladder.model_copy(update={"evaluation_policy": "calendar_year"})
     assert tiers.next_evaluation_at(yearly, enrolled, now) == datetime(2027, 1, 1, tzinfo=UTC)
 
@@ -431,3 +442,70 @@ def test_badges_for_milestones() -> None:
     )
     assert [b.code for b in later] == ["check_in_30", "one_year_member", "five_year_member"]
     assert len({b.code for b in ALL_BADGES}) == len(ALL_BADGES)
+
+
+async def test_changing_the_evaluation_policy_reschedules_every_member(
+    tiers_env: tuple[httpx.AsyncClient, str], infra: Infra
+) -> None:
+    client, db = tiers_env
+    member = await enrol(client, db, tier="gold", growth=6000)
+    anniversary = ladder_body(evaluation_policy="anniversary")
+    assert (await client.put("/v1/tiers", json=anniversary)).status_code == 200
+    config = PointsSettings(**settings_overrides(infra, db))
+    engine = create_async_engine(config.sqlalchemy_url())
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        now = datetime.now(UTC)
+        await evaluate_tiers(sessionmaker, config, now, member_ids=[member])
+        enrolled = (
+            await sql(db, "SELECT enrolled_at FROM members WHERE member_id = :m", m=member)
+        )[0][0]
+        scheduled = await sql(
+            db, "SELECT next_evaluation_at FROM members WHERE member_id = :m", m=member
+        )
+        assert scheduled[0][0] == enrolled.replace(year=enrolled.year + 1)
+
+        calendar = ladder_body(evaluation_policy="calendar_year")
+        assert (await client.put("/v1/tiers", json=calendar)).status_code == 200
+        cleared = await sql(
+            db, "SELECT next_evaluation_at FROM members WHERE member_id = :m", m=member
+        )
+        assert cleared[0][0] is None  # the date moved: the job computes it again
+        result = await evaluate_tiers(sessionmaker, config, now, member_ids=[member])
+        assert (result.scheduled, result.evaluated) == (1, 0)
+        rescheduled = await sql(
+            db, "SELECT next_evaluation_at FROM members WHERE member_id = :m", m=member
+        )
+        assert rescheduled[0][0] == datetime(now.year + 1, 1, 1, tzinfo=UTC)
+        # a ladder change that keeps the policy keeps the dates
+        assert (await client.put("/v1/tiers", json=ladder_body())).status_code == 200
+        kept = await sql(
+            db, "SELECT next_evaluation_at FROM members WHERE member_id = :m", m=member
+        )
+        assert kept == rescheduled
+    finally:
+        await engine.dispose()
+
+
+async def test_which_point_types_count_toward_growth_is_the_ladders_choice(
+    tiers_env: tuple[httpx.AsyncClient, str],
+) -> None:
+    client, db = tiers_env
+    grown = {}
+    for types in (["purchase", "tier_bonus"], ["purchase"]):
+        body = ladder_body(growth_point_types=types)
+        assert (await client.put("/v1/tiers", json=body)).status_code == 200
+        member = await enrol(client, db, tier="silver", growth=1000)
+        placed = await client.post(
+            "/v1/orders",
+            json={
+                "order_id": f"o-{uuid.uuid4().hex[:12]}",
+                "member_id": member,
+                "amount": "100",
+                "occurred_at": datetime.now(UTC).isoformat(),
+            },
+        )
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["points_earned"] == 125  # 100 base + 25 from silver's 1.25x
+        grown[tuple(types)] = (await client.get(f"/v1/members/{member}")).json()["growth_value"]
+    assert grown == {("purchase", "tier_bonus"): 1125, ("purchase",): 1100}

@@ -15,6 +15,7 @@ from points.adjustments.schemas import AdjustmentIn, AdjustmentOut
 from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.schemas import BalanceAfter
+from points.members.privacy import lock_live_member
 from points.settings import PointsSettings
 
 
@@ -28,7 +29,7 @@ async def adjust(
     now: datetime | None = None,
 ) -> AdjustmentOut:
     now = now or datetime.now(UTC)
-    locked = await ledger.lock_member(session, member_id)
+    locked = await lock_live_member(session, member_id)  # an erased member: 404
     adjustment_id = f"adj-{uuid.uuid4().hex}"
     key = f"adjustment:{adjustment_id}"
     posting = ledger.Posting(

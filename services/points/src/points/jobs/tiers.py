@@ -7,7 +7,15 @@ growth value (rolling window, as of the run) still qualifies for it, otherwise d
 exactly one level (``tiers.evaluate``); upgrades never happen here (the order flow applies
 them at once). ``members.last_evaluated_at`` records the evaluation date handled, so a
 second run (or a second worker) does nothing, and a member whose job runs late is
-evaluated once per missed date, one level each.
+evaluated once per missed date, one level each (one date per run).
+
+``members.next_evaluation_at`` (indexed) holds each member's next evaluation date, so a run
+reads only the members that are due. The date depends only on the enrolment, the last
+evaluation and the ladder's policy, not on the tier, so tier changes (orders, ladder
+changes) need not touch it; it is set when an evaluation is applied (members at the entry
+tier too: their evaluation only moves the date), computed by the job for members that have
+none yet (new members, or all members after the ladder's evaluation policy changed), and
+a stale early date is simply moved on when read.
 
 Birthday bonus: on the member's birthday in their time zone (29 February: 28 February in
 other years), the ``birthday`` rule's points, once a year (natural key
@@ -19,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import extract, select, tuple_, update
+from sqlalchemy import extract, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from points import events
@@ -41,6 +50,15 @@ log = structlog.get_logger("points.jobs.tiers")
 class EvaluationResult:
     evaluated: int = 0
     downgraded: int = 0
+    scheduled: int = 0  # members whose (missing) evaluation date this run computed
+
+
+def scheduled_evaluation(
+    ladder: TierLadderIn, enrolled_at: datetime, last_evaluated_at: datetime | None
+) -> datetime:
+    """The member's next evaluation date: the first one after enrolment or the last handled."""
+    since = max(enrolled_at, last_evaluated_at) if last_evaluated_at else enrolled_at
+    return tiers.next_evaluation_at(ladder, enrolled_at, since)
 
 
 def due_evaluation(
@@ -50,8 +68,7 @@ def due_evaluation(
     now: datetime,
 ) -> datetime | None:
     """The evaluation date to apply now (its grace period is over), or None."""
-    since = max(enrolled_at, last_evaluated_at) if last_evaluated_at else enrolled_at
-    due = tiers.next_evaluation_at(ladder, enrolled_at, since)
+    due = scheduled_evaluation(ladder, enrolled_at, last_evaluated_at)
     if due + timedelta(days=ladder.downgrade_grace_days) <= now:
         return due
     return None
@@ -60,43 +77,116 @@ def due_evaluation(
 async def evaluate_member(
     session: AsyncSession, ladder: TierLadderIn, member_id: str, now: datetime
 ) -> tuple[bool, bool]:
-    """Evaluate one member if due; returns (evaluated, downgraded)."""
+    """Evaluate one member if due; returns (evaluated, downgraded).
+
+    Always leaves ``next_evaluation_at`` on the member's next date, so a member the job
+    has looked at is not read again before that date.
+    """
     locked = await ledger.lock_balance(session, member_id)
     if locked is None:
         return False, False
     member = (
         await session.execute(
-            select(Member.tier, Member.enrolled_at, Member.last_evaluated_at).where(
-                Member.member_id == member_id
-            )
+            select(
+                Member.tier, Member.enrolled_at, Member.last_evaluated_at, Member.erased_at
+            ).where(Member.member_id == member_id)
         )
     ).one()
-    due = due_evaluation(ladder, member.enrolled_at, member.last_evaluated_at, now)
-    if due is None:
+    if member.erased_at is not None:
         return False, False
-    growth = await ledger.growth_value(session, member_id, tiers.growth_window_start(ladder, now))
-    try:
-        target = tiers.evaluate(ladder, member.tier, growth)
-    except tiers.UnknownTier:  # a code the ladder lacks: settle on what the growth gives
-        target = tiers.tier_for_growth(ladder, growth)
-    values: dict[str, object] = {"last_evaluated_at": due}
-    downgraded = target.code != member.tier
-    if downgraded:
-        values["tier"] = target.code
-        await events.publish(
-            session,
-            events.tier_changed(
-                member_id,
-                member.tier,
-                target.code,
-                direction="down",
-                reason="evaluation",
-                growth_value=growth,
-                at=now,
-            ),
+    due = due_evaluation(ladder, member.enrolled_at, member.last_evaluated_at, now)
+    if due is None:  # read on a stale date (e.g. the policy changed): just reschedule
+        await session.execute(
+            update(Member)
+            .where(Member.member_id == member_id)
+            .values(
+                next_evaluation_at=scheduled_evaluation(
+                    ladder, member.enrolled_at, member.last_evaluated_at
+                )
+            )
         )
+        return False, False
+    values: dict[str, object] = {
+        "last_evaluated_at": due,
+        "next_evaluation_at": tiers.next_evaluation_at(ladder, member.enrolled_at, due),
+    }
+    entry = tiers.entry_tier(ladder).code
+    downgraded = False
+    if member.tier != entry:  # the entry tier cannot go down: the date is all there is to do
+        growth = await ledger.growth_value(
+            session, member_id, tiers.growth_window_start(ladder, now)
+        )
+        try:
+            target = tiers.evaluate(ladder, member.tier, growth)
+        except tiers.UnknownTier:  # a code the ladder lacks: settle on what the growth gives
+            target = tiers.tier_for_growth(ladder, growth)
+        downgraded = target.code != member.tier
+        if downgraded:
+            values["tier"] = target.code
+            await events.publish(
+                session,
+                events.tier_changed(
+                    member_id,
+                    member.tier,
+                    target.code,
+                    direction="down",
+                    reason="evaluation",
+                    growth_value=growth,
+                    at=now,
+                ),
+            )
     await session.execute(update(Member).where(Member.member_id == member_id).values(**values))
     return True, downgraded
+
+
+def _only(query: Any, member_ids: Sequence[str] | None) -> Any:
+    return query if member_ids is None else query.where(Member.member_id.in_(member_ids))
+
+
+async def schedule_unscheduled(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    ladder: TierLadderIn,
+    *,
+    batch: int = 1000,
+    member_ids: Sequence[str] | None = None,
+) -> int:
+    """Compute ``next_evaluation_at`` where it is missing (new members, policy change).
+
+    No balance lock: the date depends only on ``enrolled_at`` and ``last_evaluated_at``, and
+    the UPDATE applies only while the date is still missing (an evaluation that set it first
+    wins). Returns how many members were scheduled.
+    """
+    done = 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            rows = (
+                await session.execute(
+                    _only(
+                        select(Member.member_id, Member.enrolled_at, Member.last_evaluated_at)
+                        .where(Member.erased_at.is_(None), Member.next_evaluation_at.is_(None))
+                        .order_by(Member.member_id)  # row locks in member id order, as
+                        .limit(batch),  # PUT /v1/tiers takes them: no deadlock
+                        member_ids,
+                    )
+                )
+            ).all()
+            if rows:
+                await session.execute(
+                    text(
+                        "UPDATE members SET next_evaluation_at = :at"
+                        " WHERE member_id = :m AND next_evaluation_at IS NULL"
+                    ),
+                    [
+                        {
+                            "m": r.member_id,
+                            "at": scheduled_evaluation(ladder, r.enrolled_at, r.last_evaluated_at),
+                        }
+                        for r in rows
+                    ],
+                )
+        done += len(rows)
+        if len(rows) < batch:
+            return done
 
 
 async def evaluate_tiers(
@@ -105,26 +195,53 @@ async def evaluate_tiers(
     now: datetime,
     *,
     member_ids: Sequence[str] | None = None,
+    batch: int = 500,
 ) -> EvaluationResult:
-    """Apply every due evaluation (members above the entry tier can lose a level)."""
+    """Apply every due evaluation: members above the entry tier can lose a level.
+
+    Reads only members whose ``next_evaluation_at + downgrade_grace_days <= now`` (index
+    ``ix_members_next_evaluation``), plus, once, members not scheduled yet: a run costs in
+    proportion to the members that are due, not to all members. Each member is handled at
+    most once per run (one missed date, one level, per run).
+    """
     result = EvaluationResult()
     async with sessionmaker() as session:
         ladder = await tiers.load_ladder(session)
-        query = select(Member.member_id, Member.enrolled_at, Member.last_evaluated_at).where(
-            Member.tier != tiers.entry_tier(ladder).code, Member.erased_at.is_(None)
+    result.scheduled = await schedule_unscheduled(sessionmaker, ladder, member_ids=member_ids)
+    cutoff = now - timedelta(days=ladder.downgrade_grace_days)
+    seen: set[str] = set()
+    after: tuple[datetime, str] | None = None
+    while True:
+        query = (
+            select(Member.member_id, Member.next_evaluation_at)
+            .where(Member.erased_at.is_(None), Member.next_evaluation_at <= cutoff)
+            .order_by(Member.next_evaluation_at, Member.member_id)
+            .limit(batch)
         )
-        if member_ids is not None:
-            query = query.where(Member.member_id.in_(member_ids))
-        candidates = (await session.execute(query)).all()
-    for row in candidates:
-        if due_evaluation(ladder, row.enrolled_at, row.last_evaluated_at, now) is None:
-            continue
-        async with sessionmaker() as session, session.begin():
-            evaluated, downgraded = await evaluate_member(session, ladder, row.member_id, now)
-        result.evaluated += evaluated
-        result.downgraded += downgraded
-    if result.evaluated:
-        log.info("tiers_evaluated", evaluated=result.evaluated, downgraded=result.downgraded)
+        if after is not None:
+            query = query.where(
+                tuple_(Member.next_evaluation_at, Member.member_id) > tuple_(*after)
+            )
+        async with sessionmaker() as session:
+            page = (await session.execute(_only(query, member_ids))).all()
+        for row in page:
+            if row.member_id in seen:  # evaluated earlier in this run: its next date waits
+                continue
+            seen.add(row.member_id)
+            async with sessionmaker() as session, session.begin():
+                evaluated, downgraded = await evaluate_member(session, ladder, row.member_id, now)
+            result.evaluated += evaluated
+            result.downgraded += downgraded
+        if len(page) < batch:
+            break
+        after = (page[-1].next_evaluation_at, page[-1].member_id)
+    if result.evaluated or result.scheduled:
+        log.info(
+            "tiers_evaluated",
+            evaluated=result.evaluated,
+            downgraded=result.downgraded,
+            scheduled=result.scheduled,
+        )
     return result
 
 
@@ -154,14 +271,27 @@ async def birthday_bonuses(
         if member_ids is not None:
             query = query.where(Member.member_id.in_(member_ids))
         rows = (await session.execute(query)).all()
+        due: list[tuple[str, int, str]] = []  # (member, local year, key)
+        for row in rows:
+            if is_birthday(row.birthday, now, row.timezone):
+                year = local_day(now, row.timezone).year
+                due.append((row.member_id, year, birthday_key(row.member_id, year)))
+        # already credited this year (an earlier run today): skip without a lock
+        paid = set(
+            (
+                await session.execute(
+                    select(entries.c.idempotency_key).where(
+                        entries.c.idempotency_key.in_([key for _, _, key in due])
+                    )
+                )
+            ).scalars()
+        )
     credited = 0
-    for row in rows:
-        if not is_birthday(row.birthday, now, row.timezone):
+    for member_id, year, key in due:
+        if key in paid:
             continue
-        year = local_day(now, row.timezone).year
-        key = birthday_key(row.member_id, year)
         async with sessionmaker() as session, session.begin():
-            member = await lock_action_member(session, row.member_id)
+            member = await lock_action_member(session, member_id)
             if member is None:
                 continue
             done = (

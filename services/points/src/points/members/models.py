@@ -1,6 +1,6 @@
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, String, Text, func
+from sqlalchemy import Date, DateTime, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from points.db import Base
@@ -8,6 +8,22 @@ from points.db import Base
 
 class Member(Base):
     __tablename__ = "members"
+    __table_args__ = (
+        # the tier evaluation job reads only members whose evaluation is due (or unscheduled)
+        Index(
+            "ix_members_next_evaluation",
+            "next_evaluation_at",
+            "member_id",  # the job pages through due members by (date, id)
+            postgresql_where=text("erased_at IS NULL"),
+        ),
+        # the birthday job looks members up by the month and day of their birthday
+        Index(
+            "ix_members_birthday_md",
+            text("EXTRACT(month FROM birthday)"),
+            text("EXTRACT(day FROM birthday)"),
+            postgresql_where=text("birthday IS NOT NULL AND erased_at IS NULL"),
+        ),
+    )
 
     member_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
@@ -22,4 +38,8 @@ class Member(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     last_evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the member's next evaluation date (anniversary / 1 January, before the grace period);
+    # NULL = not scheduled yet (new member, or the ladder's evaluation policy changed): the
+    # evaluation job computes it (points/jobs/tiers.py)
+    next_evaluation_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -6,6 +6,13 @@ member erased; the ledger (entries, lots, balances, orders' amounts) is kept, ke
 shop's member id only, so the books still balance. After it the member is gone for every
 endpoint (404), and ``loyalty.member.erased.v1`` {member_id, erased_at} tells the other
 services to erase theirs. Erasing twice answers the first erasure again.
+
+An erased member is an unknown member to every write: ``lock_live_member`` (redemptions,
+cancels, adjustments) and the action lock (check-ins, interactions) answer 404
+``member-not-found`` where the member is in the path, and orders / interactions answer 422
+``unknown-member`` (field ``body.member_id``) where it is in the body, exactly as for a
+member that never enrolled. Refunds of orders recorded before the erasure still go through
+(the shop has refunded the money; the kept ledger must follow).
 """
 
 from __future__ import annotations
@@ -13,17 +20,60 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points import events
 from points.actions.models import check_ins, interactions
 from points.errors import MemberNotFound
 from points.ledger import service as ledger
-from points.ledger.models import Balance, entries, lots
+from points.ledger.models import Balance, balances, entries, lots
 from points.members.models import Member
 from points.orders.models import orders
 from points.redemptions.models import Redemption
+
+
+def _live_lock_statement() -> Any:
+    """``ledger.lock_balance``'s statement, for members that are not erased."""
+    members = Member.__table__
+    return (
+        select(
+            balances.c.member_id,
+            balances.c.available,
+            balances.c.pending,
+            balances.c.debt,
+            balances.c.lifetime_earned,
+            balances.c.growth_value,
+            members.c.tier,
+        )
+        .join(members, members.c.member_id == balances.c.member_id)
+        .where(balances.c.member_id == bindparam("p_member_id"), members.c.erased_at.is_(None))
+        .with_for_update(of=balances)
+    )
+
+
+_LOCK_LIVE = _live_lock_statement()
+
+
+async def lock_live_member(session: AsyncSession, member_id: str) -> ledger.LockedBalance:
+    """The member's balance row lock (one statement); 404 if unknown or erased.
+
+    ``erase`` takes the same lock, so once this returns the member stays un-erased until the
+    transaction ends.
+    """
+    conn = await session.connection()
+    row = (await conn.execute(_LOCK_LIVE, {"p_member_id": member_id})).first()
+    if row is None:
+        raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
+    return ledger.LockedBalance(
+        row.member_id,
+        row.available,
+        row.pending,
+        row.debt,
+        row.lifetime_earned,
+        row.growth_value,
+        row.tier,
+    )
 
 
 async def erase(session: AsyncSession, member_id: str, *, now: datetime | None = None) -> datetime:

@@ -7,6 +7,10 @@ Orders are recorded in ``occurred_at`` order so tiers progress as they did; each
 evaluated as of its own ``occurred_at`` (pending window, lot expiry, campaigns running
 then, growth window). Re-running an import credits nothing twice: a known order id with
 the same body is counted as a duplicate, with another body it fails (409 problem).
+
+A failed row's problem names its fields from the request root, row index included
+(``body.orders.3.amount``, ``body.orders.7.member_id``, ``body.orders.2.order_id``), the
+same dotted form as every other validation error of the API.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.problems import ProblemError, problem_type
-from points.errors import UnknownMember
+from points.errors import IdempotencyConflict, UnknownMember
 from points.members import service as members
 from points.members.schemas import MemberIn
 from points.orders.schemas import OrderIn
@@ -35,13 +39,25 @@ class BatchResult:
     failed: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _validation_problem(exc: ValidationError) -> dict[str, Any]:
+def row_field(index: int, path: str | list[Any] | tuple[Any, ...] = ()) -> str:
+    """A field of row ``index`` as the whole request names it: ``body.orders.3.amount``.
+
+    The same dotted form FastAPI gives every other field (``body.rules.0.points``), so a
+    client can point at the cell whether the batch or the row was invalid. ``path`` is the
+    field inside the row (a pydantic ``loc`` or a ``body.``-prefixed path from a problem).
+    """
+    if isinstance(path, str):
+        if path == "body" or path.startswith("body."):
+            path = path[len("body") :]
+        parts: list[Any] = [p for p in path.split(".") if p]
+    else:
+        parts = list(path)
+    return ".".join(["body", "orders", str(index), *(str(p) for p in parts)])
+
+
+def _validation_problem(index: int, exc: ValidationError) -> dict[str, Any]:
     errors = [
-        {
-            "field": ".".join(["body", *(str(p) for p in err["loc"])]),
-            "message": err["msg"],
-            "type": err["type"],
-        }
+        {"field": row_field(index, err["loc"]), "message": err["msg"], "type": err["type"]}
         for err in exc.errors()
     ]
     return {
@@ -53,6 +69,22 @@ def _validation_problem(exc: ValidationError) -> dict[str, Any]:
     }
 
 
+def _row_problem(index: int, exc: ProblemError, *, field: str | None = None) -> dict[str, Any]:
+    """The row's problem with every field named from the request root (index included)."""
+    problem = exc.to_dict()
+    errors = problem.get("errors")
+    if isinstance(errors, list) and errors:
+        problem["errors"] = [
+            {**e, "field": row_field(index, str(e.get("field") or ""))}
+            if isinstance(e, dict)
+            else e
+            for e in errors
+        ]
+    elif field is not None:
+        problem["errors"] = [{"field": row_field(index, field), "message": exc.detail}]
+    return problem
+
+
 def parse_rows(rows: list[Any], result: BatchResult) -> list[tuple[int, OrderIn]]:
     """Validate every row alone; invalid ones go to ``result.failed``."""
     parsed: list[tuple[int, OrderIn]] = []
@@ -60,7 +92,7 @@ def parse_rows(rows: list[Any], result: BatchResult) -> list[tuple[int, OrderIn]
         try:
             parsed.append((index, OrderIn.model_validate(row)))
         except ValidationError as exc:
-            result.failed.append({"index": index, "problem": _validation_problem(exc)})
+            result.failed.append({"index": index, "problem": _validation_problem(index, exc)})
     return parsed
 
 
@@ -85,12 +117,19 @@ async def import_orders(
                     await members.enrol(session, settings, MemberIn(member_id=data.member_id))
                 _, created = await record_order_once(session, settings, data, now=now, cache=cache)
         except UnknownMember as exc:
-            problem = exc.to_dict()
-            problem["errors"] = [{"field": "member_id", "message": "member is not enrolled"}]
+            problem = _row_problem(index, exc)
+            problem["errors"] = [
+                {"field": row_field(index, "member_id"), "message": "member is not enrolled"}
+            ]
             result.failed.append({"index": index, "problem": problem})
             continue
+        except IdempotencyConflict as exc:  # the order id is known with another body
+            result.failed.append(
+                {"index": index, "problem": _row_problem(index, exc, field="order_id")}
+            )
+            continue
         except ProblemError as exc:
-            result.failed.append({"index": index, "problem": exc.to_dict()})
+            result.failed.append({"index": index, "problem": _row_problem(index, exc)})
             continue
         if created:
             result.created += 1

@@ -78,10 +78,18 @@ async def run_import(
     return total, failures
 
 
+def _column(field: Any) -> str:
+    """``body.orders.3.amount`` (the row's index in its chunk) -> ``amount``, the CSV column."""
+    parts = str(field).split(".")
+    if len(parts) > 3 and parts[:2] == ["body", "orders"]:
+        return ".".join(parts[3:])
+    return str(field)
+
+
 def _describe(problem: dict[str, Any]) -> str:
     errors = problem.get("errors") or []
     if errors:
-        return "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors)
+        return "; ".join(f"{_column(e.get('field'))}: {e.get('message')}" for e in errors)
     return str(problem.get("detail") or problem.get("title"))
 
 

@@ -22,6 +22,7 @@ from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.models import entries, lots
 from points.ledger.schemas import BalanceAfter
+from points.members.privacy import lock_live_member
 from points.redemptions.models import redemptions, rewards
 from points.redemptions.schemas import CancelOut, RedemptionIn, RedemptionLot, RedemptionOut
 from points.settings import PointsSettings
@@ -43,7 +44,7 @@ async def redeem(
     now: datetime | None = None,
 ) -> RedemptionOut:
     now = now or datetime.now(UTC)
-    locked = await ledger.lock_member(session, member_id)
+    locked = await lock_live_member(session, member_id)  # an erased member: 404
     if locked.debt > 0:
         raise PointsInDebt(
             f"Member {member_id!r} owes {locked.debt} points from refunds; "
@@ -172,7 +173,8 @@ async def cancel(
         raise RedemptionNotFound(
             f"No redemption with id {redemption_id!r}", redemption_id=redemption_id
         )
-    locked = await ledger.lock_member(session, found.member_id)
+    # the member's points are gone with the member: no cancel after an erasure (404)
+    locked = await lock_live_member(session, found.member_id)
     row = (
         await session.execute(
             select(

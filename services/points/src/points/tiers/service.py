@@ -155,10 +155,14 @@ def next_evaluation_at(ladder: TierLadderIn, enrolled_at: datetime, now: datetim
 
 
 def tier_held_until(ladder: TierLadderIn, enrolled_at: datetime, now: datetime) -> datetime:
-    """The earliest moment the current tier can be lost: next evaluation + grace period."""
-    return next_evaluation_at(ladder, enrolled_at, now) + timedelta(
-        days=ladder.downgrade_grace_days
-    )
+    """The earliest moment the current tier can be lost: an evaluation date + grace period.
+
+    That is the first evaluation whose grace period has not ended at ``now``: an anniversary
+    10 days ago with 30 days' grace is applied in 20 days (the evaluation job's
+    ``due + grace <= now``), not a year later.
+    """
+    grace = timedelta(days=ladder.downgrade_grace_days)
+    return next_evaluation_at(ladder, enrolled_at, now - grace) + grace
 
 
 def benefit_list(tier: Tier) -> list[str]:
@@ -300,6 +304,15 @@ async def replace_ladder(
         )
     ).one()
     upgraded = await _upgrade_qualified_members(session, new, at)
+    if new.evaluation_policy != old.evaluation_policy:
+        # every member's next evaluation date moves (anniversary <-> 1 January): the
+        # evaluation job computes them again (members.next_evaluation_at, jobs/tiers.py)
+        await session.execute(
+            text(
+                "UPDATE members SET next_evaluation_at = NULL"
+                " WHERE erased_at IS NULL AND next_evaluation_at IS NOT NULL"
+            )
+        )
     return TierLadderUpdated.model_validate(
         {
             **document,
