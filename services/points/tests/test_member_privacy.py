@@ -148,3 +148,43 @@ async def test_a_refund_of_an_order_placed_before_the_erasure_still_reverses_its
     assert refund.json()["points_reversed"] == 100
     rows = await sql(points_db, "SELECT available FROM balances WHERE member_id = :m", m=member)
     assert rows[0][0] == 0
+
+
+async def test_an_erased_id_is_not_enrolled_again_and_its_ledger_is_gone(
+    points_client: httpx.AsyncClient, points_db: str
+) -> None:
+    member = await enrol(points_client, name="Han Meimei")
+    assert (await points_client.post("/v1/orders", json=order(member, "20"))).status_code == 201
+    assert (await points_client.get(f"/v1/members/{member}/ledger")).status_code == 200
+    assert (await points_client.delete(f"/v1/members/{member}")).status_code == 202
+
+    ledger = await points_client.get(f"/v1/members/{member}/ledger")
+    assert ledger.status_code == 404 and _slug(ledger) == "member-not-found"
+    again = await points_client.post("/v1/members", json={"member_id": member, "name": "Someone"})
+    assert again.status_code == 409, again.text
+    assert _slug(again) == "member-erased"
+    assert again.json()["errors"][0]["field"] == "body.member_id"
+    row = (
+        await sql(points_db, "SELECT name, erased_at FROM members WHERE member_id = :m", m=member)
+    )[0]
+    assert row.name is None and row.erased_at is not None  # nothing written
+
+
+async def test_a_new_member_starts_in_the_entry_tier_with_its_evaluation_scheduled(
+    points_client: httpx.AsyncClient, points_db: str
+) -> None:
+    member = await enrol(points_client)
+    row = (
+        await sql(
+            points_db,
+            "SELECT tier, enrolled_at, next_evaluation_at FROM members WHERE member_id = :m",
+            m=member,
+        )
+    )[0]
+    assert row.tier == "regular"  # the default ladder's first tier
+    # the default policy evaluates on the membership anniversary
+    assert row.next_evaluation_at.year == row.enrolled_at.year + 1
+    assert (row.next_evaluation_at.month, row.next_evaluation_at.day) == (
+        row.enrolled_at.month,
+        row.enrolled_at.day,
+    )

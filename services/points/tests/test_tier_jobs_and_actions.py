@@ -119,11 +119,12 @@ async def test_evaluation_reads_only_due_members_and_leaves_the_others_untouched
     await earning_client.post("/v1/orders", json=order(due, "10500", now - timedelta(days=390)))
     await sql(
         earning_db,
-        "UPDATE members SET enrolled_at = :t, tier = 'gold' WHERE member_id = :m",
+        "UPDATE members SET enrolled_at = :t, tier = 'gold', next_evaluation_at = NULL"
+        " WHERE member_id = :m",
         t=now - timedelta(days=400),
         m=due,
     )
-    # not due: gold since today, first anniversary a year away
+    # not due: gold since today, first anniversary a year away (scheduled at enrolment)
     fresh = await enrol(earning_client)
     assert (await earning_client.post("/v1/orders", json=order(fresh, "10500"))).json()[
         "tier"
@@ -131,7 +132,7 @@ async def test_evaluation_reads_only_due_members_and_leaves_the_others_untouched
     only = [due, fresh]
 
     first = await evaluate_tiers(sessionmaker, earning_settings, now, member_ids=only)
-    assert first.scheduled == 2  # both had no date yet: computed once
+    assert first.scheduled == 1  # the back-dated member had no date yet: computed once
     assert (first.evaluated, first.downgraded) == (1, 1)
     assert await tier_of(earning_client, due) == "silver"
     fresh_row = await _member_row(earning_db, fresh)

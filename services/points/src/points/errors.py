@@ -8,6 +8,11 @@ class MemberNotFound(NotFound):
     title = "Member not found"
 
 
+class MemberErased(Conflict):
+    slug = "member-erased"
+    title = "This member id was erased"
+
+
 class UnknownMember(Unprocessable):
     slug = "unknown-member"
     title = "Unknown member"

@@ -14,7 +14,11 @@ async def ledger_page(
 ) -> LedgerPage:
     """Entries newest first; ``before`` is the cursor (the last entry id of the previous page)."""
     known = (
-        await session.execute(select(Member.member_id).where(Member.member_id == member_id))
+        await session.execute(
+            select(Member.member_id).where(
+                Member.member_id == member_id, Member.erased_at.is_(None)
+            )
+        )
     ).first()
     if known is None:
         raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)

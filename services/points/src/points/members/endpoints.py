@@ -26,7 +26,9 @@ async def enrol_member(
     settings = request.app.state.settings
 
     async def produce() -> tuple[MemberOut, int]:
-        member, created = await service.enrol(session, settings, body)
+        member, created = await service.enrol(
+            session, settings, body, cache=request.app.state.rules_cache
+        )
         return member, status.HTTP_201_CREATED if created else status.HTTP_200_OK
 
     return await idempotency.run(session, body, produce)

@@ -11,7 +11,7 @@ from loyalty_shared.db import CompiledStatement, driver_connection
 from loyalty_shared.problems import Unprocessable
 from points import events
 from points.actions.models import check_ins, interactions
-from points.errors import MemberNotFound
+from points.errors import MemberErased, MemberNotFound
 from points.ledger import service as ledger
 from points.ledger.models import Balance
 from points.members.models import Member
@@ -28,7 +28,13 @@ from points.orders.models import orders
 from points.rules_cache import RulesCache
 from points.settings import PointsSettings
 from points.tiers.badges import MemberFacts, earned_badges
-from points.tiers.service import growth_window_start, load_ladder, tier_status
+from points.tiers.service import (
+    entry_tier,
+    growth_window_start,
+    load_ladder,
+    next_evaluation_at,
+    tier_status,
+)
 
 
 class UnknownReferralCode(Unprocessable):
@@ -44,10 +50,19 @@ def new_referral_code() -> str:
 
 
 async def enrol(
-    session: AsyncSession, settings: PointsSettings, data: MemberIn
+    session: AsyncSession,
+    settings: PointsSettings,
+    data: MemberIn,
+    *,
+    cache: RulesCache | None = None,
 ) -> tuple[MemberOut, bool]:
-    """Enrol a member; the same member id again returns the existing member (created=False)."""
+    """Enrol a member; the same member id again returns the existing member (created=False).
+
+    The member starts in the ladder's entry tier with its first tier evaluation scheduled.
+    An erased member's id is not given out again (409): its ledger is kept under that id.
+    """
     now = datetime.now(UTC)
+    ladder = await cache.ladder(session, now) if cache is not None else await load_ladder(session)
     referred_by = None
     if data.referral_code:
         from points.referrals.service import referrer_for_code
@@ -71,6 +86,8 @@ async def enrol(
                 referral_code=new_referral_code(),
                 referred_by=referred_by,
                 enrolled_at=now,
+                tier=entry_tier(ladder).code,
+                next_evaluation_at=next_evaluation_at(ladder, now, now),
             )
             .on_conflict_do_nothing(index_elements=[Member.member_id])
             .returning(Member.member_id, Member.tier, Member.referral_code, Member.enrolled_at)
@@ -80,6 +97,11 @@ async def enrol(
         member = (
             await session.execute(select(Member).where(Member.member_id == data.member_id))
         ).scalar_one()
+        if member.erased_at is not None:
+            raise MemberErased(
+                f"Member {data.member_id!r} was erased; its id cannot be enrolled again",
+                errors=[{"field": "body.member_id", "message": "this member id was erased"}],
+            )
         return (
             MemberOut(
                 member_id=member.member_id,

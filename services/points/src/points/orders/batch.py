@@ -114,7 +114,9 @@ async def import_orders(
         try:
             async with session.begin_nested():
                 if enrol_missing:
-                    await members.enrol(session, settings, MemberIn(member_id=data.member_id))
+                    await members.enrol(
+                        session, settings, MemberIn(member_id=data.member_id), cache=cache
+                    )
                 _, created = await record_order_once(session, settings, data, now=now, cache=cache)
         except UnknownMember as exc:
             problem = _row_problem(index, exc)
