@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
 
 from loyalty_shared.app import create_service_app
@@ -129,3 +129,36 @@ async def test_docs_are_served_without_a_cdn(client: httpx.AsyncClient) -> None:
     page = (await client.get("/docs")).text
     assert "cdn" not in page.lower()
     assert (await client.get("/docs-assets/swagger-ui-bundle.js")).status_code == 200
+
+
+async def test_an_unreachable_database_is_a_503_problem_with_retry_after() -> None:
+    from sqlalchemy import text
+
+    from loyalty_shared.db import HotTransaction, Session
+    from loyalty_shared.devstack.broker import free_port
+
+    router = APIRouter()
+
+    @router.get("/through-the-session")
+    async def through_session(session: Session) -> dict[str, int]:
+        return {"one": (await session.execute(text("SELECT 1"))).scalar_one()}
+
+    @router.get("/hot")
+    async def hot(request: Request) -> dict[str, int]:
+        async with HotTransaction(request.app.state.engine) as session:
+            return {"one": (await session.execute(text("SELECT 1"))).scalar_one()}
+
+    closed_port = free_port()  # nothing listens there
+    settings = CommonSettings(
+        environment="test",
+        service_name="demo",
+        database_url=f"postgresql://nobody@127.0.0.1:{closed_port}/nothing",
+    )
+    service = create_service_app(settings, title="demo", description="demo", routers=[router])
+    async with running_app(service) as started, asgi_client(started) as client:
+        for path in ("/through-the-session", "/hot"):
+            response = await client.get(path)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["type"].endswith("/database-unavailable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import structlog
@@ -163,6 +164,46 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached now (not that a statement failed)."""
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        ):
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+        exc = getattr(exc, "__cause__", None) or exc
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError
+        | ConnectionError
+        | socket.gaierror,
+    )
+
+
+async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unreachable(exc):
+        return await _handle_unexpected(request, exc)
+    # an outage, not a bug: clients and the gateway may retry (nothing was committed)
+    log.warning("database_unreachable", path=request.url.path, error_type=type(exc).__name__)
+    return problem_response(
+        503,
+        "Database unavailable",
+        "The service cannot reach its database right now; nothing was changed. Retry shortly.",
+        slug="database-unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     return problem_response(
@@ -178,4 +219,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    for database_error in (
+        sa_exc.DBAPIError,
+        sa_exc.TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.AdminShutdownError,
+        ConnectionError,
+        socket.gaierror,
+    ):
+        app.add_exception_handler(database_error, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)
