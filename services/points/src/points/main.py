@@ -8,6 +8,8 @@ from points.actions.endpoints import router as actions_router
 from points.adjustments.endpoints import router as adjustments_router
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
+from points.members.endpoints import status_router
+from points.orders.endpoints import checkout_router
 from points.orders.endpoints import router as orders_router
 from points.orders.schemas import OrderIn
 from points.redemptions.endpoints import router as redemptions_router
@@ -32,6 +34,7 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
             *rules_api.routers,
         ],
         extra_schemas=[OrderIn],
+        front_routers=[checkout_router, status_router],
         openapi_tags=[
             {"name": "members", "description": "Enrolment and membership status"},
             {"name": "orders", "description": "Completed orders earn points; refunds reverse them"},

@@ -11,6 +11,8 @@ from points.members import privacy, service
 from points.members.schemas import MemberErased, MemberExport, MemberIn, MemberOut, MemberStatus
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
+# the member status every app screen reads, matched ahead of every router
+status_router = APIRouter(prefix="/v1/members", tags=["members"])
 
 
 @router.post(
@@ -34,7 +36,9 @@ async def enrol_member(
     return await idempotency.run(session, body, produce)
 
 
-@router.get("/{member_id}", response_model=MemberStatus, summary="Membership status and balance")
+@status_router.get(
+    "/{member_id}", response_model=MemberStatus, summary="Membership status and balance"
+)
 async def get_member(member_id: Annotated[ClientId, Path()], request: Request) -> Response:
     # read by every app screen and the gateway's composite status: see docs/performance.md
     state = request.app.state
