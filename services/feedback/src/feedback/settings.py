@@ -9,6 +9,8 @@ class FeedbackSettings(CommonSettings):
 
     service_name: str = "feedback"
     port: int = 8003
+    # how long an Idempotency-Key's stored answer is kept for replays (pruned hourly)
+    idempotency_retention_hours: float = Field(default=168.0, gt=0)
     # used only when no SLA policy sets a clock (the policies table is the real source)
     first_response_hours: float = 24.0
     resolution_hours: float = 48.0

@@ -10,10 +10,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from feedback.followups.service import schedule_monthly
+from feedback.idempotency.service import TABLE as IDEMPOTENCY_KEYS
 from feedback.members.handlers import build_handlers
 from feedback.orders.handlers import HANDLERS as ORDER_HANDLERS
 from feedback.settings import FeedbackSettings
 from feedback.sla.service import detect_breaches
+from loyalty_shared import idempotency
 from loyalty_shared.inbox import EventConsumer
 from loyalty_shared.outbox import OutboxRelay
 from loyalty_shared.runtime import sleep_or_stop
@@ -53,13 +55,20 @@ async def run_periodic_jobs(
     *,
     monthly: bool = True,
 ) -> tuple[int, int]:
-    """One pass: SLA breaches and (if ``monthly``) this month's high-value follow-ups."""
+    """One pass: SLA breaches and (if ``monthly``, hourly) this month's high-value follow-ups
+    and the pruning of old Idempotency-Keys."""
     async with sessionmaker() as session, session.begin():
         breached = await detect_breaches(session, now)
     created = 0
     if monthly:
         async with sessionmaker() as session, session.begin():
             created = await schedule_monthly(session, settings, now)
+        async with sessionmaker() as session, session.begin():
+            await idempotency.prune(
+                session,
+                IDEMPOTENCY_KEYS,
+                now - timedelta(hours=settings.idempotency_retention_hours),
+            )
     return len(breached), created
 
 
