@@ -17,7 +17,7 @@ from gateway.fast_transport import FastTransport
 from gateway.main import create_app
 from gateway.testing import TEST_KEYS, bearer, make_gateway_settings
 from gateway.upstream import UpstreamError
-from loyalty_shared.testing import asgi_client, running_app
+from loyalty_shared.testing import asgi_client, eventually, running_app
 
 
 def _free_port() -> int:
@@ -217,4 +217,49 @@ async def test_gateway_over_real_sockets_with_timeout_and_recovery(
         assert r.status_code == 200
         assert r.json()["path"] == "/v1/members/m-2"
         assert (await client.get("/ready")).status_code == 200
+    release.set()
+
+
+async def test_circuit_breaker_with_the_upstream_killed_and_restarted() -> None:
+    """The service's server goes away (its sockets close), then comes back on the same port."""
+    port = _free_port()
+    release = asyncio.Event()
+    base = f"http://127.0.0.1:{port}"
+    settings = make_gateway_settings(
+        points_url=base,
+        segmentation_url=base,
+        feedback_url=base,
+        breaker_failure_threshold=3,
+        breaker_reset_seconds=0.5,
+        upstream_retries=0,
+    )
+    app = create_app(settings)  # the production transport, over real sockets
+    async with running_app(app), asgi_client(app) as client:
+        client.headers.update(bearer(TEST_KEYS["admin"]))
+        async with serving(upstream_app(release), port):
+            assert (await client.get("/v1/members/m-1")).status_code == 200  # a pooled connection
+        # killed: the pooled connection is dead and new ones are refused
+        for _ in range(3):
+            r = await client.get("/v1/members/m-1")
+            assert r.status_code == 503
+            assert r.json()["type"].endswith("/upstream-unavailable")
+            assert r.headers["retry-after"] == "5"
+        r = await client.get("/v1/members/m-1")
+        assert r.status_code == 503
+        assert r.json()["type"].endswith("/circuit-open")
+        assert int(r.headers["retry-after"]) >= 1
+        # writes are refused the same way, never sent
+        r = await client.post("/v1/orders", json={"order_id": "o-1"})
+        assert r.json()["type"].endswith("/circuit-open")
+        metrics = (await client.get("/metrics")).text
+        assert 'gateway_upstream_errors_total{kind="circuit-open",service="points"}' in metrics
+
+        async with serving(upstream_app(release), port):
+
+            async def closed_again() -> bool:
+                return (await client.get("/v1/members/m-2")).status_code == 200
+
+            await eventually(closed_again, timeout=10)
+            assert app.state.upstreams.breakers["points"].state == "closed"
+            assert (await client.post("/v1/orders", json={"order_id": "o-2"})).status_code == 200
     release.set()

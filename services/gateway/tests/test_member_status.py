@@ -43,6 +43,47 @@ async def test_status_combines_the_three_services(gateway_client: httpx.AsyncCli
     }
 
 
+# Actions from "open" to each state of feedback's complaint state machine.
+_PATHS = {
+    "open": [],
+    "acknowledged": ["acknowledge"],
+    "in_progress": ["acknowledge", "start"],
+    "escalated": ["acknowledge", "escalate"],
+    "resolved": ["acknowledge", "resolve"],
+    "closed": ["acknowledge", "resolve", "close"],
+}
+
+
+async def test_open_complaints_counts_every_state_before_resolved(
+    gateway_client: httpx.AsyncClient,
+) -> None:
+    member = f"m-{uuid.uuid4().hex[:10]}"
+    assert (await gateway_client.post("/v1/members", json={"member_id": member})).status_code == 201
+    for state, actions in _PATHS.items():
+        r = await gateway_client.post(
+            "/v1/complaints",
+            json={
+                "member_id": member,
+                "channel": "app",
+                "category": "delivery",
+                "description": f"a complaint that ends {state}",
+            },
+        )
+        assert r.status_code == 201, r.text
+        complaint = r.json()["id"]
+        for action in actions:
+            r = await gateway_client.post(
+                f"/v1/complaints/{complaint}/actions", json={"action": action}
+            )
+            assert r.status_code == 200, r.text
+        assert r.json()["status"] == state
+    r = await gateway_client.get(f"/v1/members/{member}/status")
+    assert r.status_code == 200
+    # open, acknowledged, in progress and escalated are still being dealt with
+    assert r.json()["open_complaints"] == 4
+    assert r.json()["parts"]["feedback"] == {"status": "ok", "reason": None}
+
+
 async def test_status_with_a_service_down_marks_that_part_unavailable(
     gateway_client: httpx.AsyncClient, upstreams: RoutingTransport
 ) -> None:

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -80,6 +81,42 @@ async def test_auth_matrix(
             assert "authorization" not in seen["headers"]
         else:
             assert response.headers["content-type"] == "application/problem+json"
+
+
+_OWN = [r for r in policy.POLICY if r not in _FORWARDED]
+
+
+@pytest.mark.parametrize("rule", _OWN, ids=_rule_id)
+async def test_auth_matrix_of_the_gateways_own_routes(
+    gateway_client: httpx.AsyncClient, member_token_for: Callable[[str], str], rule: policy.Rule
+) -> None:
+    """The same matrix for the routes the gateway answers itself, over the real services."""
+    me = f"m-{uuid.uuid4().hex[:8]}"
+    other = f"m-{uuid.uuid4().hex[:8]}"
+    assert (await gateway_client.post("/v1/members", json={"member_id": me})).status_code == 201
+    path = rule.template.replace("{member_id}", me)
+    body = {"member_id": me} if rule.method == "POST" else None
+    success = 201 if rule.method == "POST" else 200
+    for caller in CALLERS:
+        headers = {"Authorization": ""}
+        if caller in TEST_KEYS:
+            headers = bearer(TEST_KEYS[caller])
+        elif caller == "member-self":
+            headers = bearer(member_token_for(me))
+        elif caller == "member-other":
+            headers = bearer(member_token_for(other))
+        response = await gateway_client.request(rule.method, path, json=body, headers=headers)
+        expected = _expected(rule, caller)
+        assert response.status_code == (success if expected == 200 else expected), (
+            caller,
+            response.text,
+        )
+        if expected != 200:
+            assert response.headers["content-type"] == "application/problem+json"
+        elif rule.method == "GET":
+            assert response.json()["member_id"] == me
+        else:
+            assert response.json()["token"].count(".") == 2
 
 
 async def test_member_cannot_name_another_member_in_path_query_or_body(

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.testing import TEST_KEYS, bearer, echo_app, gateway_over
@@ -61,6 +61,8 @@ async def test_rate_limit_per_key_gives_429_with_retry_after_and_ratelimit_heade
             assert r.status_code == 200
             seen.append(int(r.headers["ratelimit-remaining"]))
             assert r.headers["ratelimit-limit"] == "3"
+            assert r.headers["ratelimit-policy"] == "3;w=300"  # burst 3, refilled at 0.01/s
+            assert int(r.headers["ratelimit-reset"]) >= 1
         assert seen == [2, 1, 0]
         r = await client.get("/v1/tiers")
         assert r.status_code == 429
@@ -286,4 +288,45 @@ async def test_unsendable_request_is_a_client_error_not_a_service_failure() -> N
         with pytest.raises(UpstreamError) as caught:
             await upstreams.request("points", "GET", "/v1/x", headers=[("x-a", "1\r\nx-b: 2")])
         assert caught.value.kind == "bad-request"
+        with pytest.raises(UpstreamError) as caught:
+            await upstreams.request("points", "GET", "/v1/members/\u0436", headers=[])
+        assert caught.value.kind == "bad-request"
         assert upstreams.breakers["points"].state == "closed"
+
+
+async def test_answers_pass_through_as_the_service_gave_them() -> None:
+    """Status, headers and body of a service's answer reach the client unchanged."""
+
+    async def answer(request: Request) -> Response:
+        status = int(request.query_params.get("status", "200"))
+        if status in (204, 304):
+            return Response(status_code=status, headers={"ETag": '"v1"'})
+        return Response(
+            b'{"ok": true}',
+            status_code=status,
+            media_type="application/vnd.loyalty+json",
+            headers={"X-Service-Note": "kept", "Server": "uvicorn-internal"},
+        )
+
+    upstream = Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "HEAD", "POST"])])
+    async with gateway_over(_transport(points=upstream)) as client:
+        r = await client.get("/v1/members/m-1?status=201")
+        assert r.status_code == 201
+        assert r.content == b'{"ok": true}'
+        assert r.headers["content-type"] == "application/vnd.loyalty+json"
+        assert r.headers["content-length"] == str(len(b'{"ok": true}'))
+        assert r.headers["x-service-note"] == "kept"
+        assert "server" not in r.headers  # the service's own details stay inside
+        assert r.headers["ratelimit-limit"] == "100000"
+        for status in (204, 304):
+            r = await client.get(f"/v1/members/m-1?status={status}")
+            assert r.status_code == status
+            assert r.content == b""
+            assert "content-length" not in r.headers
+            assert r.headers["etag"] == '"v1"'
+        r = await client.head("/v1/members/m-1")
+        assert r.status_code == 200
+        assert r.content == b""
+        r = await client.post("/v1/orders?status=409", json={"order_id": "o-1"})
+        assert r.status_code == 409
+        assert r.json() == {"ok": True}

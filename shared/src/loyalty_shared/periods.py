@@ -42,17 +42,22 @@ class Period:
         return Period(self.start - (self.end - self.start), self.start)
 
 
+def _check_range(field: str, value: datetime) -> None:
+    if not EARLIEST <= value <= LATEST:
+        raise InvalidPeriod(
+            f"{field.removeprefix('query.')} must be between {EARLIEST.year} and {LATEST.year}",
+            errors=[{"field": field, "message": "out of range", "type": "out_of_range"}],
+        )
+
+
 def resolve_period(
     start: datetime | None, end: datetime | None, *, now: datetime, default_days: int = 30
 ) -> Period:
     end = end or now
+    _check_range("query.to", end)
+    # Checked first: a default start computed from an out-of-range end could overflow.
     start = start or end - timedelta(days=default_days)
-    for field, value in (("query.to", end), ("query.from", start)):
-        if not EARLIEST <= value <= LATEST:
-            raise InvalidPeriod(
-                f"{field.removeprefix('query.')} must be between {EARLIEST.year} and {LATEST.year}",
-                errors=[{"field": field, "message": "out of range", "type": "out_of_range"}],
-            )
+    _check_range("query.from", start)
     if start >= end:
         raise InvalidPeriod(
             "from must be before to",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -56,7 +55,11 @@ async def _admit(request: Request) -> Admitted | Response:
     status_code=201,
     response_model=MemberTokenOut,
     summary="Issue a short-lived member token for a logged-in customer",
-    responses={401: {"description": "No or bad credentials"}, 403: {"description": "Forbidden"}},
+    responses={
+        401: {"description": "No or bad credentials"},
+        403: {"description": "Forbidden"},
+        422: {"description": "Invalid member id or ttl_seconds"},
+    },
     # The body is read after the caller is admitted (401 before 422), so it is declared here.
     openapi_extra={
         "requestBody": {
@@ -111,7 +114,10 @@ class MemberStatusOut(BaseModel):
     profile: ProfileSummary | None = Field(
         description="From segmentation; null if unavailable or not computed yet"
     )
-    open_complaints: int | None = Field(description="From feedback; null if unavailable")
+    open_complaints: int | None = Field(
+        description="Complaints not yet resolved (open, acknowledged, in progress, escalated), "
+        "from feedback; null if unavailable"
+    )
     parts: dict[str, StatusPart]
 
 
@@ -141,7 +147,7 @@ async def _get_json(
         raise _Unavailable(f"HTTP {response.status_code}")
     try:
         doc = response.json()
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not JSON, or not UTF-8
         raise _Unavailable("invalid response") from exc
     return doc if isinstance(doc, dict) else None
 
@@ -152,7 +158,12 @@ async def _get_json(
     summary="Composite status for the app: membership, profile summary, open complaints",
     description="The three parts are fetched in parallel; a slow or failing service marks "
     "its part unavailable and the answer still comes.",
-    responses={401: {"description": "No or bad credentials"}, 403: {"description": "Forbidden"}},
+    responses={
+        401: {"description": "No or bad credentials"},
+        403: {"description": "Forbidden"},
+        404: {"description": "No such member"},
+        422: {"description": "Invalid member id"},
+    },
 )
 async def member_status(
     request: Request, member_id: Annotated[str, Path(description="The shop's customer id")]
@@ -170,13 +181,12 @@ async def member_status(
     budget: float = request.app.state.settings.status_part_timeout_seconds
     headers = [(k, v) for k, v in forward_headers(request, admitted) if k != b"content-type"]
     quoted = quote(member_id, safe="")
-    complaints_query = urlencode({"member_id": member_id, "status": "open", "limit": 200})
     results = await asyncio.gather(
         _get_json(upstreams, "points", f"/v1/members/{quoted}", headers, budget, missing_ok=True),
         _get_json(
             upstreams, "segmentation", f"/v1/profiles/{quoted}", headers, budget, missing_ok=True
         ),
-        _get_json(upstreams, "feedback", f"/v1/complaints?{complaints_query}", headers, budget),
+        _open_complaints(upstreams, f"/v1/feedback/members/{quoted}", headers, budget),
         return_exceptions=True,
     )
     membership, profile, complaints = results
@@ -203,7 +213,7 @@ async def member_status(
         member_id=member_id,
         membership=membership if isinstance(membership, dict) else None,
         profile=_profile_summary(profile) if isinstance(profile, dict) else None,
-        open_complaints=_open_count(complaints) if isinstance(complaints, dict) else None,
+        open_complaints=complaints if isinstance(complaints, int) else None,
         parts=parts,
     )
     return with_headers(JSONResponse(out.model_dump(mode="json")), admitted.rate_headers)
@@ -219,9 +229,17 @@ def _profile_summary(profile: dict[str, Any]) -> ProfileSummary:
     )
 
 
-def _open_count(page: dict[str, Any]) -> int:
-    total = page.get("total")
-    if isinstance(total, int):
-        return total
-    items = page.get("items")
-    return len(items) if isinstance(items, list) else 0
+async def _open_complaints(
+    upstreams: Upstreams, path: str, headers: list[tuple[bytes, bytes]], budget: float
+) -> int:
+    """Feedback's own count of the member's complaints that are not yet dealt with.
+
+    Every state of feedback's complaint state machine before ``resolved`` counts (open,
+    acknowledged, in progress, escalated: ``feedback.complaints.service.ACTIVE_STATES``),
+    counted by feedback itself, so the app and the ops tools agree and nothing is capped.
+    """
+    view = await _get_json(upstreams, "feedback", path, headers, budget)
+    count = (view or {}).get("open_complaints")
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise _Unavailable("invalid response")
+    return count

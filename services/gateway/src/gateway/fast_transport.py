@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httptools
@@ -58,10 +59,13 @@ class _Parsed:
         self.complete = True
 
 
-def _check(value: bytes) -> bytes:
-    if b"\r" in value or b"\n" in value or b"\0" in value:
-        raise httpx.LocalProtocolError("illegal character in a request header")
-    return value
+@dataclass(slots=True)
+class RawResponse:
+    """A whole upstream answer, headers as sent (``send_raw``: no httpx models on the way)."""
+
+    status_code: int
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
 
 
 class FastTransport(httpx.AsyncBaseTransport):
@@ -85,33 +89,61 @@ class FastTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol("the fast transport speaks plain http only")
         host = url.host
         port = url.port or 80
+        timeout = request.extensions.get("timeout", {})
+        raw = await self.send_raw(
+            request.method,
+            host,
+            port,
+            url.raw_path,
+            request.headers.raw,
+            request.content,
+            connect_timeout=timeout.get("connect"),
+            request=request,
+        )
+        return httpx.Response(
+            raw.status_code,
+            headers=raw.headers,
+            content=raw.content,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def send_raw(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        connect_timeout: float | None = None,
+        request: httpx.Request | None = None,
+    ) -> RawResponse:
+        """One exchange without httpx models (the gateway's hot path); errors are httpx's."""
         key = (host, port)
         slots = self._slots.get(key)
         if slots is None:
             slots = self._slots[key] = asyncio.Semaphore(self.max_connections)
-        payload = self._serialise(request, host, port)
-        timeout = request.extensions.get("timeout", {})
-        connect_timeout = timeout.get("connect") or self.connect_timeout
+        payload = _serialise(method, target, host, port, headers, body, request)
         async with slots:
             conn = self._take_idle(key)
             if conn is None:
-                conn = await self._connect(request, host, port, connect_timeout)
+                conn = await self._connect(
+                    request, host, port, connect_timeout or self.connect_timeout
+                )
             reusable = False
             try:
-                parsed, reusable = await self._exchange(conn, request, payload)
+                parsed, reusable = await self._exchange(conn, method, payload, request)
             finally:
                 if reusable:
                     conn.idle_since = time.monotonic()
                     self._idle.setdefault(key, []).append(conn)
                 else:
                     conn.close()
-        return httpx.Response(
-            parsed.status,
-            headers=parsed.headers,
-            content=b"".join(parsed.body),
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+        body_parts = parsed.body
+        content = body_parts[0] if len(body_parts) == 1 else b"".join(body_parts)
+        return RawResponse(parsed.status, parsed.headers, content)
 
     def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)
@@ -124,7 +156,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         return None
 
     async def _connect(
-        self, request: httpx.Request, host: str, port: int, timeout: float
+        self, request: httpx.Request | None, host: str, port: int, timeout: float
     ) -> _Connection:
         try:
             async with asyncio.timeout(timeout):
@@ -135,22 +167,8 @@ class FastTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"{host}:{port}: {exc}", request=request) from exc
         return _Connection(reader, writer)
 
-    @staticmethod
-    def _serialise(request: httpx.Request, host: str, port: int) -> bytes:
-        method = request.method.encode("ascii")
-        target = request.url.raw_path
-        body = request.content
-        lines = [method + b" " + _check(target) + b" HTTP/1.1"]
-        lines.append(b"host: " + _check((host if port == 80 else f"{host}:{port}").encode()))
-        for name, value in request.headers.raw:
-            if name.lower() not in _SKIP_REQUEST_HEADERS:
-                lines.append(_check(name) + b": " + _check(value))
-        if body or method not in _BODYLESS_METHODS:
-            lines.append(b"content-length: " + str(len(body)).encode())
-        return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
     async def _exchange(
-        self, conn: _Connection, request: httpx.Request, payload: bytes
+        self, conn: _Connection, method: str, payload: bytes, request: httpx.Request | None
     ) -> tuple[_Parsed, bool]:
         try:
             conn.writer.write(payload)
@@ -159,7 +177,7 @@ class FastTransport(httpx.AsyncBaseTransport):
             raise httpx.WriteError(str(exc), request=request) from exc
         parsed = _Parsed()
         parser = httptools.HttpResponseParser(parsed)
-        head_only = request.method == "HEAD"
+        head_only = method == "HEAD"
         while not parsed.complete:
             try:
                 data = await conn.reader.read(65536)
@@ -191,6 +209,31 @@ class FastTransport(httpx.AsyncBaseTransport):
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+def _serialise(
+    method: str,
+    target: bytes,
+    host: str,
+    port: int,
+    headers: Sequence[tuple[bytes, bytes]],
+    body: bytes,
+    request: httpx.Request | None,
+) -> bytes:
+    raw_method = method.encode("ascii")
+    authority = host if port == 80 else f"{host}:{port}"
+    lines = [raw_method + b" " + target + b" HTTP/1.1", b"host: " + authority.encode()]
+    lines.extend(
+        name + b": " + value for name, value in headers if name.lower() not in _SKIP_REQUEST_HEADERS
+    )
+    if body or raw_method not in _BODYLESS_METHODS:
+        lines.append(b"content-length: " + str(len(body)).encode())
+    head = b"\r\n".join(lines)
+    # One scan of the whole head: a CR, LF or NUL inside a line would split or end it.
+    separators = len(lines) - 1
+    if head.count(b"\r") != separators or head.count(b"\n") != separators or b"\0" in head:
+        raise httpx.LocalProtocolError("illegal character in a request header", request=request)
+    return head + b"\r\n\r\n" + body
 
 
 def _finish(parsed: _Parsed, parser: httptools.HttpResponseParser) -> _Parsed:

@@ -7,6 +7,7 @@ import asyncio
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
 from gateway import endpoints, openapi, proxy
@@ -124,5 +125,7 @@ def create_app(
             )
         )
     ours.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
-    app.user_middleware[:] = [*context, *ours, *others]
+    own_routes = [r.path_regex for r in endpoints.router.routes if isinstance(r, APIRoute)]
+    shortcut = Middleware(proxy.ProxyShortcut, own_routes=own_routes)
+    app.user_middleware[:] = [*context, *ours, *others, shortcut]
     return app

@@ -12,6 +12,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway import policy
+from gateway.guard import IDENTITY_HEADERS
+from gateway.routing import owner_of
 from gateway.settings import GatewaySettings
 
 router = APIRouter(include_in_schema=False)
@@ -84,7 +86,9 @@ _HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 def annotate_security(doc: dict[str, Any]) -> None:
     """Each /v1 operation says which credentials it takes and who may call it."""
-    doc.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    components = doc.setdefault("components", {})
+    components["securitySchemes"] = SECURITY_SCHEMES
+    components.setdefault("schemas", {}).update(PROBLEM_SCHEMAS)
     for path, item in doc.get("paths", {}).items():
         if not path.startswith("/v1/"):
             continue
@@ -110,10 +114,88 @@ def annotate_security(doc: dict[str, Any]) -> None:
                 note = f"**Who may call:** {rule.needs}."
             description = operation.get("description") or ""
             operation["description"] = f"{note}\n\n{description}".strip()
-            responses = operation.setdefault("responses", {})
-            responses.setdefault("401", {"description": "No or invalid credentials"})
-            responses.setdefault("403", {"description": "These credentials may not call this"})
-            responses.setdefault("429", {"description": "Rate limit reached (see Retry-After)"})
+            _document_problems(path, operation)
+
+
+PROBLEM_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "title": "Problem",
+        "description": "RFC 9457 problem details (`application/problem+json`).",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string", "description": "A URI naming the kind of problem"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "description": "The invalid fields, for validation problems",
+                "items": {"$ref": "#/components/schemas/ProblemFieldError"},
+            },
+        },
+        "additionalProperties": True,
+    },
+    "ProblemFieldError": {
+        "type": "object",
+        "title": "ProblemFieldError",
+        "required": ["field"],
+        "properties": {
+            "field": {"type": "string", "description": "e.g. `body.member_id`"},
+            "message": {"type": "string"},
+            "type": {"type": "string"},
+        },
+        "additionalProperties": True,
+    },
+}
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+
+# Answers the gateway itself may give on any forwarded operation, before or instead of the service.
+_GATEWAY_ANSWERS = {
+    "400": "Bad request: malformed JSON, or a NUL character in the path, query or body",
+    "401": "No or invalid credentials",
+    "403": "These credentials may not call this",
+    "429": "Rate limit reached (see Retry-After)",
+}
+_UPSTREAM_ANSWERS = {
+    "503": "The service is unavailable or its circuit is open (see Retry-After)",
+    "504": "The service did not answer in time",
+}
+
+
+def _document_problems(path: str, operation: dict[str, Any]) -> None:
+    """Every error answer is a problem document; the gateway's own answers are listed too."""
+    # Identity headers are set by the gateway (a client's are dropped): not the client's to send.
+    parameters = [
+        p
+        for p in operation.get("parameters", [])
+        if not (p.get("in") == "header" and p.get("name", "").lower() in IDENTITY_HEADERS)
+    ]
+    if "parameters" in operation:
+        operation["parameters"] = parameters
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    answers = dict(_GATEWAY_ANSWERS)
+    if any(
+        p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
+        for p in parameters
+    ):
+        # API.md: the same key with a different body is a 409, on every write that takes one.
+        answers["409"] = "Conflict (e.g. the Idempotency-Key was used with a different request)"
+    if "{" in path:
+        # A path parameter that names nothing, or that the gateway cannot route ("..", "a/b").
+        answers["404"] = "Not found"
+    if "requestBody" in operation:
+        answers["413"] = "Request body too large"
+    if owner_of(path) is not None:
+        answers.update(_UPSTREAM_ANSWERS)
+    for status, text in answers.items():
+        responses.setdefault(status, {"description": text})
+    for status, response in responses.items():
+        if status[:1] in ("4", "5") and isinstance(response, dict):
+            response["content"] = copy.deepcopy(_PROBLEM_CONTENT)
 
 
 class OpenAPICache:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.guard import IDENTITY_HEADERS, Admitted, Denied, Guard
+from gateway.routing import owner_of
 from gateway.upstream import UpstreamError, Upstreams
 from loyalty_shared.problems import problem_response
 from loyalty_shared.request_context import current_request_id
@@ -87,6 +92,16 @@ def forward_headers(request: Request, admitted: Admitted) -> list[tuple[bytes, b
     return headers
 
 
+class ProxiedResponse(Response):
+    """A service's answer passed on as it came: raw headers, no rendering or header parsing."""
+
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
+
+
 def with_headers(response: Response, extra: dict[str, str]) -> Response:
     for name, value in extra.items():
         response.headers[name] = value
@@ -118,8 +133,35 @@ async def forward(request: Request) -> Response:
         )
     except UpstreamError as exc:
         return with_headers(upstream_problem(exc, path), admitted.rate_headers)
-    response = Response(content=upstream.content, status_code=upstream.status_code)
-    response.raw_headers.extend(
-        (k, v) for k, v in upstream.headers.raw if k.lower() not in _DROP_FROM_RESPONSE
-    )
-    return with_headers(response, admitted.rate_headers)
+    status = upstream.status_code
+    body = upstream.content
+    headers = [(k, v) for k, v in upstream.headers if k.lower() not in _DROP_FROM_RESPONSE]
+    if status >= 200 and status not in (204, 304):
+        headers.append((b"content-length", str(len(body)).encode()))
+    headers.extend((k.lower().encode(), v.encode()) for k, v in admitted.rate_headers.items())
+    return ProxiedResponse(status, headers, body)
+
+
+class ProxyShortcut:
+    """Innermost ASGI middleware: a call for a service's path goes straight to ``forward``.
+
+    The router, FastAPI's endpoint machinery (dependency solving, the exception middleware,
+    the exit stack) are skipped on the hot path. The gateway's own routes and the paths no
+    service owns still go through FastAPI (the catch-all route answers those with 404/405).
+    """
+
+    def __init__(self, app: ASGIApp, own_routes: Sequence[re.Pattern[str]]) -> None:
+        self.app = app
+        self.own_routes = tuple(own_routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"] if scope["type"] == "http" else ""
+        if (
+            path.startswith("/v1/")
+            and owner_of(path) is not None
+            and not any(route.match(path) for route in self.own_routes)
+        ):
+            response = await forward(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

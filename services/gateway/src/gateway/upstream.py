@@ -18,14 +18,17 @@ timeouts, 502/503/504 answers) open it; while open, calls fail at once with 503
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from gateway.fast_transport import FastTransport
 from gateway.settings import GatewaySettings
 
 log = structlog.get_logger("gateway.upstream")
@@ -37,6 +40,33 @@ _FAILURE_STATUSES = frozenset({502, 503, 504})
 
 def _raw(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A service's whole answer: status, headers as sent (raw bytes), body."""
+
+    status_code: int
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    host: str
+    port: int
+    prefix: bytes  # the base URL's path, if any
+
+
+def _target(base_url: str) -> _Target | None:
+    """Where the fast transport sends a service's calls; None unless plain ``http://``."""
+    url = httpx.URL(base_url)
+    if url.scheme != "http":
+        return None
+    return _Target(url.host, url.port or 80, url.raw_path.rstrip(b"/"))
 
 
 class UpstreamError(Exception):
@@ -133,6 +163,9 @@ class Upstreams:
         self.transport = transport
         self.metrics = metrics
         self.base_urls = settings.upstreams()
+        # The fast transport takes raw bytes: no httpx Request/URL/Response per call.
+        self.fast = transport if isinstance(transport, FastTransport) else None
+        self.targets = {name: _target(url) for name, url in self.base_urls.items()}
         self.breakers = {
             name: CircuitBreaker(
                 settings.breaker_failure_threshold, settings.breaker_reset_seconds, clock
@@ -150,7 +183,7 @@ class Upstreams:
         content: bytes = b"",
         timeout_seconds: float | None = None,
         retry: bool | None = None,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         breaker = self.breakers[service]
         if not breaker.allow():
             self.metrics.errors.labels(service, "circuit-open").inc()
@@ -164,17 +197,22 @@ class Upstreams:
         read_timeout = (
             timeout_seconds if timeout_seconds is not None else self.settings.timeout_for(service)
         )
-        request_timeout = httpx.Timeout(
-            read_timeout, connect=min(self.settings.upstream_connect_timeout_seconds, read_timeout)
-        )
-        url = self.base_urls[service] + path_and_query
+        connect_timeout = min(self.settings.upstream_connect_timeout_seconds, read_timeout)
         start = time.perf_counter()
         try:
             for attempt in range(attempts):
                 try:
                     # httpx's read timeout is per read; the deadline bounds the whole call.
                     async with asyncio.timeout(read_timeout):
-                        response = await self._send(method, url, content, raw, request_timeout)
+                        response = await self._send(
+                            service,
+                            method,
+                            path_and_query,
+                            content,
+                            raw,
+                            read_timeout,
+                            connect_timeout,
+                        )
                     break
                 except (httpx.TimeoutException, TimeoutError) as exc:
                     self._failed(service, "timeout", exc)
@@ -208,21 +246,45 @@ class Upstreams:
 
     async def _send(
         self,
+        service: str,
         method: str,
-        url: str,
+        path_and_query: str,
         content: bytes,
         headers: list[tuple[bytes, bytes]],
-        timeout: httpx.Timeout,
-    ) -> httpx.Response:
+        read_timeout: float,
+        connect_timeout: float,
+    ) -> UpstreamResponse:
+        target = self.targets[service]
+        if self.fast is not None and target is not None:
+            try:
+                # the path and query as the client sent them (raw bytes, read as latin-1)
+                request_target = target.prefix + path_and_query.encode("latin-1")
+            except UnicodeEncodeError as exc:
+                raise httpx.InvalidURL("the path is not in the request's encoding") from exc
+            raw = await self.fast.send_raw(
+                method,
+                target.host,
+                target.port,
+                request_target,
+                headers,
+                content,
+                connect_timeout=connect_timeout,
+            )
+            return UpstreamResponse(raw.status_code, raw.headers, raw.content)
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         request = httpx.Request(
-            method, url, content=content, headers=headers, extensions={"timeout": timeout.as_dict()}
+            method,
+            self.base_urls[service] + path_and_query,
+            content=content,
+            headers=headers,
+            extensions={"timeout": timeout.as_dict()},
         )
         response = await self.transport.handle_async_request(request)
         try:
-            await response.aread()
+            body = await response.aread()
         finally:
             await response.aclose()
-        return response
+        return UpstreamResponse(response.status_code, list(response.headers.raw), body)
 
     def _failed(self, service: str, kind: str, exc: Exception) -> None:
         log.warning("upstream_failed", upstream=service, kind=kind, error=type(exc).__name__)

@@ -23,6 +23,10 @@ async def list_policies(session: Session) -> list[SlaPolicyOut]:
     "/policies/{policy_id}",
     response_model=SlaPolicyOut,
     summary="Create or replace an SLA policy; applies to complaints opened from now on",
+    responses={
+        200: {"description": "Replaced"},
+        201: {"model": SlaPolicyOut, "description": "Created"},
+    },
 )
 async def put_policy(
     policy_id: PolicyId, body: SlaPolicyIn, session: Session, response: Response, now: Now
@@ -41,6 +45,10 @@ async def list_calendars(session: Session) -> list[CalendarOut]:
     "/calendars/{calendar_id}",
     response_model=CalendarOut,
     summary="Create or replace a business-hours calendar (timezone, weekly hours, holidays)",
+    responses={
+        200: {"description": "Replaced"},
+        201: {"model": CalendarOut, "description": "Created"},
+    },
 )
 async def put_calendar(
     calendar_id: CalendarId, body: CalendarIn, session: Session, response: Response, now: Now

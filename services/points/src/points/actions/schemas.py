@@ -1,7 +1,7 @@
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from points.identifiers import ClientId
 
@@ -11,6 +11,18 @@ def _not_future(at: datetime | None) -> None:
 
     if at is not None and at > datetime.now(UTC) + timedelta(minutes=5):
         raise ValueError("occurred_at is in the future")
+
+
+def _fits_int64(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return all(_fits_int64(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_fits_int64(v) for v in value)
+    return True
 
 
 class CheckInIn(BaseModel):
@@ -42,6 +54,14 @@ class InteractionIn(BaseModel):
     type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     occurred_at: AwareDatetime
     attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("attributes")
+    @classmethod
+    def _storable(cls, attributes: dict[str, Any]) -> dict[str, Any]:
+        # Kept as JSON and hashed for replays: an integer beyond 64 bits cannot be encoded.
+        if not _fits_int64(attributes):
+            raise ValueError("integers in attributes must fit in 64 bits")
+        return attributes
 
     @model_validator(mode="after")
     def _past(self) -> "InteractionIn":
