@@ -126,3 +126,16 @@ async def test_cli_imports_a_csv_file(
     assert "created 0, duplicates 2, failed 1" in second.stdout
     status = (await points_client.get(f"/v1/members/{member}")).json()
     assert status["balance"]["available"] == 19
+
+
+async def test_integers_beyond_64_bits_in_a_batch_fail_their_row_not_the_request(
+    points_client: httpx.AsyncClient,
+) -> None:
+    key = {"Idempotency-Key": f"big-{uuid.uuid4().hex}"}
+    body = {"orders": [{"order_id": f"o-{uuid.uuid4().hex[:8]}", "x": 18446744073709551616}]}
+    first = await points_client.post("/v1/orders/batch", json=body, headers=key)
+    assert first.status_code == 200, first.text
+    assert first.json()["created"] == 0 and [f["index"] for f in first.json()["failed"]] == [0]
+    again = await points_client.post("/v1/orders/batch", json=body, headers=key)
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, cast
 
@@ -34,7 +35,10 @@ def make_metadata() -> MetaData:
 
 
 def _json_dumps(value: object) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which JSONB can hold
+        return json.dumps(value, default=str)
 
 
 def create_engine(settings: CommonSettings) -> AsyncEngine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -22,7 +23,10 @@ def _redact(
 
 def _json_dumps(obj: object, **_: object) -> str:
     """orjson for log lines (several times faster than the stdlib's json on every request)."""
-    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(obj, default=str)
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:

@@ -10,6 +10,7 @@ nothing, so retrying it with the same key runs it again.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +31,10 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 def fingerprint(*parts: Any) -> str:
     """A stable hash of method, path and parsed body (blind to whitespace and key order)."""
-    canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+    try:
+        canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits somewhere in a free-form field
+        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(canonical).hexdigest()
 
 
