@@ -177,16 +177,14 @@ async def test_kpis_with_previous_period(fresh_segmentation: FreshSegmentation) 
         )
     ).json()
     k = body["kpis"]
-    assert k["revenue"] == {"current": "240.00", "previous": "160.00"}
-    assert k["buyers"] == {"current": 2, "previous": 3}
+    assert (k["revenue"]["current"], k["revenue"]["previous"]) == ("240.00", "160.00")
+    assert (k["buyers"]["current"], k["buyers"]["previous"]) == (2, 3)
     assert k["repurchase_rate"]["current"] == 0.5 and k["repurchase_rate"]["previous"] == 0.0
     assert k["churn_rate"]["current"] == round(1 / 3, 4)  # c bought in Nov, not in Dec
     assert k["active_rate"]["current"] == 1.0  # c reviewed
     assert k["participation_rate"]["current"] == round(1 / 3, 4)
-    assert k["tier_distribution"] == {
-        "current": {"bronze": 2, "gold": 1},
-        "previous": {"bronze": 3},
-    }
+    assert k["tier_distribution"]["current"] == {"bronze": 2, "gold": 1}
+    assert k["tier_distribution"]["previous"] == {"bronze": 3}
     assert body["previous_period"]["from"].startswith("2025-11-01")
     bad = await env.client.get(
         "/v1/analytics/kpis",

@@ -18,6 +18,7 @@ def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
 
     async def start_jobs(app: FastAPI) -> None:
         app.state.job_runner = JobRunner(settings, app.state.sessionmaker)
+        await app.state.job_runner.recover()  # jobs left queued/running by a crashed process
 
     async def stop_jobs(app: FastAPI) -> None:
         await app.state.job_runner.stop()

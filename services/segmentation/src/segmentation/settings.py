@@ -20,6 +20,11 @@ class SegmentationSettings(CommonSettings):
 
     # Daily recompute in the worker (UTC hour); 0..23
     recompute_hour_utc: int = 2
+    # Recompute jobs: the runner refreshes a job's heartbeat every job_heartbeat_seconds;
+    # a queued or running job whose heartbeat is older than job_stale_after_seconds
+    # (its process died) is marked failed, so a new recompute can run.
+    job_heartbeat_seconds: float = 10.0
+    job_stale_after_seconds: float = 120.0
     # Contact frequency cap defaults (editable at PUT /v1/contact-policy)
     contact_cap: int = 3
     contact_period_days: int = 7

@@ -10,6 +10,7 @@ from loyalty_shared.outbox import OutboxRelay
 from loyalty_shared.service_cli import Worker
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS, SEGMENTATION_EVENTS
+from segmentation.analytics.feedback_facts import with_feedback_facts
 from segmentation.analytics.jobs import DailyRecompute
 from segmentation.consumer import BatchingEventConsumer
 from segmentation.profiles.handlers import BATCH_HANDLERS, HANDLERS
@@ -25,7 +26,7 @@ def build_consumer(
         settings,
         sessionmaker,
         topics=[POINTS_EVENTS, FEEDBACK_EVENTS],
-        handlers=HANDLERS,
+        handlers=with_feedback_facts(HANDLERS),
         batch_handlers=BATCH_HANDLERS,
         group_id=group_id,
     )

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request
 
 from loyalty_shared import ahp
 from loyalty_shared.db import Session
@@ -38,20 +38,43 @@ class NoClvModel(NotFound):
     status_code=202,
     response_model=JobAccepted,
     summary="Recompute every time-based score as of an instant (a background job)",
+    description="409 `recompute-in-progress` (with its `job_id`) while another recompute is "
+    "queued or running; a job whose process died is failed after "
+    "`SEGMENTATION_JOB_STALE_AFTER_SECONDS` without a heartbeat, and a new one can run.",
+    responses={
+        409: {
+            "description": "a recompute is already queued or running, or the Idempotency-Key "
+            "was used with another body"
+        }
+    },
 )
 async def start_recompute(
-    request: Request, session: Session, background: BackgroundTasks, body: RecomputeIn | None = None
+    request: Request,
+    session: Session,
+    background: BackgroundTasks,
+    body: RecomputeIn | None = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="The same key and body give the first request's job back; the same "
+            "key with another body is 409 idempotency-key-reused",
+        ),
+    ] = None,
 ) -> JobAccepted:
-    as_of = (body.as_of if body and body.as_of else None) or datetime.now(UTC)
-    job_id = await jobs.create_job(session, as_of)
-    assert job_id is not None
-    app = request.app
+    runner = request.app.state.job_runner
+    job_id, as_of, replayed = await jobs.request_recompute(
+        session, runner.settings, body.as_of if body else None, idempotency_key
+    )
+    if not replayed:
 
-    async def launch() -> None:
-        # runs after the response (and so after the job row committed)
-        app.state.job_runner.start(job_id)
+        async def launch() -> None:
+            # runs after the response (and so after the job row committed)
+            runner.start(job_id)
 
-    background.add_task(launch)
+        background.add_task(launch)
     return JobAccepted(job_id=job_id, status="queued", as_of=as_of)
 
 
@@ -61,7 +84,12 @@ async def get_job(job_id: Annotated[str, Path(max_length=64)], session: Session)
     return JobOut.model_validate(job, from_attributes=True)
 
 
-@router.get("/v1/analytics/clv-model", response_model=ClvModelOut, summary="The fitted CLV models")
+@router.get(
+    "/v1/analytics/clv-model",
+    response_model=ClvModelOut,
+    summary="The fitted CLV models",
+    responses={404: {"description": "No recompute has fitted a CLV model yet"}},
+)
 async def get_clv_model(session: Session) -> ClvModelOut:
     model = await clv.latest_model(session)
     if model is None:
@@ -78,10 +106,27 @@ async def get_clv_model(session: Session) -> ClvModelOut:
     )
 
 
-@router.get("/v1/analytics/kpis", response_model=KpisOut, summary="KPIs with the previous period")
-async def get_kpis(session: Session, from_: PeriodFrom = None, to: PeriodTo = None) -> KpisOut:
+@router.get(
+    "/v1/analytics/kpis",
+    response_model=KpisOut,
+    summary="KPIs with the previous period, targets, and breakdowns per tier or segment",
+    description="Each figure over [from, to) (default: the 30 days before now) and over the "
+    "previous period of the same length, with the brief's target where it sets one. "
+    "`by` (repeatable) adds `breakdowns` per loyalty tier, value tier or segment. "
+    "Definitions come with the figures; docs/segmentation.md.",
+)
+async def get_kpis(
+    session: Session,
+    from_: PeriodFrom = None,
+    to: PeriodTo = None,
+    by: Annotated[
+        list[kpis.Dimension] | None,
+        Query(description="Break the figures down per tier, value_tier or segment (repeatable)"),
+    ] = None,
+) -> KpisOut:
     period = resolve_period(from_, to, now=datetime.now(UTC), default_days=30)
-    return KpisOut.model_validate(await kpis.kpis(session, period.start, period.end))
+    dimensions = tuple(d for d in kpis.DIMENSIONS if d in (by or []))
+    return KpisOut.model_validate(await kpis.kpis(session, period.start, period.end, dimensions))
 
 
 def _weights_out(matrix: list[list[float]], result: ahp.AHPResult) -> LoyaltyWeightsOut:

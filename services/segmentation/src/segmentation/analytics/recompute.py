@@ -1,13 +1,15 @@
 """The recompute: every time-based score as of one instant, in set-based SQL.
 
 Steps (one transaction; progress is reported on the job row from another):
-1. ``rc_orders``: orders before as_of with refunds before as_of subtracted
+1. ``rc_stats``: per member counts, spend (refunds before as_of subtracted),
+   windows, median gap, signals, in one pass over the orders before as_of
    (members erased from the service are left out of the population);
-2. ``rc_stats``: per member counts, spend, windows, median gap, signals;
-3. ``rc_scores``: RFM, value tier, lifecycle, groups, loyalty index and type;
-4. lifecycle changes go to the outbox; the scores are written to profiles;
-5. CLV: BG/NBD + Gamma-Gamma fitted on the population (analytics.clv);
-6. strategies from the matrix, then rule tags and segments over all profiles.
+2. ``rc_ranks``: the ranks, from narrow rows;
+3. the scores (RFM, value tier, lifecycle, groups, loyalty index and type) are
+   computed and written to the profiles in one statement; the lifecycle changes
+   it made (``rc_lifecycle``) then go to the outbox;
+4. CLV: BG/NBD + Gamma-Gamma fitted on the population (``rc_orders``, analytics.clv);
+5. strategies from the matrix, then rule tags and segments over all profiles.
 Exact definitions: docs/segmentation.md.
 """
 
@@ -29,32 +31,76 @@ from segmentation.strategies.service import apply_strategies
 
 Progress = Callable[[float, str], Awaitable[None]]
 
-_ORDERS = """
-CREATE TEMP TABLE rc_orders ON COMMIT DROP AS
-SELECT o.order_id, o.member_id, o.occurred_at, o.amount, o.coupon_used, o.discount_amount,
-       o.amount - COALESCE(r.refunded, 0) AS net
-FROM member_orders o
-JOIN profiles p ON p.member_id = o.member_id
-LEFT JOIN (
-    SELECT order_id, sum(amount) AS refunded FROM order_refunds
-    WHERE occurred_at < CAST(:as_of AS timestamptz) GROUP BY order_id
-) r ON r.order_id = o.order_id
-WHERE o.occurred_at < CAST(:as_of AS timestamptz)
+# Refunds before as_of, per order (subtracted from the order's amount).
+_REFUNDED = """
+SELECT order_id, sum(amount) AS refunded FROM order_refunds
+WHERE occurred_at < CAST(:as_of AS timestamptz) GROUP BY order_id
 """
 
-_STATS = """
+# One pass over the orders in (member_id, occurred_at) order, the order of the index
+# ix_member_orders_member_time, so that neither the gaps (lag) nor the per-member
+# aggregate needs a sort of the orders. Members without a profile (erased: their
+# orders are kept under a pseudonym) are not in the population.
+_STATS = f"""
 CREATE TEMP TABLE rc_stats ON COMMIT DROP AS
-WITH premium AS (
-    SELECT COALESCE(percentile_cont(0.8) WITHIN GROUP (ORDER BY amount), 0) AS threshold
-    FROM rc_orders
-), gaps AS (
+WITH amounts AS (
+    SELECT o.amount, count(*) AS n
+    FROM member_orders o
+    WHERE o.occurred_at < CAST(:as_of AS timestamptz)
+      AND EXISTS (SELECT 1 FROM profiles p WHERE p.member_id = o.member_id)
+    GROUP BY o.amount
+), cumulative AS (
+    SELECT amount, sum(n) OVER (ORDER BY amount) AS upto FROM amounts
+), position AS (
+    SELECT CAST(0.8 AS float8) * (max(upto) - 1) AS pos FROM cumulative
+), premium AS (
+    -- percentile_cont(0.8) of the order amounts, as SQL computes it (float8 linear
+    -- interpolation between the values at rows floor(pos) and ceil(pos), 0-based),
+    -- from the histogram of amounts instead of a sort of every order
+    SELECT COALESCE(CAST(
+        CAST(lo.amount AS float8)
+        + (CAST(hi.amount AS float8) - CAST(lo.amount AS float8)) * (x.pos - floor(x.pos))
+        AS numeric), 0) AS threshold
+    FROM position x
+    LEFT JOIN LATERAL (
+        SELECT amount FROM cumulative WHERE upto > floor(x.pos) ORDER BY amount LIMIT 1
+    ) lo ON true
+    LEFT JOIN LATERAL (
+        SELECT amount FROM cumulative WHERE upto > ceil(x.pos) ORDER BY amount LIMIT 1
+    ) hi ON true
+), orders AS (
+    SELECT o.member_id, o.occurred_at, o.amount,
+           o.amount - COALESCE(r.refunded, 0) AS net,
+           o.coupon_used OR o.discount_amount > 0 AS coupon,
+           date_part('epoch', o.occurred_at - lag(o.occurred_at) OVER w) / 86400.0 AS gap,
+           date_trunc('month', lag(o.occurred_at) OVER w AT TIME ZONE 'UTC')
+               IS DISTINCT FROM date_trunc('month', o.occurred_at AT TIME ZONE 'UTC')
+               OR lag(o.occurred_at) OVER w < CAST(:year_ago AS timestamptz) AS new_month
+    FROM member_orders o
+    LEFT JOIN ({_REFUNDED}) r ON r.order_id = o.order_id
+    WHERE o.occurred_at < CAST(:as_of AS timestamptz)
+      AND EXISTS (SELECT 1 FROM profiles p WHERE p.member_id = o.member_id)
+    WINDOW w AS (PARTITION BY o.member_id ORDER BY o.occurred_at)
+), per_member AS (
     SELECT member_id,
-           extract(epoch FROM occurred_at - lag(occurred_at)
-               OVER (PARTITION BY member_id ORDER BY occurred_at, order_id)) / 86400.0 AS gap
-    FROM rc_orders
-), med AS (
-    SELECT member_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap
-    FROM gaps WHERE gap IS NOT NULL GROUP BY member_id
+           count(*) AS n_orders,
+           min(occurred_at) AS first_at,
+           max(occurred_at) AS last_at,
+           sum(net) AS spend,
+           COALESCE(sum(net) FILTER (WHERE occurred_at >= CAST(:year_ago AS timestamptz)), 0)
+               AS spend_365,
+           count(*) FILTER (WHERE occurred_at >= CAST(:year_ago AS timestamptz)) AS n_365,
+           -- orders come in time order: a month in the window starts where the month
+           -- differs from the previous order's (or that one is before the window)
+           count(*) FILTER (WHERE occurred_at >= CAST(:year_ago AS timestamptz) AND new_month)
+               AS months_365,
+           count(*) FILTER (WHERE coupon) AS coupon_orders,
+           count(*) FILTER (WHERE amount >= (SELECT threshold FROM premium) AND amount > 0)
+               AS premium_orders,
+           -- the gaps' median; only members with a gap start its per-member sort
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FILTER (WHERE gap IS NOT NULL)
+               AS median_gap
+    FROM orders GROUP BY member_id
 ), acts AS (
     SELECT member_id,
            count(*) FILTER (WHERE kind IN ('login', 'page_view', 'check_in')) AS visits,
@@ -62,46 +108,49 @@ WITH premium AS (
            count(*) FILTER (WHERE kind IN ('complaint', 'survey')) AS service,
            min(occurred_at) FILTER (WHERE kind = 'complaint') AS first_complaint
     FROM member_activities WHERE occurred_at < CAST(:as_of AS timestamptz) GROUP BY member_id
+), after_complaint AS (
+    SELECT o.member_id, count(*) AS n
+    FROM member_orders o JOIN acts a ON a.member_id = o.member_id
+    WHERE o.occurred_at > a.first_complaint AND o.occurred_at < CAST(:as_of AS timestamptz)
+    GROUP BY o.member_id
 )
-SELECT o.member_id,
-       count(*) AS n_orders,
-       min(o.occurred_at) AS first_at,
-       max(o.occurred_at) AS last_at,
-       sum(o.net) AS spend,
-       COALESCE(sum(o.net) FILTER (WHERE o.occurred_at >= CAST(:year_ago AS timestamptz)), 0)
-           AS spend_365,
-       count(*) FILTER (WHERE o.occurred_at >= CAST(:year_ago AS timestamptz)) AS n_365,
-       count(DISTINCT date_trunc('month', o.occurred_at AT TIME ZONE 'UTC'))
-           FILTER (WHERE o.occurred_at >= CAST(:year_ago AS timestamptz)) AS months_365,
-       count(*) FILTER (WHERE o.coupon_used OR o.discount_amount > 0) AS coupon_orders,
-       count(*) FILTER (WHERE o.amount >= (SELECT threshold FROM premium) AND o.amount > 0)
-           AS premium_orders,
-       count(*) FILTER (WHERE o.occurred_at > a.first_complaint) AS orders_after_complaint,
-       max(m.median_gap) AS median_gap,
-       COALESCE(max(a.visits), 0) AS visits,
-       COALESCE(max(a.social), 0) AS social,
-       COALESCE(max(a.service), 0) AS service,
-       max(a.first_complaint) AS first_complaint
-FROM rc_orders o
-LEFT JOIN med m ON m.member_id = o.member_id
-LEFT JOIN acts a ON a.member_id = o.member_id
-GROUP BY o.member_id
+SELECT m.*,
+       COALESCE(c.n, 0) AS orders_after_complaint,
+       COALESCE(a.visits, 0) AS visits,
+       COALESCE(a.social, 0) AS social,
+       COALESCE(a.service, 0) AS service,
+       a.first_complaint
+FROM per_member m
+LEFT JOIN acts a ON a.member_id = m.member_id
+LEFT JOIN after_complaint c ON c.member_id = m.member_id
+"""
+
+# Only what the ranks need, sorted five times: narrow rows sort fast.
+# k = members whose value is <= this one's (SQL cume_dist's numerator, peers included);
+# rank() - 1 = members whose value is < this one's (percent_rank's numerator).
+_RANKS = """
+CREATE TEMP TABLE rc_ranks ON COMMIT DROP AS
+SELECT member_id,
+       count(*) OVER (ORDER BY last_at) AS k_r,
+       count(*) OVER (ORDER BY n_orders) AS k_f,
+       rank() OVER (ORDER BY n_orders) AS rank_orders,
+       count(*) OVER (ORDER BY spend) AS k_m,
+       count(*) OVER (ORDER BY spend_365) AS k_365,
+       rank() OVER (ORDER BY visits) AS rank_visits
+FROM rc_stats
 """
 
 # k = members whose value is <= this one's (SQL cume_dist's numerator, peers included),
 # N = population size; ceil(5 * k / N) is computed in integers: no float rounding.
 _SCORES = """
-CREATE TEMP TABLE rc_scores ON COMMIT DROP AS
 WITH ranked AS (
-SELECT s.*,
-       count(*) OVER () AS pop,
-       count(*) OVER (ORDER BY last_at) AS k_r,
-       count(*) OVER (ORDER BY n_orders) AS k_f,
-       count(*) OVER (ORDER BY spend) AS k_m,
-       count(*) OVER (ORDER BY spend_365) AS k_365,
-       percent_rank() OVER (ORDER BY n_orders) AS pr_orders,
-       percent_rank() OVER (ORDER BY visits) AS pr_visits,
-       extract(epoch FROM CAST(:as_of AS timestamptz) - last_at) / 86400.0 AS days_since,
+SELECT s.*, k.k_r, k.k_f, k.k_m, k.k_365,
+       CAST(:pop AS bigint) AS pop,
+       CASE WHEN :pop > 1 THEN CAST(k.rank_orders - 1 AS float8) / (:pop - 1) ELSE 0 END
+           AS pr_orders,
+       CASE WHEN :pop > 1 THEN CAST(k.rank_visits - 1 AS float8) / (:pop - 1) ELSE 0 END
+           AS pr_visits,
+       date_part('epoch', CAST(:as_of AS timestamptz) - last_at) / 86400.0 AS days_since,
        GREATEST(COALESCE(median_gap, :default_gap), 1.0) AS rhythm,
        CAST(coupon_orders AS float8) / n_orders AS price_share,
        CAST(premium_orders AS float8) / n_orders AS quality_share,
@@ -111,7 +160,9 @@ SELECT s.*,
        p.nps_last,
        p.manual_tags,
        p.lifecycle AS old_lifecycle
-FROM rc_stats s JOIN profiles p ON p.member_id = s.member_id
+FROM rc_stats s
+JOIN rc_ranks k ON k.member_id = s.member_id
+JOIN profiles p ON p.member_id = s.member_id
 ), base AS (
     SELECT k.*,
            CAST((5 * k_r + pop - 1) / pop AS int) AS r,
@@ -151,14 +202,16 @@ FROM rc_stats s JOIN profiles p ON p.member_id = s.member_id
                ELSE 'Hibernating'
            END AS rfm_segment,
            CAST(pr_orders AS float8) AS x_repeat_purchases,
-           LEAST(1.0, months_365 / 12.0) AS x_purchase_share,
+           LEAST(1.0, CAST(months_365 AS float8) / 12.0) AS x_purchase_share,
            CAST(pr_visits AS float8) AS x_brand_attention,
-           CASE WHEN median_gap IS NULL THEN 0.0 ELSE 1.0 / (1.0 + median_gap / 30.0) END
-               AS x_choice_time,
+           CASE WHEN median_gap IS NULL THEN CAST(0 AS float8)
+                ELSE 1.0 / (1.0 + median_gap / 30.0) END AS x_choice_time,
            1.0 - price_share AS x_price_insensitivity,
-           GREATEST(0.0, 1.0 - days_since / (:churned * rhythm)) AS x_competitor_resistance,
-           CASE WHEN first_complaint IS NULL THEN 0.5
-                WHEN orders_after_complaint > 0 THEN 1.0 ELSE 0.0 END AS x_quality_tolerance
+           GREATEST(CAST(0 AS float8), 1.0 - days_since / (:churned * rhythm))
+               AS x_competitor_resistance,
+           CAST(CASE WHEN first_complaint IS NULL THEN 0.5
+                     WHEN orders_after_complaint > 0 THEN 1.0 ELSE 0.0 END AS float8)
+               AS x_quality_tolerance
     FROM named n
 )
 SELECT i.*,
@@ -201,7 +254,7 @@ CASE loyalty_type
                   SELECT unnest(ARRAY['staff', 'employee', 'family', 'relative'])), ', ') || ')')
     WHEN 'benefit' THEN jsonb_build_array(
         format('%s of %s orders (%s%%) used a coupon or discount, at least 50%%',
-               coupon_orders, n_orders, round(CAST(100 * price_share AS numeric), 0)))
+               coupon_orders, n_orders, (200 * coupon_orders + n_orders) / (2 * n_orders)))
     WHEN 'trust' THEN jsonb_build_array(
         format('%s orders (at least 3)', n_orders),
         format('satisfied: CSAT %s, last NPS %s (CSAT >= 4 or NPS >= 9)',
@@ -215,7 +268,7 @@ CASE loyalty_type
         format('%s repeat orders with little engagement (%s visits, at most one per order)',
                n_orders, visits),
         format('coupon share %s%% below 50%%, no satisfaction signal of trust',
-               round(CAST(100 * price_share AS numeric), 0)))
+               (200 * coupon_orders + n_orders) / (2 * n_orders)))
     ELSE jsonb_build_array(
         CASE WHEN n_orders <= 1 THEN 'a single order so far'
              ELSE format('%s orders but %s visits without purchase', n_orders, visits) END,
@@ -229,22 +282,36 @@ SELECT member_id, jsonb_build_object(
     'as_of', to_jsonb(CAST(:as_of AS timestamptz)),
     'days_since_last_order', round(CAST(days_since AS numeric), 1),
     'median_gap_days', round(CAST(median_gap AS numeric), 1)) AS data
-FROM rc_scores WHERE old_lifecycle IS DISTINCT FROM lifecycle
+FROM rc_lifecycle
+"""
+
+# The scores are computed and written in one statement (no table of them in between);
+# the lifecycle changes it makes are kept aside for the lifecycle events step.
+_LIFECYCLE_TABLE = """
+CREATE TEMP TABLE rc_lifecycle (
+    member_id text, old_lifecycle text, lifecycle text, days_since float8, median_gap float8
+) ON COMMIT DROP
 """
 
 _WRITE = f"""
+WITH written AS (
 UPDATE profiles p SET
     scores_as_of = CAST(:as_of AS timestamptz),
     rfm_r = s.r, rfm_f = s.f, rfm_m = s.m, rfm_segment = s.rfm_segment,
     value_tier = s.value_tier, lifecycle = s.lifecycle,
     median_gap_days = s.median_gap,
     value_group = s.value_group, behaviour_group = s.behaviour_group,
-    loyalty_index = round(CAST(s.loyalty_index AS numeric), 2),
+    loyalty_index = floor(s.loyalty_index * 100 + 0.5) / 100,
     loyalty_indicators = jsonb_build_object(
-        {", ".join(f"'{n}', round(CAST(s.x_{n} AS numeric), 4)" for n in LOYALTY_INDICATORS)}),
+        {", ".join(f"'{n}', floor(s.x_{n} * 10000 + 0.5) / 10000" for n in LOYALTY_INDICATORS)}),
     loyalty_type = s.loyalty_type,
     loyalty_reasons = s.reasons
-FROM (SELECT *, {_REASONS} AS reasons FROM rc_scores) s WHERE p.member_id = s.member_id
+FROM (SELECT *, {_REASONS} AS reasons FROM ({_SCORES}) scores) s
+WHERE p.member_id = s.member_id
+RETURNING s.member_id, s.old_lifecycle, s.lifecycle, s.days_since, s.median_gap
+)
+INSERT INTO rc_lifecycle
+SELECT * FROM written WHERE old_lifecycle IS DISTINCT FROM lifecycle
 """
 
 _CLEAR_OUTSIDE = """
@@ -255,8 +322,24 @@ UPDATE profiles p SET
     behaviour_group = NULL, loyalty_index = NULL, loyalty_indicators = NULL,
     loyalty_type = NULL, loyalty_reasons = NULL,
     p_alive = NULL, expected_purchases_90d = NULL, expected_value = NULL
-WHERE NOT EXISTS (SELECT 1 FROM rc_scores s WHERE s.member_id = p.member_id)
+WHERE NOT EXISTS (SELECT 1 FROM rc_stats s WHERE s.member_id = p.member_id)
 """
+
+
+# For CLV only (analytics.clv reads it): per order, its member, time and net amount.
+_CLV_ORDERS = f"""
+CREATE TEMP TABLE rc_orders ON COMMIT DROP AS
+SELECT o.member_id, o.occurred_at, o.amount - COALESCE(r.refunded, 0) AS net
+FROM member_orders o
+JOIN rc_stats s ON s.member_id = o.member_id
+LEFT JOIN ({_REFUNDED}) r ON r.order_id = o.order_id
+WHERE o.occurred_at < CAST(:as_of AS timestamptz)
+"""
+
+# The recompute's sorts and hashes (a few narrow sorts of the population, hash joins of
+# it with profiles) fit in memory with this, instead of spilling to temp files; set for
+# the recompute's transaction only.
+WORK_MEM = "256MB"
 
 
 async def recompute(
@@ -266,6 +349,7 @@ async def recompute(
     progress: Progress,
 ) -> dict[str, Any]:
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('segmentation-recompute'))"))
+    await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     _, weights = await loyalty_weights(session)
     params: dict[str, Any] = {
         "as_of": as_of,
@@ -277,15 +361,16 @@ async def recompute(
         "mature_min": settings.lifecycle_mature_min_orders,
     }
     params.update({f"w{i + 1}": w for i, w in enumerate(weights.weights)})
-    await progress(0.05, "orders")
-    await session.execute(text(_ORDERS), {"as_of": as_of})
-    await progress(0.15, "member statistics")
+    await progress(0.05, "member statistics")
     await session.execute(text(_STATS), {"as_of": as_of, "year_ago": as_of - timedelta(days=365)})
-    await session.execute(text("ANALYZE rc_stats"))
-    await progress(0.3, "ranks")
-    await session.execute(text(_SCORES), params)
-    await session.execute(text("ANALYZE rc_scores"))
-    await progress(0.4, "lifecycle events")
+    await progress(0.2, "ranks")
+    await session.execute(text(_RANKS))
+    params["pop"] = (await session.execute(text("SELECT count(*) FROM rc_stats"))).scalar_one()
+    await progress(0.35, "writing scores")
+    await session.execute(text(_LIFECYCLE_TABLE))
+    await session.execute(text(_WRITE), params)
+    await session.execute(text(_CLEAR_OUTSIDE), {"as_of": as_of})
+    await progress(0.5, "lifecycle events")
     changes = await events.publish_from_select(
         session,
         events.LIFECYCLE_CHANGED,
@@ -293,10 +378,8 @@ async def recompute(
         .bindparams(as_of=as_of)
         .columns(column("member_id"), column("data")),
     )
-    await progress(0.45, "writing scores")
-    written = (await session.execute(text(_WRITE), params)).rowcount  # type: ignore[attr-defined]
-    await session.execute(text(_CLEAR_OUTSIDE), {"as_of": as_of})
     await progress(0.6, "clv fit")
+    await session.execute(text(_CLV_ORDERS), {"as_of": as_of})
     model = await clv.fit_and_score(session, as_of)
     await progress(0.8, "strategies")
     await apply_strategies(session)
@@ -304,7 +387,7 @@ async def recompute(
     segments = await refresh_all(session, "recompute")
     return {
         "as_of": as_of.isoformat(),
-        "population": int(written or 0),
+        "population": int(params["pop"]),
         "lifecycle_changes": changes,
         "clv_model_id": model,
         "segments": segments,

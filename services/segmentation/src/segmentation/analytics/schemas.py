@@ -28,6 +28,10 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    heartbeat_at: datetime | None = Field(
+        description="Refreshed while queued or running; stale after "
+        "SEGMENTATION_JOB_STALE_AFTER_SECONDS means the process died (the job is then failed)"
+    )
 
 
 class BGNBDOut(BaseModel):
@@ -70,13 +74,48 @@ class LoyaltyWeightsOut(BaseModel):
     cr: float
 
 
+class KpiTarget(BaseModel):
+    op: str = Field(description="how the current figure compares with value: >=, <= or >")
+    value: float | str | None = Field(
+        description="The target for the current period (decimal string for money); null when "
+        "it is relative and the previous period has no figure"
+    )
+    stretch: float | str | None = Field(description="The stretch target, if the brief sets one")
+    relative_to_previous: list[float] | None = Field(
+        description="[min, stretch] growth on the previous period (0.2 = +20%) for the "
+        "targets the brief sets as growth; the previous period is the baseline"
+    )
+    basis: str = Field(description="The target as the brief states it")
+    met: bool | None = Field(description="current against value; null when either is missing")
+
+
 class KpiFigure(BaseModel):
     current: Any
     previous: Any
+    target: KpiTarget | None = Field(
+        default=None, description="The brief's target for this KPI (null when it sets none)"
+    )
+
+
+class KpiGroup(BaseModel):
+    key: str = Field(description="tier name, value tier, or segment id")
+    label: str = Field(description="tier name, value tier, or segment name")
+    kpis: dict[str, KpiFigure] = Field(
+        description="The same figures as the top level (without tier_distribution and "
+        "segment_sizes) over the group's members; null when the group is empty in a period"
+    )
 
 
 class KpisOut(BaseModel):
     period: dict[str, datetime]
     previous_period: dict[str, datetime]
     definitions: dict[str, str]
+    breakdown_definitions: dict[str, str] = Field(
+        default_factory=dict, description="How members are grouped, per requested dimension"
+    )
     kpis: dict[str, KpiFigure]
+    breakdowns: dict[str, list[KpiGroup]] = Field(
+        default_factory=dict,
+        description="Per requested dimension (?by=tier|value_tier|segment, repeatable): one "
+        "entry per group, each with current, previous and target",
+    )

@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 
 from loyalty_shared.db import Session
 from segmentation.contacts import service
@@ -40,16 +40,32 @@ async def check_contact(
     "/v1/contacts",
     status_code=201,
     response_model=ContactOut,
-    responses={409: {"description": "cap reached or channel opted out"}},
+    responses={
+        200: {"model": ContactOut, "description": "Already recorded: the existing contact"},
+        409: {"description": "cap reached or channel opted out"},
+    },
     summary="Record a contact (refused with 409 when the policy does not allow it)",
 )
 async def record_contact(
-    body: ContactIn, request: Request, response: Response, session: Session
+    body: ContactIn,
+    request: Request,
+    response: Response,
+    session: Session,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=64,
+            description="Used as contact_id when the body has none: the same key and body "
+            "give the recorded contact back (200); another body is 409",
+        ),
+    ] = None,
 ) -> ContactOut:
     out, created = await service.record(
         session,
         _settings(request),
-        contact_id=body.contact_id,
+        contact_id=body.contact_id or idempotency_key,
         member_id=body.member_id,
         channel=body.channel,
         campaign=body.campaign,

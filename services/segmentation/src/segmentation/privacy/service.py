@@ -2,8 +2,9 @@
 
 Erasure deletes the profile, tags, segment memberships and history, contacts
 and preferences. Facts that feed anonymous aggregates (orders, refunds,
-activities, tier history) are kept under a random pseudonym that nothing links
-back to the member, so revenue, repurchase and participation KPIs stay right.
+activities, tier history, survey scores, complaint facts) are kept under a
+random pseudonym that nothing links back to the member, so revenue, repurchase,
+participation, NPS and complaint KPIs stay right.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from segmentation.analytics.models import ComplaintFact, SurveyScore
 from segmentation.contacts.models import Contact, ContactPreference
 from segmentation.profiles.models import (
     MemberActivity,
@@ -27,7 +29,8 @@ from segmentation.segments.models import Segment, SegmentHistory, SegmentMember
 
 async def erase_member(session: AsyncSession, member_id: str) -> None:
     pseudonym = f"erased-{uuid.uuid4().hex}"
-    for model in (MemberOrder, OrderRefund, MemberActivity, TierChange):
+    kept = (MemberOrder, OrderRefund, MemberActivity, TierChange, SurveyScore, ComplaintFact)
+    for model in kept:
         await session.execute(
             update(model).where(model.member_id == member_id).values(member_id=pseudonym)
         )
@@ -85,6 +88,8 @@ async def export_member(session: AsyncSession, member_id: str) -> dict[str, Any]
         "refunds": await rows(OrderRefund, OrderRefund.occurred_at),
         "activities": await rows(MemberActivity, MemberActivity.occurred_at),
         "tier_history": await rows(TierChange, TierChange.changed_at),
+        "survey_scores": await rows(SurveyScore, SurveyScore.submitted_at),
+        "complaints": await rows(ComplaintFact, ComplaintFact.opened_at),
         "segments": await rows(SegmentMember, SegmentMember.entered_at),
         "segment_history": await rows(SegmentHistory, SegmentHistory.at),
         "contacts": await rows(Contact, Contact.contacted_at),

@@ -5,17 +5,19 @@ keyed by their natural ids (order_id, refund_id), so a re-published event with
 a new id is still counted once. Order tolerance: first/last times use
 least/greatest, the points balance and the tier keep the newest by event time.
 Optional fields may be missing. After each event the member's rule tags and
-segment memberships are brought up to date (segments.service.refresh_member).
+segment memberships are brought up to date (segments.service.refresh_member; in
+the consumer, once per batch for every member it touched).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Numeric, case, cast, func, literal_column, update
+from sqlalchemy import Numeric, case, cast, func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +25,6 @@ from loyalty_shared.events import CloudEvent
 from segmentation.privacy.service import erase_member
 from segmentation.profiles.models import (
     MemberActivity,
-    MemberOrder,
     OrderRefund,
     Profile,
     TierChange,
@@ -31,7 +32,6 @@ from segmentation.profiles.models import (
 from segmentation.segments.service import refresh_member, refresh_members
 
 PROFILES: Any = Profile.__table__
-MO: Any = MemberOrder.__table__
 P = PROFILES.c
 
 
@@ -147,15 +147,80 @@ def _order_row(event: CloudEvent) -> dict[str, Any]:
     }
 
 
-def _merged(name: str) -> Any:
-    """In an upsert: the sorted set union of the row's text array and the incoming one."""
-    return literal_column(
-        f"ARRAY(SELECT DISTINCT v FROM unnest(profiles.{name} || excluded.{name}) AS v ORDER BY v)"
-    )
+# One statement per batch of orders: the new orders are inserted (a known order_id, or
+# one twice in the batch, counts once), the inserted ones summed per member, and the
+# sums added to the members' profiles (created if needed). Arrays of columns in, so
+# the cost per order is one row of each array, not a statement or a bound row.
+_ORDERS_BATCH = text("""
+WITH incoming AS (
+    SELECT * FROM unnest(
+        CAST(:order_id AS text[]), CAST(:member_id AS text[]), CAST(:amount AS numeric[]),
+        CAST(:currency AS text[]), CAST(:discount_amount AS numeric[]),
+        CAST(:coupon_used AS boolean[]), CAST(:channel AS text[]), CAST(:categories AS text[]),
+        CAST(:max_unit_price AS numeric[]), CAST(:occurred_at AS timestamptz[])
+    ) AS t(order_id, member_id, amount, currency, discount_amount, coupon_used, channel,
+           categories, max_unit_price, occurred_at)
+), inserted AS (
+    INSERT INTO member_orders (order_id, member_id, amount, currency, discount_amount,
+                               coupon_used, channel, categories, max_unit_price, occurred_at)
+    SELECT order_id, member_id, amount, currency, discount_amount, coupon_used, channel,
+           ARRAY(SELECT jsonb_array_elements_text(CAST(categories AS jsonb))),
+           max_unit_price, occurred_at
+    FROM incoming
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING member_id, amount, discount_amount, coupon_used, channel, categories, occurred_at
+), categories AS (
+    SELECT i.member_id, array_agg(DISTINCT c ORDER BY c) AS categories
+    FROM inserted i, unnest(i.categories) AS c GROUP BY i.member_id
+), totals AS (
+    SELECT member_id, count(*) AS order_count, sum(amount) AS spend,
+           min(occurred_at) AS first_order_at, max(occurred_at) AS last_order_at,
+           count(*) FILTER (WHERE coupon_used) AS coupon_order_count,
+           sum(discount_amount) AS discount_total,
+           COALESCE(array_agg(DISTINCT channel ORDER BY channel)
+                    FILTER (WHERE channel IS NOT NULL), '{}') AS channels
+    FROM inserted GROUP BY member_id
+)
+INSERT INTO profiles AS p (member_id, order_count, gross_spend, total_spend, first_order_at,
+                           last_order_at, coupon_order_count, discount_total, categories,
+                           channels, updated_at)
+SELECT t.member_id, t.order_count, t.spend, t.spend, t.first_order_at, t.last_order_at,
+       t.coupon_order_count, t.discount_total, COALESCE(c.categories, '{}'), t.channels,
+       clock_timestamp()
+FROM totals t LEFT JOIN categories c ON c.member_id = t.member_id
+ORDER BY t.member_id
+ON CONFLICT (member_id) DO UPDATE SET
+    order_count = p.order_count + excluded.order_count,
+    gross_spend = p.gross_spend + excluded.gross_spend,
+    total_spend = p.total_spend + excluded.total_spend,
+    first_order_at = least(p.first_order_at, excluded.first_order_at),
+    last_order_at = greatest(p.last_order_at, excluded.last_order_at),
+    coupon_order_count = p.coupon_order_count + excluded.coupon_order_count,
+    discount_total = p.discount_total + excluded.discount_total,
+    categories = ARRAY(SELECT DISTINCT v FROM unnest(p.categories || excluded.categories) AS v
+                       ORDER BY v),
+    channels = ARRAY(SELECT DISTINCT v FROM unnest(p.channels || excluded.channels) AS v
+                     ORDER BY v),
+    updated_at = clock_timestamp()
+RETURNING p.member_id
+""")
+
+_ORDER_COLUMNS = (
+    "order_id",
+    "member_id",
+    "amount",
+    "currency",
+    "discount_amount",
+    "coupon_used",
+    "channel",
+    "categories",
+    "max_unit_price",
+    "occurred_at",
+)
 
 
 async def on_orders_recorded(session: AsyncSession, events: list[CloudEvent]) -> None:
-    """Set-based: one insert of the orders, one upsert of the profiles they touch.
+    """Set-based: one statement inserts the orders and updates the profiles they touch.
 
     An order_id already known (or twice in the batch) counts once.
     """
@@ -165,71 +230,13 @@ async def on_orders_recorded(session: AsyncSession, events: list[CloudEvent]) ->
         rows.setdefault(row["order_id"], row)
     if not rows:
         return
-    inserted = set(
-        (
-            await session.execute(
-                insert(MO)
-                .on_conflict_do_nothing(index_elements=[MO.c.order_id])
-                .returning(MO.c.order_id),
-                list(rows.values()),
-            )
-        ).scalars()
-    )
-    totals: dict[str, dict[str, Any]] = {}
-    for order_id in inserted:
-        row = rows[order_id]
-        t = totals.setdefault(
-            row["member_id"],
-            {
-                "member_id": row["member_id"],
-                "order_count": 0,
-                "gross_spend": Decimal(0),
-                "total_spend": Decimal(0),
-                "first_order_at": row["occurred_at"],
-                "last_order_at": row["occurred_at"],
-                "coupon_order_count": 0,
-                "discount_total": Decimal(0),
-                "categories": set(),
-                "channels": set(),
-            },
-        )
-        t["order_count"] += 1
-        t["gross_spend"] += row["amount"]
-        t["total_spend"] += row["amount"]
-        t["first_order_at"] = min(t["first_order_at"], row["occurred_at"])
-        t["last_order_at"] = max(t["last_order_at"], row["occurred_at"])
-        t["coupon_order_count"] += 1 if row["coupon_used"] else 0
-        t["discount_total"] += row["discount_amount"]
-        t["categories"].update(row["categories"])
-        if row["channel"]:
-            t["channels"].add(row["channel"])
-    if not totals:
-        return
-    values = [
-        {**t, "categories": sorted(t["categories"]), "channels": sorted(t["channels"])}
-        for t in totals.values()
-    ]
-    stmt = insert(PROFILES)
-    new = stmt.excluded
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[P.member_id],
-            set_={
-                "order_count": P.order_count + new.order_count,
-                "gross_spend": P.gross_spend + new.gross_spend,
-                "total_spend": P.total_spend + new.total_spend,
-                "first_order_at": func.least(P.first_order_at, new.first_order_at),
-                "last_order_at": func.greatest(P.last_order_at, new.last_order_at),
-                "coupon_order_count": P.coupon_order_count + new.coupon_order_count,
-                "discount_total": P.discount_total + new.discount_total,
-                "categories": _merged("categories"),
-                "channels": _merged("channels"),
-                "updated_at": func.clock_timestamp(),
-            },
-        ),
-        values,
-    )
-    await refresh_members(session, sorted(totals), events[-1].type)
+    columns: dict[str, list[Any]] = {name: [] for name in _ORDER_COLUMNS}
+    for row in rows.values():
+        for name in _ORDER_COLUMNS:
+            columns[name].append(row[name])
+    columns["categories"] = [json.dumps(c) for c in columns["categories"]]
+    touched = list((await session.execute(_ORDERS_BATCH, columns)).scalars())
+    await refresh_members(session, touched, events[-1].type)
 
 
 async def on_order_recorded(session: AsyncSession, event: CloudEvent) -> None:
@@ -465,6 +472,10 @@ BATCH_HANDLERS: dict[str, BatchHandler] = {
     "loyalty.order.recorded.v1": on_orders_recorded,
     "loyalty.points.earned.v1": on_points_earned_batch,
 }
+
+# Types whose effect does not commute with the others': the consumer applies the
+# batched events and the pending tag/segment refresh before running one.
+BARRIERS: frozenset[str] = frozenset({"loyalty.member.erased.v1"})
 
 HANDLERS: dict[str, Handler] = {
     "loyalty.member.enrolled.v1": on_member_enrolled,

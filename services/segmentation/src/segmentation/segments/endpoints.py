@@ -34,6 +34,7 @@ async def list_tags(session: Session) -> list[TagOut]:
     "/v1/tags",
     status_code=201,
     response_model=TagOut,
+    responses={409: {"description": "A tag with this name exists"}},
     summary="Create a manual tag or a rule tag (condition language: docs/segmentation.md)",
 )
 async def create_tag(body: TagIn, session: Session) -> TagOut:

@@ -1,8 +1,10 @@
 """Tags and segments: definitions, membership kept current, history, explanations.
 
 Memberships change in two ways:
-- live: after every consumed event the member's rule tags and every segment's
-  condition are evaluated against the member's profile (``refresh_member``);
+- live: after every consumed batch the rule tags and every segment's condition
+  are evaluated against the profiles of the members it touched, in two set-based
+  statements (``refresh_members`` / ``flush_refresh``, ``_live_plan``); API
+  changes to a member's tags do the same for that member at once;
 - batch: a recompute (and creating a segment or a rule tag) evaluates every
   condition over all profiles in set-based SQL (``refresh_all``). Segments whose
   condition depends on the clock (``days_since_*``) are marked ``batch``: their
@@ -14,8 +16,10 @@ Each change writes a history row (with the clause values that caused it) and a
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -23,8 +27,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TextClause,
+    bindparam,
     cast,
-    delete,
     func,
     insert,
     literal,
@@ -32,8 +37,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, array
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.problems import Conflict, NotFound, Unprocessable
@@ -117,39 +122,69 @@ async def refresh_member(session: AsyncSession, member_id: str, trigger: str) ->
 
 
 async def refresh_members(session: AsyncSession, member_ids: list[str], trigger: str) -> None:
-    """The same for many members at once: a few statements whatever their number."""
+    """The same for many members at once: two statements whatever their number.
+
+    Inside a consumer batch (``defer_refresh``) the members are only noted here and
+    evaluated once, at the end of the batch (``flush_refresh``).
+    """
     if not member_ids:
         return
-    rule_tags, segments = await _definitions(session)
-    if rule_tags:
-        new = _rule_tags_expr([(n, c) for n, c in rule_tags if c])
-        await session.execute(
-            update(PROFILES)
-            .where(P.member_id.in_(member_ids), P.rule_tags.is_distinct_from(new))
-            .values(rule_tags=new)
-        )
-    if not segments:
+    pending: dict[str, str] | None = session.info.get(_PENDING)
+    if pending is not None:
+        for member_id in member_ids:
+            pending.pop(member_id, None)  # keep the latest trigger, in arrival order
+            pending[member_id] = trigger
         return
-    flags = (
-        await session.execute(
-            select(
-                P.member_id,
-                *[compiled(s.condition)[1].label(f"s{i}") for i, s in enumerate(segments)],
-            ).where(P.member_id.in_(member_ids))
-        )
-    ).all()
-    memberships = await session.execute(
-        select(SegmentMember.member_id, SegmentMember.segment_id).where(
-            SegmentMember.member_id.in_(member_ids)
-        )
+    await _refresh_now(session, member_ids, trigger)
+
+
+_PENDING = "segmentation.pending_refresh"
+
+
+def defer_refresh(session: AsyncSession) -> None:
+    """From now on in this transaction, note members to refresh instead of refreshing them."""
+    session.info.setdefault(_PENDING, {})
+
+
+async def flush_refresh(session: AsyncSession) -> None:
+    """Refresh every member noted since ``defer_refresh`` (one pass per distinct trigger)."""
+    pending: dict[str, str] | None = session.info.get(_PENDING)
+    if not pending:
+        return
+    by_trigger: dict[str, list[str]] = {}
+    for member_id, trigger in pending.items():
+        by_trigger.setdefault(trigger, []).append(member_id)
+    pending.clear()
+    for trigger, members in by_trigger.items():
+        await _refresh_now(session, members, trigger)
+
+
+async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: str) -> None:
+    rule_tags, segments = await _definitions(session)
+    plan = _live_plan(
+        tuple((n, c) for n, c in rule_tags if c),
+        tuple((s.segment_id, s.name, s.condition) for s in segments),
     )
-    current = {(row[0], row[1]) for row in memberships}
-    now = (await session.execute(select(func.now()))).scalar_one()
-    for i, seg in enumerate(segments):
-        entered = [r[0] for r in flags if r[i + 1] and (r[0], seg.segment_id) not in current]
-        left = [r[0] for r in flags if not r[i + 1] and (r[0], seg.segment_id) in current]
-        if entered or left:
-            await _apply_changes(session, seg, entered, left, trigger, now)
+    if plan.tags is not None:
+        await session.execute(plan.tags, {"ids": member_ids})
+    if plan.segments is not None:
+        await session.execute(
+            plan.segments,
+            {
+                "ids": member_ids,
+                "trigger": trigger,
+                "seg_ids": plan.segment_ids,
+                "seg_names": plan.segment_names,
+                "headers": _headers(),
+            },
+        )
+
+
+def _headers() -> dict[str, str]:
+    from loyalty_shared.request_context import current_request_id
+
+    request_id = current_request_id()
+    return {"x-request-id": request_id} if request_id else {}
 
 
 _DEFINITIONS = "segmentation.definitions"
@@ -159,15 +194,33 @@ async def _definitions(session: AsyncSession) -> tuple[list[Any], list[Any]]:
     """Rule tags and segments, read once per transaction (a consumer batch is one)."""
     cached: tuple[list[Any], list[Any]] | None = session.info.get(_DEFINITIONS)
     if cached is None:
-        tags = (
-            await session.execute(select(Tag.name, Tag.condition).where(Tag.kind == "rule"))
-        ).all()
-        segments = (
-            await session.execute(select(Segment.segment_id, Segment.name, Segment.condition))
-        ).all()
-        cached = (list(tags), list(segments))
+        rows = (await session.execute(_DEFINITIONS_SQL)).all()
+        tags = [_TagDef(r.key, r.condition) for r in rows if r.kind == "tag"]
+        segments = [_SegmentDef(r.key, r.name, r.condition) for r in rows if r.kind == "segment"]
+        cached = (tags, segments)
         session.info[_DEFINITIONS] = cached
     return cached
+
+
+class _TagDef(NamedTuple):
+    name: str
+    condition: str | None
+
+
+class _SegmentDef(NamedTuple):
+    segment_id: str
+    name: str
+    condition: str
+
+
+# one round trip for both (read at the start of every consumer batch)
+_DEFINITIONS_SQL = text(
+    "SELECT 'tag' AS kind, name AS key, CAST(NULL AS text) AS name, condition "
+    "FROM tags WHERE kind = 'rule' "
+    "UNION ALL "
+    "SELECT 'segment', segment_id, name, condition FROM segments "
+    "ORDER BY kind DESC, key"
+)
 
 
 def forget_definitions(session: AsyncSession) -> None:
@@ -183,76 +236,138 @@ def _rule_tags_expr(tags: list[tuple[str, str]]) -> Any:
     return cast(func.array_remove(array(cases, type_=Text), None), ARRAY(Text))  # type: ignore[misc]
 
 
-async def _apply_changes(
-    session: AsyncSession,
-    segment: Any,
-    entered: list[str],
-    left: list[str],
-    trigger: str,
-    now: datetime,
-) -> None:
-    """Members entering and leaving one segment: a handful of statements for all of them."""
-    sid = segment.segment_id
-    changed = entered + left
-    reason_rows = await session.execute(
-        select(P.member_id, _reason_expr(segment.condition)).where(P.member_id.in_(changed))
-    )
-    reasons: dict[str, Any] = {row[0]: row[1] for row in reason_rows}
-    if entered:
-        await session.execute(
-            pg_insert(SegmentMember).on_conflict_do_nothing(),
-            [{"segment_id": sid, "member_id": m, "entered_at": now} for m in entered],
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _sql(expr: Any) -> str:
+    """An expression as SQL text with its literals inlined (for the statements below).
+
+    The literals come from parsed, type-checked conditions and are quoted by the
+    dialect; colons are escaped so that ``text()`` takes none of them for a parameter.
+    """
+    rendered = str(expr.compile(dialect=_PG, compile_kwargs={"literal_binds": True}))
+    return rendered.replace(":", "\\:")
+
+
+@dataclass(frozen=True)
+class _LivePlan:
+    tags: TextClause | None
+    segments: TextClause | None
+    segment_ids: list[str]
+    segment_names: list[str]
+
+
+_LIVE_SEGMENTS = """
+WITH p AS (
+    SELECT profiles.member_id, ARRAY[{flags}] AS flags
+    FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
+), wanted AS (
+    SELECT p.member_id, s.segment_id, s.i, p.flags[s.i] AS inside
+    FROM p CROSS JOIN unnest(CAST(:seg_ids AS text[])) WITH ORDINALITY AS s(segment_id, i)
+), changes AS (
+    SELECT w.member_id, w.segment_id, w.i, w.inside AS entering
+    FROM wanted w
+    LEFT JOIN segment_members m ON m.member_id = w.member_id AND m.segment_id = w.segment_id
+    WHERE w.inside <> (m.member_id IS NOT NULL)
+), entered AS (
+    INSERT INTO segment_members (segment_id, member_id, entered_at)
+    SELECT segment_id, member_id, now() FROM changes WHERE entering
+    ON CONFLICT DO NOTHING
+    RETURNING segment_id, member_id
+), left_ AS (
+    DELETE FROM segment_members m USING changes c
+    WHERE NOT c.entering AND m.segment_id = c.segment_id AND m.member_id = c.member_id
+    RETURNING m.segment_id, m.member_id
+), done AS (
+    SELECT segment_id, member_id, 'entered' AS action FROM entered
+    UNION ALL
+    SELECT segment_id, member_id, 'left' FROM left_
+), named AS (
+    SELECT d.segment_id, d.member_id, d.action, s.i, s.name,
+           CAST(gen_random_uuid() AS text) AS event_id,
+           CASE d.action WHEN 'entered' THEN '{entered_type}' ELSE '{left_type}' END AS type
+    FROM done d
+    JOIN unnest(CAST(:seg_ids AS text[]), CAST(:seg_names AS text[])) WITH ORDINALITY
+        AS s(segment_id, name, i) ON s.segment_id = d.segment_id
+), history AS (
+    INSERT INTO segment_history (segment_id, member_id, action, at, trigger, reason)
+    SELECT n.segment_id, n.member_id, n.action, now(), CAST(:trigger AS text),
+           CASE n.i {reasons} END
+    FROM named n LEFT JOIN profiles ON profiles.member_id = n.member_id
+), counted AS (
+    UPDATE segments SET member_count = segments.member_count + x.delta
+    FROM (
+        SELECT segment_id,
+               count(*) FILTER (WHERE action = 'entered')
+               - count(*) FILTER (WHERE action = 'left') AS delta
+        FROM done GROUP BY segment_id
+    ) x
+    WHERE segments.segment_id = x.segment_id
+)
+INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+SELECT n.event_id, '{topic}', n.member_id, n.type,
+       jsonb_build_object(
+           'specversion', '1.0', 'id', n.event_id, 'source', '{source}', 'type', n.type,
+           'time', to_jsonb(now()), 'subject', n.member_id,
+           'datacontenttype', 'application/json',
+           'data', jsonb_build_object(
+               'segment_id', n.segment_id, 'segment_name', n.name, 'member_id', n.member_id,
+               'at', to_jsonb(now()), 'trigger', CAST(:trigger AS text))),
+       jsonb_build_object('ce_type', n.type) || CAST(:headers AS jsonb)
+FROM named n
+"""
+
+
+@lru_cache(maxsize=64)
+def _live_plan(
+    rule_tags: tuple[tuple[str, str], ...], segments: tuple[tuple[str, str, str], ...]
+) -> _LivePlan:
+    """The two statements that refresh a list of members (``:ids``) for these definitions.
+
+    1. rule tags: one UPDATE, only of the rows whose tags change;
+    2. segments: every condition evaluated over the members' profiles in one SELECT,
+       compared with the current memberships; the differences are inserted/deleted,
+       and only the rows actually inserted or deleted get a history row (with the
+       clause values), a count change and an entered/left event in the outbox.
+    Built once per set of definitions (they change rarely); asyncpg prepares each once.
+    """
+    from loyalty_shared.topics import SEGMENTATION_EVENTS
+
+    tags_stmt: TextClause | None = None
+    if rule_tags:
+        expr = _sql(_rule_tags_expr(list(rule_tags)))
+        tags_stmt = text(
+            f"UPDATE profiles SET rule_tags = {expr} "
+            "WHERE profiles.member_id = ANY(CAST(:ids AS text[])) "
+            f"AND profiles.rule_tags IS DISTINCT FROM {expr}"
         )
-    if left:
-        await session.execute(
-            delete(SegmentMember).where(
-                SegmentMember.segment_id == sid, SegmentMember.member_id.in_(left)
+    segments_stmt: TextClause | None = None
+    if segments:
+        segments_stmt = text(
+            _LIVE_SEGMENTS.format(
+                flags=", ".join(_sql(compiled(c)[1]) for _, _, c in segments),
+                reasons=" ".join(
+                    f"WHEN {i} THEN {_sql(_reason_expr(c))}"
+                    for i, (_, _, c) in enumerate(segments, start=1)
+                ),
+                entered_type=events.SEGMENT_ENTERED,
+                left_type=events.SEGMENT_LEFT,
+                topic=SEGMENTATION_EVENTS,
+                source=events.SOURCE,
             )
-        )
-    actions = [(m, "entered") for m in entered] + [(m, "left") for m in left]
-    await session.execute(
-        insert(SegmentHistory),
-        [
-            {
-                "segment_id": sid,
-                "member_id": m,
-                "action": action,
-                "at": now,
-                "trigger": trigger,
-                "reason": reasons.get(m),
-            }
-            for m, action in actions
-        ],
-    )
-    await session.execute(
-        update(Segment)
-        .where(Segment.segment_id == sid)
-        .values(member_count=Segment.member_count + len(entered) - len(left))
-    )
-    await events.publish(
-        session,
-        *[
-            events.segmentation_event(
-                events.SEGMENT_ENTERED if action == "entered" else events.SEGMENT_LEFT,
-                m,
-                {
-                    "segment_id": sid,
-                    "segment_name": segment.name,
-                    "member_id": m,
-                    "at": now.isoformat(),
-                    "trigger": trigger,
-                },
-            )
-            for m, action in actions
-        ],
-    )
+        ).bindparams(bindparam("headers", type_=JSONB))
+    return _LivePlan(tags_stmt, segments_stmt, [s[0] for s in segments], [s[1] for s in segments])
 
 
 # ---------------------------------------------------------------- batch, all profiles
 
 
 async def refresh_rule_tags(session: AsyncSession) -> None:
-    tags = (await session.execute(select(Tag.name, Tag.condition).where(Tag.kind == "rule"))).all()
+    tags = (
+        await session.execute(
+            select(Tag.name, Tag.condition).where(Tag.kind == "rule").order_by(Tag.name)
+        )
+    ).all()
     new = _rule_tags_expr([(n, c) for n, c in tags if c]) if tags else text("'{}'::text[]")
     await session.execute(
         update(PROFILES).where(P.rule_tags.is_distinct_from(new)).values(rule_tags=new)
