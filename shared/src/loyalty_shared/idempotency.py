@@ -18,7 +18,18 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Header
 from pydantic import BaseModel
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, func, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +62,7 @@ def idempotency_table(metadata: MetaData, name: str = "idempotency_keys") -> Tab
         Column("request_hash", String(64), nullable=False),
         Column("response", JSONB),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index(f"ix_{name}_created_at", "created_at"),  # for pruning
     )
 
 

@@ -3,12 +3,14 @@
 from sqlalchemy.orm import DeclarativeBase
 
 from loyalty_shared.db import make_metadata
+from loyalty_shared.idempotency import idempotency_table
 from loyalty_shared.inbox import inbox_table
 from loyalty_shared.outbox import outbox_table
 
 metadata = make_metadata()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+idempotency_keys = idempotency_table(metadata)
 
 
 class Base(DeclarativeBase):

@@ -23,6 +23,8 @@ class SegmentationSettings(CommonSettings):
     # Recompute jobs: the runner refreshes a job's heartbeat every job_heartbeat_seconds;
     # a queued or running job whose heartbeat is older than job_stale_after_seconds
     # (its process died) is marked failed, so a new recompute can run.
+    # how long an Idempotency-Key's stored answer is kept for replays (pruned daily)
+    idempotency_retention_hours: float = 168.0
     job_heartbeat_seconds: float = 10.0
     job_stale_after_seconds: float = 120.0
     # Contact frequency cap defaults (editable at PUT /v1/contact-policy)

@@ -32,10 +32,12 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from loyalty_shared import idempotency
 from loyalty_shared.problems import Conflict, NotFound
 from loyalty_shared.runtime import sleep_or_stop
 from segmentation.analytics.models import Job
 from segmentation.analytics.recompute import recompute
+from segmentation.db import idempotency_keys
 from segmentation.settings import SegmentationSettings
 
 log = structlog.get_logger("segmentation.jobs")
@@ -401,6 +403,13 @@ class DailyRecompute:
                 await recover_jobs(self.sessionmaker, self.settings)
 
     async def run_once(self, as_of: datetime) -> str | None:
+        async with self.sessionmaker() as session, session.begin():
+            # the daily housekeeping: stored Idempotency-Key answers past their retention
+            await idempotency.prune(
+                session,
+                idempotency_keys,
+                as_of - timedelta(hours=self.settings.idempotency_retention_hours),
+            )
         async with self.sessionmaker() as session, session.begin():
             job_id = await create_job(session, as_of, f"daily-{as_of.date().isoformat()}")
         if job_id is not None:

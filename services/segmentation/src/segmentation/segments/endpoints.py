@@ -3,6 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from loyalty_shared.db import Session
+from loyalty_shared.idempotency import IdempotencyKeyHeader, once
+from segmentation.db import idempotency_keys
 from segmentation.segments import service
 from segmentation.segments.schemas import (
     ExplainOut,
@@ -34,12 +36,32 @@ async def list_tags(session: Session) -> list[TagOut]:
     "/v1/tags",
     status_code=201,
     response_model=TagOut,
-    responses={409: {"description": "A tag with this name exists"}},
+    responses={
+        409: {
+            "description": "A tag with this name exists, or the Idempotency-Key was used with "
+            "another request"
+        }
+    },
     summary="Create a manual tag or a rule tag (condition language: docs/segmentation.md)",
 )
-async def create_tag(body: TagIn, session: Session) -> TagOut:
-    tag = await service.create_tag(session, body.name, body.kind, body.condition, body.description)
-    return TagOut.model_validate(tag, from_attributes=True)
+async def create_tag(
+    body: TagIn, session: Session, idempotency_key: IdempotencyKeyHeader = None
+) -> TagOut:
+    async def write() -> TagOut:
+        tag = await service.create_tag(
+            session, body.name, body.kind, body.condition, body.description
+        )
+        return TagOut.model_validate(tag, from_attributes=True)
+
+    return await once(
+        session,
+        idempotency_keys,
+        "tag",
+        idempotency_key,
+        body.model_dump(mode="json"),
+        TagOut,
+        write,
+    )
 
 
 @router.post(
@@ -47,12 +69,23 @@ async def create_tag(body: TagIn, session: Session) -> TagOut:
     response_model=ProfileTagsOut,
     summary="Add or remove manual tags on a profile",
 )
-async def tag_profile(member_id: MemberId, body: ProfileTagsIn, session: Session) -> ProfileTagsOut:
-    manual = await service.tag_member(session, member_id, body.add, body.remove)
-    from segmentation.profiles.service import get_profile
+async def tag_profile(
+    member_id: MemberId,
+    body: ProfileTagsIn,
+    session: Session,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ProfileTagsOut:
+    async def write() -> ProfileTagsOut:
+        manual = await service.tag_member(session, member_id, body.add, body.remove)
+        from segmentation.profiles.service import get_profile
 
-    profile = await get_profile(session, member_id)
-    return ProfileTagsOut(member_id=member_id, manual_tags=manual, tags=profile.tags)
+        profile = await get_profile(session, member_id)
+        return ProfileTagsOut(member_id=member_id, manual_tags=manual, tags=profile.tags)
+
+    request = {"member_id": member_id, **body.model_dump(mode="json")}
+    return await once(
+        session, idempotency_keys, "profile-tags", idempotency_key, request, ProfileTagsOut, write
+    )
 
 
 @router.get("/v1/segments", response_model=SegmentList, summary="Saved segments")
@@ -65,10 +98,24 @@ async def list_segments(session: Session) -> SegmentList:
     )
 
 
-@router.post("/v1/segments", status_code=201, response_model=SegmentOut, summary="Save a segment")
-async def create_segment(body: SegmentIn, session: Session) -> SegmentOut:
-    segment = await service.create_segment(session, body.name, body.condition, body.description)
-    return SegmentOut.model_validate(segment, from_attributes=True)
+@router.post(
+    "/v1/segments",
+    status_code=201,
+    response_model=SegmentOut,
+    summary="Save a segment",
+    responses={409: {"description": "The Idempotency-Key was used with another request"}},
+)
+async def create_segment(
+    body: SegmentIn, session: Session, idempotency_key: IdempotencyKeyHeader = None
+) -> SegmentOut:
+    async def write() -> SegmentOut:
+        segment = await service.create_segment(session, body.name, body.condition, body.description)
+        return SegmentOut.model_validate(segment, from_attributes=True)
+
+    request = body.model_dump(mode="json")
+    return await once(
+        session, idempotency_keys, "segment", idempotency_key, request, SegmentOut, write
+    )
 
 
 @router.get("/v1/segments/{segment_id}", response_model=SegmentOut, summary="One segment")
