@@ -189,11 +189,11 @@ def main() -> None:
             )
     notes = (
         f"wrk, {CONNECTIONS} connections ({LIGHT} for the unsaturated pair), {DURATION} s per "
-        "case; points and gateway one uvicorn worker each on the same machine as wrk and Postgres (the gateway competes for the "
-        "same cores). CPU ms/req: each process's user+system time during the case divided by "
-        "the requests served; unlike latency and throughput it hardly depends on what else "
-        f"runs on the machine (load average at the end: {os.getloadavg()[0]:.1f}).\n\n"
-        + "\n".join(summary)
+        "case; points and gateway one uvicorn worker each on the same machine as wrk and "
+        "Postgres (the gateway competes for the same cores). CPU ms/req: each process's "
+        "user+system time during the case divided by the requests served; unlike latency "
+        "and throughput it hardly depends on what else runs on the machine (load average "
+        f"at the end: {os.getloadavg()[0]:.1f}).\n\n" + "\n".join(summary)
     )
     write_table(
         "gateway",
