@@ -44,10 +44,22 @@ class BalanceNow:
     debt: int
 
 
-def _lock_statement() -> Any:
+def balance_lock_statement(
+    *extra_columns: Any, live_only: bool = False, member_id: Any = None
+) -> Any:
+    """``SELECT ... FOR UPDATE`` of the member's balance row with what ``LockedBalance`` holds.
+
+    Every ledger write starts with it (always in this one order: the balance row first).
+    ``live_only`` leaves out erased members; ``extra_columns`` are read in the same round
+    trip (the order path adds the growth value and first-order facts).
+    """
     from points.members.models import Member
 
     members = Member.__table__
+    member_id = bindparam("p_member_id") if member_id is None else member_id
+    conditions = [balances.c.member_id == member_id]
+    if live_only:
+        conditions.append(members.c.erased_at.is_(None))
     return (
         select(
             balances.c.member_id,
@@ -57,14 +69,15 @@ def _lock_statement() -> Any:
             balances.c.lifetime_earned,
             balances.c.growth_value,
             members.c.tier,
+            *extra_columns,
         )
         .join(members, members.c.member_id == balances.c.member_id)
-        .where(balances.c.member_id == bindparam("p_member_id"))
+        .where(*conditions)
         .with_for_update(of=balances)
     )
 
 
-_LOCK_BALANCE = _lock_statement()
+_LOCK_BALANCE = balance_lock_statement()
 
 
 async def lock_balance(session: AsyncSession, member_id: str) -> LockedBalance | None:

@@ -20,39 +20,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points import events
 from points.actions.models import check_ins, interactions
 from points.errors import MemberNotFound
 from points.ledger import service as ledger
-from points.ledger.models import Balance, balances, entries, lots
+from points.ledger.models import Balance, entries, lots
 from points.members.models import Member
 from points.orders.models import orders
 from points.redemptions.models import Redemption
 
-
-def _live_lock_statement() -> Any:
-    """``ledger.lock_balance``'s statement, for members that are not erased."""
-    members = Member.__table__
-    return (
-        select(
-            balances.c.member_id,
-            balances.c.available,
-            balances.c.pending,
-            balances.c.debt,
-            balances.c.lifetime_earned,
-            balances.c.growth_value,
-            members.c.tier,
-        )
-        .join(members, members.c.member_id == balances.c.member_id)
-        .where(balances.c.member_id == bindparam("p_member_id"), members.c.erased_at.is_(None))
-        .with_for_update(of=balances)
-    )
-
-
-_LOCK_LIVE = _live_lock_statement()
+_LOCK_LIVE = ledger.balance_lock_statement(live_only=True)
 
 
 async def lock_live_member(session: AsyncSession, member_id: str) -> ledger.LockedBalance:

@@ -86,26 +86,16 @@ def _lock_for_order_statement() -> Any:
 
     members = Member.__table__
     member_id = bindparam("p_member_id", type_=String)
-    return (
-        select(
-            balances.c.member_id,
-            balances.c.available,
-            balances.c.pending,
-            balances.c.debt,
-            balances.c.lifetime_earned,
-            balances.c.growth_value,
-            members.c.tier,
-            members.c.referred_by,
-            ledger.rolling_growth(
-                member_id, bindparam("p_window_start", type_=DateTime(True))
-            ).label("rolling_growth"),
-            exists(select(orders.c.order_id).where(orders.c.member_id == member_id)).label(
-                "has_orders"
-            ),
-        )
-        .join(members, members.c.member_id == balances.c.member_id)
-        .where(balances.c.member_id == member_id, members.c.erased_at.is_(None))
-        .with_for_update(of=balances)
+    return ledger.balance_lock_statement(
+        members.c.referred_by,
+        ledger.rolling_growth(member_id, bindparam("p_window_start", type_=DateTime(True))).label(
+            "rolling_growth"
+        ),
+        exists(select(orders.c.order_id).where(orders.c.member_id == member_id)).label(
+            "has_orders"
+        ),
+        live_only=True,
+        member_id=member_id,
     )
 
 
