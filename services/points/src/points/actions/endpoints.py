@@ -18,6 +18,11 @@ router = APIRouter(tags=["actions"])
     response_model=CheckInOut,
     summary="Daily check-in (once per local day in the member's time zone)",
     responses={
+        202: {
+            "description": "Checked in, but it earns nothing (capped, rule disabled...): "
+            "points 0 and the reason",
+            "model": CheckInOut,
+        },
         404: {"description": "No such member"},
         409: {"description": "Already checked in that day (already-checked-in)"},
     },
@@ -35,7 +40,8 @@ async def check_in(
         out = await flows.check_in(
             session, request.app.state.settings, request.app.state.rules_cache, member_id, data
         )
-        return out, status.HTTP_201_CREATED
+        # like every capped action: accepted (the day is taken) and earning 0, saying why
+        return out, status.HTTP_201_CREATED if out.points > 0 else status.HTTP_202_ACCEPTED
 
     return await idempotency.run(session, data, produce)
 
