@@ -1,0 +1,160 @@
+"""CPU and Python calls per request of the points hot paths, in-process (no HTTP, no wrk).
+
+    .venv/bin/python bench/profile_points.py [orders|member] [--profile]
+
+(``PROFILE_LOG_LEVEL=INFO`` keeps the access log on; by default it is off.)
+
+Drives the ASGI app directly against an embedded Postgres: the CPU time per request
+(best of three runs) and, with ``--profile``, the number of Python function calls per
+request and the functions that take the most time (cProfile on CPU time). Call counts
+do not depend on how busy the machine is, which makes them the figure to compare
+between two versions of the code (docs/performance.md). Prints; stores nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loyalty_shared.devstack.postgres import EmbeddedPostgres
+from loyalty_shared.testing import running_app
+
+MEMBERS = 200
+CONCURRENCY = 8
+
+
+async def call(app: Any, method: str, path: str, body: Any = None) -> int:
+    """One request through the app's ASGI interface; returns the status."""
+    raw = orjson.dumps(body) if body is not None else b""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+        ],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    delivered = False
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await asyncio.Event().wait()  # no disconnect while the request runs
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    await app(scope, receive, send)
+    return status[0]
+
+
+async def run(url: str, what: str, requests: int, profile: bool) -> None:
+    from points.main import create_app
+    from points.settings import PointsSettings
+
+    settings = PointsSettings(
+        database_url=url,
+        kafka_bootstrap="127.0.0.1:1",
+        log_level=os.environ.get("PROFILE_LOG_LEVEL", "WARNING"),
+    )
+    async with running_app(create_app(settings)) as app:
+        for i in range(MEMBERS):
+            await call(app, "POST", "/v1/members", {"member_id": f"bench-m-{i}"})
+        prefix = uuid.uuid4().hex[:6]
+        occurred = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        counter = 0
+
+        async def one() -> None:
+            nonlocal counter
+            counter += 1
+            member = f"bench-m-{counter % MEMBERS}"
+            if what == "orders":
+                order = {
+                    "order_id": f"{prefix}-{counter}",
+                    "member_id": member,
+                    "amount": "128.50",
+                    "occurred_at": occurred,
+                }
+                assert await call(app, "POST", "/v1/orders", order) == 201
+            else:
+                assert await call(app, "GET", f"/v1/members/{member}") == 200
+
+        async def workers(total: int, step: Callable[[], Awaitable[None]]) -> None:
+            async def worker(n: int) -> None:
+                for _ in range(n):
+                    await step()
+
+            await asyncio.gather(*(worker(total // CONCURRENCY) for _ in range(CONCURRENCY)))
+
+        await workers(800, one)  # warm-up: caches, prepared statements, pool
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            await workers(requests, one)
+            best = min(best, time.process_time() - started)
+        print(f"{what}: {best / requests * 1e6:,.0f} µs of CPU per request (best of 3)")
+        if profile:
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            await workers(requests, one)
+            profiler.disable()
+            stats = pstats.Stats(profiler)
+            calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
+            print(f"{what}: {calls / requests:,.0f} Python function calls per request")
+            stats.sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["orders", "member"], nargs="?", default="orders")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--requests", type=int, default=1600)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="profile-points-") as tmp:
+        postgres = EmbeddedPostgres(Path(tmp) / "pg", fast=True)
+        postgres.start()
+        try:
+            postgres.create_database("profile_points")
+            url = postgres.url("profile_points")
+            subprocess.run(
+                [sys.executable, "-m", "points", "migrate"],
+                env={**os.environ, "POINTS_DATABASE_URL": url},
+                check=True,
+                capture_output=True,
+            )
+            asyncio.run(run(url, args.what, args.requests, args.profile))
+        finally:
+            postgres.stop()
+
+
+if __name__ == "__main__":
+    main()
