@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, cast
 
@@ -12,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy import ClauseElement, MetaData
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from loyalty_shared import jsontext
 from loyalty_shared.settings import CommonSettings
 
 NAMING_CONVENTION = {
@@ -34,13 +35,6 @@ def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _json_dumps(value: object) -> str:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which JSONB can hold
-        return json.dumps(value, default=str)
-
-
 def create_engine(settings: CommonSettings) -> AsyncEngine:
     return create_async_engine(
         settings.sqlalchemy_url(),
@@ -49,7 +43,7 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
         pool_pre_ping=False,
         # JSON/JSONB parameters and results through orjson (the stdlib's json showed up
         # in profiles of the hot paths: several documents per order).
-        json_serializer=_json_dumps,
+        json_serializer=jsontext.dumps,
         json_deserializer=orjson.loads,
         # asyncpg's statement cache is on by default; keep it for the hot paths.
         connect_args={"server_settings": {"application_name": settings.service_name}},
@@ -76,7 +70,7 @@ Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 # --- hot paths: Core statements compiled once, run on the session's asyncpg connection ---
 
-_DRIVER_DIALECT = postgresql_asyncpg.dialect(json_serializer=_json_dumps)  # type: ignore[no-untyped-call]
+_DRIVER_DIALECT = postgresql_asyncpg.dialect(json_serializer=jsontext.dumps)  # type: ignore[no-untyped-call]
 
 
 class CompiledStatement:
@@ -132,6 +126,24 @@ _DRIVER_KEY = "loyalty.driver_connection"
 _ANY_TRANSACTION = object()  # a HotTransaction's session: one connection for its whole life
 
 
+async def _begun_driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under ``conn``, its transaction begun (``BEGIN`` sent).
+
+    SQLAlchemy's asyncpg adapter begins lazily, at the first statement it runs itself;
+    statements run on the driver directly need it begun. (The adapter's attributes are
+    private: the version is pinned in uv.lock and every hot path's tests go through here.)
+    """
+    fairy = await conn.get_raw_connection()
+    adapter: Any = fairy.dbapi_connection
+    if adapter is None:  # pragma: no cover - a checked-out connection always has one
+        raise RuntimeError("connection is not checked out")
+    if adapter._transaction is None:
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+    return cast(asyncpg.Connection, fairy.driver_connection)
+
+
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection of the session's transaction, with the transaction begun.
 
@@ -145,17 +157,7 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     ):
         return cast(asyncpg.Connection, cached[1])
     conn = await session.connection()
-    fairy = await conn.get_raw_connection()
-    adapted = fairy.dbapi_connection
-    if adapted is None:  # pragma: no cover - a checked-out connection always has one
-        raise RuntimeError("connection is not checked out")
-    # SQLAlchemy's asyncpg adapter (pinned in uv.lock; tests run every hot path through it)
-    adapter: Any = adapted
-    if adapter._transaction is None:
-        async with adapter._execute_mutex:
-            if adapter._transaction is None:
-                await adapter._start_transaction()
-    driver = cast(asyncpg.Connection, fairy.driver_connection)
+    driver = await _begun_driver(conn)
     # remembered for this transaction only: after a commit the connection may go back to the pool
     session.info[_DRIVER_KEY] = (session.sync_session.get_transaction(), driver)
     return driver
@@ -177,12 +179,7 @@ class HotTransaction:
         conn = await self._engine.connect()
         try:
             await conn.begin()
-            fairy = await conn.get_raw_connection()
-            adapter: Any = fairy.dbapi_connection
-            if adapter._transaction is None:
-                async with adapter._execute_mutex:
-                    if adapter._transaction is None:
-                        await adapter._start_transaction()
+            driver = await _begun_driver(conn)
         except BaseException:
             await conn.close()
             raise
@@ -193,7 +190,7 @@ class HotTransaction:
             expire_on_commit=False,
             autoflush=False,
         )
-        self._session.info[_DRIVER_KEY] = (_ANY_TRANSACTION, fairy.driver_connection)
+        self._session.info[_DRIVER_KEY] = (_ANY_TRANSACTION, driver)
         return self._session
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:

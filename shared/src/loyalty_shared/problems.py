@@ -5,10 +5,12 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -164,11 +166,20 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Errors of a database that cannot be reached (asyncpg's own, raised on the hot paths'
+# driver connection, and the network's); SQLAlchemy wraps them in its DBAPIError.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    ConnectionError,
+    socket.gaierror,
+)
+
+
 def database_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached now (not that a statement failed)."""
-    import asyncpg
-    from sqlalchemy import exc as sa_exc
-
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
         return True
     if isinstance(exc, sa_exc.DBAPIError):
@@ -178,15 +189,7 @@ def database_unreachable(exc: BaseException) -> bool:
             return True
         exc = exc.orig if exc.orig is not None else exc
         exc = getattr(exc, "__cause__", None) or exc
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.AdminShutdownError
-        | ConnectionError
-        | socket.gaierror,
-    )
+    return isinstance(exc, _UNREACHABLE)
 
 
 async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -219,18 +222,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
-    import asyncpg
-    from sqlalchemy import exc as sa_exc
-
-    for database_error in (
-        sa_exc.DBAPIError,
-        sa_exc.TimeoutError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.AdminShutdownError,
-        ConnectionError,
-        socket.gaierror,
-    ):
+    for database_error in (sa_exc.DBAPIError, sa_exc.TimeoutError, *_UNREACHABLE):
         app.add_exception_handler(database_error, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)

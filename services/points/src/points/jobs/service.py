@@ -9,6 +9,7 @@ Both take an explicit ``now`` so tests (and back-fills) can move the clock.
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import ColumnElement, select, update
@@ -58,20 +59,30 @@ async def _members_with(
         return [r[0] for r in rows]
 
 
-async def mature_member(session: AsyncSession, member_id: str, now: datetime) -> tuple[int, int]:
-    """Turn the member's due pending lots available; returns (lots, points)."""
+async def _lock_and_read_due(
+    session: AsyncSession, member_id: str, due_at: Any, conditions: Sequence[Any]
+) -> tuple[ledger.LockedBalance, Sequence[Any]] | None:
+    """The member's balance lock, then their lots due by ``conditions`` (oldest ``due_at``
+    first); None when the member is gone or nothing is due."""
     locked = await ledger.lock_balance(session, member_id)
     if locked is None:
-        return 0, 0
+        return None
     due = (
         await session.execute(
-            select(lots.c.id, lots.c.remaining, lots.c.available_at)
-            .where(lots.c.member_id == member_id, *_due_pending(now))
-            .order_by(lots.c.available_at, lots.c.id)
+            select(lots.c.id, lots.c.remaining, due_at)
+            .where(lots.c.member_id == member_id, *conditions)
+            .order_by(due_at, lots.c.id)
         )
     ).all()
-    if not due:
+    return (locked, due) if due else None
+
+
+async def mature_member(session: AsyncSession, member_id: str, now: datetime) -> tuple[int, int]:
+    """Turn the member's due pending lots available; returns (lots, points)."""
+    found = await _lock_and_read_due(session, member_id, lots.c.available_at, _due_pending(now))
+    if found is None:
         return 0, 0
+    locked, due = found
     posting = ledger.Posting(session, locked, "lot", "maturing", now, reason="return window closed")
     matured = []
     for lot in due:
@@ -112,18 +123,10 @@ async def mature_member(session: AsyncSession, member_id: str, now: datetime) ->
 
 async def expire_member(session: AsyncSession, member_id: str, now: datetime) -> tuple[int, int]:
     """Expire what is left of the member's lots past their date; returns (lots, points)."""
-    locked = await ledger.lock_balance(session, member_id)
-    if locked is None:
+    found = await _lock_and_read_due(session, member_id, lots.c.expires_at, _due_expiry(now))
+    if found is None:
         return 0, 0
-    due = (
-        await session.execute(
-            select(lots.c.id, lots.c.remaining, lots.c.expires_at)
-            .where(lots.c.member_id == member_id, *_due_expiry(now))
-            .order_by(lots.c.expires_at, lots.c.id)
-        )
-    ).all()
-    if not due:
-        return 0, 0
+    locked, due = found
     posting = ledger.Posting(session, locked, "lot", "expiry", now, reason="points expired")
     for lot in due:
         posting.entry(lm.EXPIRE, f"lot:{lot.id}:expire", points=-lot.remaining, lot_id=lot.id)
