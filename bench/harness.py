@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +65,7 @@ class WrkResult:
     requests: int
     non_2xx: int
     errors: int
+    cpu_ms: dict[str, float] | None = None  # CPU per request by process group, when metered
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -85,14 +86,18 @@ def run_wrk(
     connections: int = 32,
     duration_s: int = 10,
     threads: int = 2,
+    meter: dict[str, Callable[[], Sequence[int]]] | None = None,
 ) -> WrkResult:
+    """Run wrk; with `meter` ({group: pids()}), also the CPU each group used per request."""
     cmd = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
     cmd.append(url)
     if script_args:
         cmd += ["--", *script_args]
+    before = {g: cpu_seconds(pids()) for g, pids in (meter or {}).items()}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    used = {g: cpu_seconds(pids()) - before[g] for g, pids in (meter or {}).items()}
     if not re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M):
         raise RuntimeError(f"wrk gave no latency distribution for {name!r}:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
@@ -110,7 +115,58 @@ def run_wrk(
         requests=total,
         non_2xx=int(non2xx.group(1)) if non2xx else 0,
         errors=sum(int(g) for g in errors.groups()) if errors else 0,
+        cpu_ms={g: secs * 1000 / max(total, 1) for g, secs in used.items()} if meter else None,
     )
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by these processes and their reaped children.
+
+    A child that exits moves its time into its parent's cutime/cstime, so the sum over a
+    process group with its parent stays monotonic while backends come and go.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / _TICKS
+
+
+def pids_named(name: str) -> list[int]:
+    """Every process whose command name is `name` (e.g. all of Postgres's backends)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (uvicorn workers, for instance)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -148,13 +204,13 @@ def infra() -> Iterator[Infra]:
 
 
 @contextmanager
-def process(cmd: Sequence[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+def process(cmd: Sequence[str], env: dict[str, str], ready_url: str) -> Iterator[int]:
     proc = subprocess.Popen(
         list(cmd), env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         wait_http(ready_url)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, cast
 
 import asyncpg
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import ClauseElement, MetaData
+from sqlalchemy import ClauseElement, Engine, MetaData
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -35,11 +40,82 @@ def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class FairGate:
+    """First come, first served admission to a connection pool.
+
+    SQLAlchemy's async pool hands a returned connection to whoever asks next: a request
+    that arrives just then takes it (``get_nowait``) and the waiter that was woken for it
+    goes back to the *end* of the queue (asyncio.Queue's ``get``). Under a steady load
+    above the pool's size some requests lose that race again and again: measured on
+    checkout, p99 was 4-5x p50, and 2x once the pool never had to wait. Requests pass
+    this gate before they take a connection: it has as many slots as the pool, a freed
+    slot goes straight to the longest waiter, and a request that arrives meanwhile queues
+    behind it. So the pool itself never has to wait, and the order is the arrival order.
+    """
+
+    def __init__(self, slots: int, timeout_s: float) -> None:
+        self._free = slots
+        self._timeout_s = timeout_s
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot arrived as we gave up: pass it on
+            else:
+                waiter.cancel()
+                if waiter in self._waiters:  # release() may have dropped it already
+                    self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise sa_exc.TimeoutError(
+                    f"no database connection came free within {self._timeout_s:g} s"
+                ) from exc
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands; _free is unchanged
+                return
+        self._free += 1
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, FairGate] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def pool_slot(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold one of the engine's pool slots (FIFO) around a request's use of a connection."""
+    gate = _GATES.get(engine.sync_engine)
+    if gate is None:  # an engine not made by create_engine: the pool alone
+        yield
+        return
+    await gate.acquire()
+    try:
+        yield
+    finally:
+        gate.release()
+
+
 def create_engine(settings: CommonSettings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url(),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
         # JSON/JSONB parameters and results through orjson (the stdlib's json showed up
         # in profiles of the hot paths: several documents per order).
@@ -48,6 +124,10 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
         # asyncpg's statement cache is on by default; keep it for the hot paths.
         connect_args={"server_settings": {"application_name": settings.service_name}},
     )
+    _GATES[engine.sync_engine] = FairGate(
+        settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout_seconds
+    )
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -61,7 +141,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     is sent: a client never sees a 2xx for a write that did not commit.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session, session.begin():
+    async with pool_slot(request.app.state.engine), sessionmaker() as session, session.begin():
         yield session
 
 
@@ -176,12 +256,19 @@ class HotTransaction:
         self._engine = engine
 
     async def __aenter__(self) -> AsyncSession:
-        conn = await self._engine.connect()
+        self._slot = pool_slot(self._engine)
+        await self._slot.__aenter__()
+        try:
+            conn = await self._engine.connect()
+        except BaseException:
+            await self._slot.__aexit__(None, None, None)
+            raise
         try:
             await conn.begin()
             driver = await _begun_driver(conn)
         except BaseException:
             await conn.close()
+            await self._slot.__aexit__(None, None, None)
             raise
         self._conn = conn
         self._session = AsyncSession(
@@ -204,4 +291,7 @@ class HotTransaction:
                 await self._session.close()
                 await self._conn.rollback()
         finally:
-            await self._conn.close()
+            try:
+                await self._conn.close()
+            finally:
+                await self._slot.__aexit__(None, None, None)
