@@ -77,7 +77,7 @@ async def call(app: Any, method: str, path: str, body: Any = None) -> int:
     return status[0]
 
 
-async def run(url: str, what: str, requests: int, profile: bool) -> None:
+async def run(url: str, what: str, requests: int, profile: bool, dump: str | None) -> None:
     from points.main import create_app
     from points.settings import PointsSettings
 
@@ -131,6 +131,8 @@ async def run(url: str, what: str, requests: int, profile: bool) -> None:
             calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
             print(f"{what}: {calls / requests:,.0f} Python function calls per request")
             stats.sort_stats("tottime").print_stats(25)
+            if dump:
+                stats.dump_stats(dump)
 
 
 def main() -> None:
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("what", choices=["orders", "member"], nargs="?", default="orders")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--requests", type=int, default=1600)
+    parser.add_argument("--dump", metavar="FILE", help="with --profile: save the pstats there")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="profile-points-") as tmp:
         postgres = EmbeddedPostgres(Path(tmp) / "pg", fast=True)
@@ -151,7 +154,7 @@ def main() -> None:
                 check=True,
                 capture_output=True,
             )
-            asyncio.run(run(url, args.what, args.requests, args.profile))
+            asyncio.run(run(url, args.what, args.requests, args.profile, args.dump))
         finally:
             postgres.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -45,6 +46,21 @@ class HttpMetrics:
             ["method", "route", "status"],
             registry=registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request: its latency and its count (the labelled children made once each)."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            label = str(status)
+            children = (
+                self.latency.labels(method, route, label),
+                self.requests.labels(method, route, label),
+            )
+            self._children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
 
 
 class RequestContextMiddleware:
@@ -89,8 +105,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.latency.labels(method, template, str(status)).observe(elapsed)
-            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.observe(method, template, status, elapsed)
             path = scope["path"]
             if path not in self.quiet_paths:
                 access_log.info(

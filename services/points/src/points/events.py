@@ -3,10 +3,13 @@
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.events import CloudEvent, make_event
+from loyalty_shared.ids import uuid7
 from loyalty_shared.outbox import enqueue
+from loyalty_shared.request_context import current_request_id
 from loyalty_shared.topics import POINTS_EVENTS
 
 SOURCE = "loyalty/points"
@@ -30,6 +33,48 @@ def points_event(
     type_: str, member_id: str, data: dict[str, Any], *, time: datetime | None = None
 ) -> CloudEvent:
     return make_event(SOURCE, type_, member_id, data, time=time)
+
+
+_TIME = TypeAdapter(datetime)
+
+
+def outbox_row(
+    type_: str, member_id: str, data: dict[str, Any], *, time: datetime
+) -> dict[str, Any]:
+    """The outbox row of ``points_event(...)`` (as ``loyalty_shared.outbox.outbox_row`` makes
+    it), built directly for the checkout's two events.
+
+    The pydantic envelope validated the type (a constant here, checked below for every type
+    this module declares) and that the time carries an offset (the checkout's times are
+    ``AwareDatetime``), then dumped every field again; here the envelope is written as that
+    dump would write it, the time through pydantic's own serialiser. ``data`` must already
+    be JSON values (strings, numbers, booleans, None, lists, dicts), as the checkout's are.
+    ``tests/test_event_rows.py`` checks rows and bytes against the pydantic path.
+    """
+    if time.tzinfo is None:
+        raise ValueError("event time must carry a UTC offset")
+    event_id = uuid7()
+    headers = {"ce_type": type_}
+    request_id = current_request_id()
+    if request_id:
+        headers["x-request-id"] = request_id
+    return {
+        "event_id": event_id,
+        "topic": POINTS_EVENTS,
+        "key": member_id or event_id,
+        "event_type": type_,
+        "payload": {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": SOURCE,
+            "type": type_,
+            "time": _TIME.dump_python(time, mode="json"),
+            "subject": member_id,
+            "datacontenttype": "application/json",
+            "data": data,
+        },
+        "headers": headers,
+    }
 
 
 def tier_changed(
@@ -63,3 +108,22 @@ async def publish(session: AsyncSession, *events: CloudEvent) -> None:
     from points.db import outbox
 
     await enqueue(await session.connection(), outbox, POINTS_EVENTS, *events)
+
+
+# the envelope's type check, once for every type above (``outbox_row`` skips it)
+for _type in (
+    MEMBER_ENROLLED,
+    ORDER_RECORDED,
+    ORDER_REFUNDED,
+    POINTS_EARNED,
+    POINTS_MATURED,
+    POINTS_REVERSED,
+    POINTS_REDEEMED,
+    REDEMPTION_CANCELLED,
+    POINTS_EXPIRED,
+    POINTS_ADJUSTED,
+    TIER_CHANGED,
+    INTERACTION_RECORDED,
+    MEMBER_ERASED,
+):
+    CloudEvent(source=SOURCE, type=_type)

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
 from loyalty_shared.db import HotTransaction, Session
-from loyalty_shared.lean import json_response
+from loyalty_shared.lean import fast_lane, json_response
 from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
 from points.members import privacy, service
@@ -39,6 +39,7 @@ async def enrol_member(
 @status_router.get(
     "/{member_id}", response_model=MemberStatus, summary="Membership status and balance"
 )
+@fast_lane(member_id=ClientId)
 async def get_member(member_id: Annotated[ClientId, Path()], request: Request) -> Response:
     # read by every app screen and the gateway's composite status: see docs/performance.md
     state = request.app.state

@@ -4,7 +4,7 @@ import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, String, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.db import CompiledStatement, driver_connection
@@ -137,10 +137,27 @@ async def enrol(
     )
 
 
-def _status_statements() -> tuple[CompiledStatement, CompiledStatement]:
-    """Built once (GET /v1/members/{id} is what every app screen and checkout page reads)."""
+def _status_statement() -> CompiledStatement:
+    """Built once (GET /v1/members/{id} is what every app screen and checkout page reads).
+
+    One statement, so one round trip and one snapshot: the member, its balance, the counts
+    the badges need, and the next expiry dates (``ledger.expiring_soon_statement``) as an
+    array of (points, expires_at) records in date order, NULL when nothing expires.
+    """
     member_id = bindparam("p_member_id", type_=String)
     count = func.count
+    soon = ledger.expiring_soon_statement(
+        member_id, bindparam("p_now"), bindparam("p_limit")
+    ).subquery("soon")
+    expiring_soon = (
+        select(
+            func.array_agg(
+                aggregate_order_by(func.row(soon.c.points, soon.c.expires_at), soon.c.expires_at)
+            )
+        )
+        .scalar_subquery()
+        .label("expiring_soon")
+    )
     member_row = (
         select(
             Member.member_id,
@@ -168,16 +185,15 @@ def _status_statements() -> tuple[CompiledStatement, CompiledStatement]:
             .where(check_ins.c.member_id == member_id)
             .scalar_subquery()
             .label("check_in_days"),
+            expiring_soon,
         )
         .join(Balance, Balance.member_id == Member.member_id)
         .where(Member.member_id == member_id, Member.erased_at.is_(None))
     )
-    return CompiledStatement(member_row), CompiledStatement(
-        ledger.expiring_soon_statement(member_id, bindparam("p_now"), bindparam("p_limit"))
-    )
+    return CompiledStatement(member_row)
 
 
-_MEMBER_ROW, _EXPIRING_SOON = _status_statements()
+_MEMBER_STATUS = _status_statement()
 
 
 async def status(
@@ -191,14 +207,18 @@ async def status(
     now = now or datetime.now(UTC)
     ladder = await cache.ladder(session, now) if cache is not None else await load_ladder(session)
     conn = await driver_connection(session)
-    row = await _MEMBER_ROW.fetchrow(
-        conn, {"p_member_id": member_id, "p_window_start": growth_window_start(ladder, now)}
+    row = await _MEMBER_STATUS.fetchrow(
+        conn,
+        {
+            "p_member_id": member_id,
+            "p_window_start": growth_window_start(ladder, now),
+            "p_now": now,
+            "p_limit": settings.expiring_soon_limit,
+        },
     )
     if row is None:
         raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
-    soon = await _EXPIRING_SOON.fetch(
-        conn, {"p_member_id": member_id, "p_now": now, "p_limit": settings.expiring_soon_limit}
-    )
+    soon = row["expiring_soon"] or ()
     growth = max(0, int(row["rolling"]))
     enrolled_at = row["enrolled_at"]
     lifetime_earned = row["lifetime_earned"]
@@ -223,7 +243,8 @@ async def status(
             pending=row["pending"],
             debt=row["debt"],
             expiring_soon=[
-                ExpiringPoints(points=int(r["points"]), expires_at=r["expires_at"]) for r in soon
+                ExpiringPoints(points=int(points), expires_at=expires_at)
+                for points, expires_at in soon
             ],
         ),
         lifetime_earned=lifetime_earned,

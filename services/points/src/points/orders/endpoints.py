@@ -4,7 +4,7 @@ from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
 from loyalty_shared.db import HotTransaction, Session
-from loyalty_shared.lean import json_body, read_json
+from loyalty_shared.lean import fast_lane, json_body, read_json
 from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard_for
 from points.identifiers import ClientId
 from points.orders import batch, service
@@ -28,6 +28,7 @@ checkout_router = APIRouter(prefix="/v1/orders", tags=["orders"])
     },
     openapi_extra={**json_body(OrderIn), "parameters": [HEADER_PARAMETER]},
 )
+@fast_lane()
 async def record_order(request: Request) -> Response:
     # Checkout's hot path, so no FastAPI parameters: the body is parsed and validated by
     # pydantic in one pass, the header read directly, and the transaction opened here

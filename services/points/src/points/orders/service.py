@@ -36,8 +36,6 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.db import CompiledStatement, driver_connection
-from loyalty_shared.outbox import outbox_row
-from loyalty_shared.topics import POINTS_EVENTS
 from points import events
 from points.campaigns.calculator import Campaign, CampaignResult, OrderFacts, apply_campaigns
 from points.db import outbox
@@ -173,14 +171,17 @@ def compute_earning(
     """Base x tier multiplier (rounded down) + campaign bonus; and what counts toward growth."""
     base = base_points(data.amount, rate)
     multiplied = int((base * tier.multiplier).to_integral_value(rounding=ROUND_FLOOR))
-    facts = OrderFacts.from_items(
-        amount=data.amount,
-        occurred_at=data.occurred_at,
-        is_first_order=is_first_order,
-        member_tier=tier.code,
-        items=data.items,
-    )
-    result = apply_campaigns(facts, campaigns, base, tier.multiplier)
+    if campaigns:
+        facts = OrderFacts.from_items(
+            amount=data.amount,
+            occurred_at=data.occurred_at,
+            is_first_order=is_first_order,
+            member_tier=tier.code,
+            items=data.items,
+        )
+        result = apply_campaigns(facts, campaigns, base, tier.multiplier)
+    else:  # what apply_campaigns answers for no campaigns, without the order's facts
+        result = CampaignResult(bonus_points=0)
     tier_bonus = multiplied - base
     parts: tuple[tuple[GrowthPointType, int], ...] = (
         ("purchase", base),
@@ -256,7 +257,7 @@ async def record_order_once(
     )
     currency = data.currency or settings.default_currency
     items = [i.model_dump(mode="json") for i in data.items]
-    order_event = events.points_event(
+    order_event = events.outbox_row(
         events.ORDER_RECORDED,
         data.member_id,
         {
@@ -276,7 +277,7 @@ async def record_order_once(
         },
         time=data.occurred_at,
     )
-    earned_event = events.points_event(
+    earned_event = events.outbox_row(
         events.POINTS_EARNED,
         data.member_id,
         {
@@ -307,7 +308,7 @@ async def record_order_once(
         expires_at=expires_at,
         fingerprint=fingerprint,
         response=response.model_dump(mode="json"),
-        outbox_rows=[outbox_row(POINTS_EVENTS, e) for e in (order_event, earned_event)],
+        outbox_rows=[order_event, earned_event],
     )
     if not inserted:
         return await _replay(session, data, fingerprint), False
