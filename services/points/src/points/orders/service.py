@@ -1,7 +1,7 @@
 """Recording completed orders: points earned once per order id (the hot path of every checkout).
 
-Round trips: lock the balance row (the same statement reads the member's growth value
-over the rolling window and whether this is the first order); one statement of
+Round trips: lock the balance row; read the member's growth value over the rolling
+window (from the balance row's window cache) and whether this is the first order; one statement of
 data-modifying CTEs (order, lot, entry, balance and the two outbox events). The tier ladder
 and the running campaigns come from the in-process ``RulesCache`` (a few seconds old at
 most). Only rare cases cost more: a tier upgrade (member row + tier.changed event), a
@@ -78,39 +78,53 @@ class OrderMember:
     growth_value: int  # over the ladder's rolling window, as of the order
     has_orders: bool
     referred_by: str | None
+    # for the balance row's window cache (``ledger.window_growth``)
+    window_start: datetime
+    window_sum: int  # the exact sum (growth_value is never below 0)
+    latest_entry_id: int
 
 
-def _lock_for_order_statement() -> Any:
-    """The balance lock of ``ledger.lock_balance`` plus growth value and first-order facts."""
+def _order_statements_before_write() -> tuple[Any, Any]:
+    """The balance lock of ``ledger.lock_balance``; then, once it is held, the member's facts.
+
+    Two statements on purpose. Under READ COMMITTED a statement reads the database as of
+    its start: a ``SELECT ... FOR UPDATE`` that waited for another checkout of the same
+    member sees that checkout's balance row (Postgres re-reads the locked row) but not its
+    order or its ledger entry. Read in the locking statement, "is this the first order"
+    and the window's growth value could both miss a concurrent order: two simultaneous
+    first orders would both get a first-order bonus. Read after the lock, they include
+    every write the lock waited for.
+    """
     from points.members.models import Member
 
     members = Member.__table__
     member_id = bindparam("p_member_id", type_=String)
-    return ledger.balance_lock_statement(
-        members.c.referred_by,
-        ledger.rolling_growth(member_id, bindparam("p_window_start", type_=DateTime(True))).label(
+    lock = ledger.balance_lock_statement(members.c.referred_by, live_only=True, member_id=member_id)
+    facts = select(
+        ledger.window_growth(bindparam("p_window_start", type_=DateTime(True))).label(
             "rolling_growth"
         ),
+        ledger.latest_entry_id().label("latest_entry_id"),
         exists(select(orders.c.order_id).where(orders.c.member_id == member_id)).label(
             "has_orders"
         ),
-        live_only=True,
-        member_id=member_id,
-    )
+    ).where(balances.c.member_id == member_id)
+    return lock, facts
 
 
-_LOCK_FOR_ORDER = CompiledStatement(_lock_for_order_statement())
+_LOCK_FOR_ORDER, _ORDER_FACTS = (CompiledStatement(s) for s in _order_statements_before_write())
 
 
 async def lock_for_order(
     session: AsyncSession, member_id: str, window_start: datetime
 ) -> OrderMember | None:
     conn = await driver_connection(session)
-    row = await _LOCK_FOR_ORDER.fetchrow(
-        conn, {"p_member_id": member_id, "p_window_start": window_start}
-    )
+    row = await _LOCK_FOR_ORDER.fetchrow(conn, {"p_member_id": member_id})
     if row is None:
         return None
+    facts = await _ORDER_FACTS.fetchrow(
+        conn, {"p_member_id": member_id, "p_window_start": window_start}
+    )
     locked = ledger.LockedBalance(
         row["member_id"],
         row["available"],
@@ -120,8 +134,15 @@ async def lock_for_order(
         row["growth_value"],
         row["tier"],
     )
+    window_sum = int(facts["rolling_growth"])
     return OrderMember(
-        locked, max(0, int(row["rolling_growth"])), bool(row["has_orders"]), row["referred_by"]
+        locked,
+        max(0, window_sum),
+        bool(facts["has_orders"]),
+        row["referred_by"],
+        window_start,
+        window_sum,
+        int(facts["latest_entry_id"]),
     )
 
 
@@ -306,6 +327,7 @@ async def record_order_once(
         available_at=available_at,
         expires_at=expires_at,
         fingerprint=fingerprint,
+        window=member,
         response=response.model_dump(mode="json"),
         outbox_rows=[outbox_row(POINTS_EVENTS, e) for e in (order_event, earned_event)],
     )
@@ -469,6 +491,10 @@ def _order_statements() -> tuple[Any, Any]:
             pending=balances.c.pending + bindparam("p_d_pending", type_=BigInteger),
             lifetime_earned=balances.c.lifetime_earned + bindparam("p_points", type_=BigInteger),
             growth_value=balances.c.growth_value + bindparam("p_growth", type_=BigInteger),
+            # the window as the lock read it; this order's entry counts as written since
+            growth_cache_start=bindparam("p_window_start", type_=at),
+            growth_cache_sum=bindparam("p_window_sum", type_=BigInteger),
+            growth_cache_entry_id=bindparam("p_cache_entry_id", type_=BigInteger),
         )
         .returning(balances.c.member_id)
         .cte("new_balance")
@@ -497,6 +523,7 @@ async def _write_order(
     available_at: datetime,
     expires_at: datetime | None,
     fingerprint: str,
+    window: OrderMember,
     response: dict[str, Any],
     outbox_rows: list[dict[str, Any]],
 ) -> tuple[bool, int | None]:
@@ -534,6 +561,9 @@ async def _write_order(
         p_d_available=0 if pending else points,
         p_d_pending=points if pending else 0,
         p_earn_key=earn_key(data.order_id),
+        p_window_start=window.window_start,
+        p_window_sum=window.window_sum,
+        p_cache_entry_id=window.latest_entry_id,
     )
     row = await _ORDER_AND_CREDIT.fetchrow(conn, params)
     if row is None:
