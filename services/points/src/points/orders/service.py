@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     exists,
+    func,
     literal_column,
     select,
     true,
@@ -85,22 +86,28 @@ class OrderMember:
 
 
 def _order_statements_before_write() -> tuple[Any, Any]:
-    """The balance lock of ``ledger.lock_balance``; then, once it is held, the member's facts.
+    """The balance lock with the member's facts; and the facts alone, for a lock that waited.
 
-    Two statements on purpose. Under READ COMMITTED a statement reads the database as of
-    its start: a ``SELECT ... FOR UPDATE`` that waited for another checkout of the same
-    member sees that checkout's balance row (Postgres re-reads the locked row) but not its
-    order or its ledger entry. Read in the locking statement, "is this the first order"
-    and the window's growth value could both miss a concurrent order: two simultaneous
-    first orders would both get a first-order bonus. Read after the lock, they include
-    every write the lock waited for.
+    Under READ COMMITTED a statement reads the database as of its start. A ``SELECT ...
+    FOR UPDATE`` that waited for another checkout of the same member locks (and returns)
+    that checkout's balance row, because Postgres re-reads the row it locks, but the rest
+    of the statement still sees the database from before: not that checkout's order nor
+    its ledger entry. So "is this the first order" and the window's growth value could
+    miss a concurrent order (8 simultaneous first orders all got a first-order bonus).
+
+    The locking statement therefore also says whether the row it locked is the version its
+    own snapshot sees (``xmin``, the transaction that wrote the row version, is the same).
+    Every write of an order or a ledger entry updates the member's balance row, so when the
+    two agree nothing was committed for this member after the snapshot and the facts read
+    with the lock hold. When they differ (the lock waited for a writer), the facts are read
+    again by a second statement, which sees every write the lock waited for.
     """
     from points.members.models import Member
 
     members = Member.__table__
     member_id = bindparam("p_member_id", type_=String)
-    lock = ledger.balance_lock_statement(members.c.referred_by, live_only=True, member_id=member_id)
-    facts = select(
+    snapshot_balance = balances.alias("snapshot_balance")
+    facts = (
         ledger.window_growth(bindparam("p_window_start", type_=DateTime(True))).label(
             "rolling_growth"
         ),
@@ -108,8 +115,21 @@ def _order_statements_before_write() -> tuple[Any, Any]:
         exists(select(orders.c.order_id).where(orders.c.member_id == member_id)).label(
             "has_orders"
         ),
-    ).where(balances.c.member_id == member_id)
-    return lock, facts
+    )
+    row_version = literal_column("balances.xmin", Text)
+    lock = ledger.balance_lock_statement(
+        members.c.referred_by,
+        *facts,
+        (
+            row_version
+            == select(literal_column("snapshot_balance.xmin", Text))
+            .where(snapshot_balance.c.member_id == member_id)
+            .scalar_subquery()
+        ).label("facts_current"),
+        live_only=True,
+        member_id=member_id,
+    )
+    return lock, select(*facts).where(balances.c.member_id == member_id)
 
 
 _LOCK_FOR_ORDER, _ORDER_FACTS = (CompiledStatement(s) for s in _order_statements_before_write())
@@ -119,12 +139,11 @@ async def lock_for_order(
     session: AsyncSession, member_id: str, window_start: datetime
 ) -> OrderMember | None:
     conn = await driver_connection(session)
-    row = await _LOCK_FOR_ORDER.fetchrow(conn, {"p_member_id": member_id})
+    params = {"p_member_id": member_id, "p_window_start": window_start}
+    row = await _LOCK_FOR_ORDER.fetchrow(conn, params)
     if row is None:
         return None
-    facts = await _ORDER_FACTS.fetchrow(
-        conn, {"p_member_id": member_id, "p_window_start": window_start}
-    )
+    facts = row if row["facts_current"] else await _ORDER_FACTS.fetchrow(conn, params)
     locked = ledger.LockedBalance(
         row["member_id"],
         row["available"],
@@ -415,7 +434,19 @@ def _order_statements() -> tuple[Any, Any]:
         )
         .cte("new_events")
     )
-    without_points = select(order_cte.c.order_id).add_cte(outbox_cte)
+    # an order that earns nothing still writes the member's balance row: the next
+    # checkout's lock relies on it to know that its facts may be out of date
+    touch_cte = (
+        update(balances)
+        .where(
+            balances.c.member_id == bindparam("p_member_id", type_=String),
+            exists(select(order_cte.c.order_id)),
+        )
+        .values(updated_at=func.now())
+        .returning(balances.c.member_id)
+        .cte("touched_balance")
+    )
+    without_points = select(order_cte.c.order_id).add_cte(outbox_cte, touch_cte)
 
     lot_cte = (
         insert(lots)
