@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from loyalty_shared.testing import (
     Infra,
@@ -513,3 +514,50 @@ def test_calculator_properties(
         assert {c.campaign_id for c in applied} == {c.campaign_id for c in eligible if c.stackable}
     # only eligible campaigns apply, and nothing eligible is silently dropped
     assert set(result.applied) | set(result.excluded) == {c.campaign_id for c in eligible}
+
+
+async def test_simultaneous_first_orders_of_a_member_get_one_first_order_bonus(
+    client: httpx.AsyncClient, campaigns_app: FastAPI
+) -> None:
+    """Each checkout reads "is this the first order" after it holds the member's lock."""
+    # exclusive at the top priority: whatever else runs in this module, it decides alone
+    campaign = campaign_body(
+        "first_order_bonus", bonus_points=77, priority=1000, stacking="exclusive"
+    )
+    assert (await client.post("/v1/campaigns", json=campaign)).status_code == 201
+    member = f"m-{uuid.uuid4().hex[:12]}"
+    assert (await client.post("/v1/members", json={"member_id": member})).status_code == 201
+    bonuses = 0
+    for wave in range(3):  # later waves read the window cache written under contention
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/orders",
+                    json={
+                        "order_id": f"o-{uuid.uuid4().hex[:12]}",
+                        "member_id": member,
+                        "amount": "10.00",
+                        # a second apart, in no particular order
+                        "occurred_at": (NOW - timedelta(seconds=(n * 5) % 8)).isoformat(),
+                    },
+                )
+                for n in range(8)
+            )
+        )
+        assert [a.status_code for a in answers] == [201] * 8
+        bonuses += sum(campaign["campaign_id"] in a.json()["campaigns_applied"] for a in answers)
+        # the growth value counts every order once (read through the window cache)
+        status = (await client.get(f"/v1/members/{member}")).json()
+        async with campaigns_app.state.engine.connect() as conn:
+            full = (
+                await conn.execute(
+                    text(
+                        "SELECT coalesce(sum(growth_delta), 0) FROM ledger_entries"
+                        " WHERE member_id = :m"
+                    ),
+                    {"m": member},
+                )
+            ).scalar_one()
+        assert full > 0
+        assert status["growth_value"] == full, wave
+    assert bonuses == 1

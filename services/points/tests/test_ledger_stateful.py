@@ -34,7 +34,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import text
+from sqlalchemy import DateTime, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from loyalty_shared.testing import Infra, migrated_database
@@ -42,6 +42,8 @@ from points.adjustments import service as adjustments
 from points.adjustments.schemas import AdjustmentIn
 from points.errors import InsufficientPoints, PointsInDebt, RefundExceedsOrder
 from points.jobs.service import run_ledger_jobs
+from points.ledger import service as ledger
+from points.ledger.models import balances
 from points.members import service as members
 from points.members.schemas import MemberIn
 from points.orders import service as orders
@@ -352,6 +354,33 @@ class LedgerMachine(RuleBasedStateMachine):
         self.clock += timedelta(days=days)
 
     # -- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def window_growth_cache_is_exact(self) -> None:
+        """The balance row's window cache gives the full sum, for windows on either side."""
+        starts = [self.clock - timedelta(days=d) for d in (400, 95, 41, 12, 4, 0)]
+
+        async def read() -> list[Any]:
+            async with self.sessionmaker() as session:
+                found = []
+                for member in self.members:
+                    for start in starts:
+                        row = (
+                            await session.execute(
+                                select(
+                                    ledger.window_growth(bindparam("w", type_=DateTime(True))),
+                                    ledger.rolling_growth(
+                                        balances.c.member_id, bindparam("w", type_=DateTime(True))
+                                    ),
+                                ).where(balances.c.member_id == member),
+                                {"w": start},
+                            )
+                        ).one()
+                        found.append((member, start, int(row[0]), int(row[1])))
+                return found
+
+        for member, start, cached, full in self.runner.run(read()):
+            assert cached == full, (member, start, cached, full)
 
     @invariant()
     def ledger_is_consistent(self) -> None:

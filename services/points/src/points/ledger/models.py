@@ -78,6 +78,15 @@ class Balance(Base):
     lifetime_earned: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     growth_value: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     debt: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # The rolling-window growth value, kept so that an order need not add up the member's
+    # whole window (``ledger.window_growth``): ``growth_cache_sum`` is the sum of
+    # ``growth_delta`` over the member's entries with ``id <= growth_cache_entry_id`` and
+    # ``occurred_at >= growth_cache_start``. Entries written since are found by id.
+    growth_cache_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    growth_cache_sum: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    growth_cache_entry_id: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default="0"
+    )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

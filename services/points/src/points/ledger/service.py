@@ -362,6 +362,77 @@ def rolling_growth(member_id: Any, window_start: Any) -> Any:
     )
 
 
+def window_growth(window_start: Any) -> Any:
+    """``rolling_growth`` for a statement that reads the member's ``balances`` row.
+
+    From the row's window cache: the cached sum, corrected by the entries up to the cached
+    id dated between the cached start and ``window_start`` (taken off when the window
+    moved forward, added when it is earlier, e.g. an order dated a second before the last
+    one), plus the entries written since the cached id and dated in the window. Each part
+    reads only the entries in between, so a checkout no longer adds up the member's whole
+    year. Without a cache yet, the full sum.
+
+    Exact by construction: the ledger's property test compares it with ``rolling_growth``
+    after every step. It relies on every entry of a member being written under the
+    member's balance-row lock (one member's entry ids then grow in commit order), so the
+    entries a statement can see are exactly those up to the latest id it sees.
+    """
+    from sqlalchemy import case, func
+
+    member = balances.c.member_id
+    cached_start = balances.c.growth_cache_start
+    cached_id = balances.c.growth_cache_entry_id
+    # Each part has one range the index can use, and the other condition inside the sum:
+    # given both, the planner may pick the wrong index and read the whole window.
+    between = (
+        select(
+            func.coalesce(
+                func.sum(
+                    case(
+                        (entries.c.id > cached_id, 0),
+                        (entries.c.occurred_at < cached_start, entries.c.growth_delta),
+                        else_=-entries.c.growth_delta,
+                    )
+                ),
+                0,
+            )
+        )
+        .where(
+            entries.c.member_id == member,
+            entries.c.occurred_at >= func.least(cached_start, window_start),
+            entries.c.occurred_at < func.greatest(cached_start, window_start),
+        )
+        .scalar_subquery()
+    )
+    written_since = (
+        select(
+            func.coalesce(
+                func.sum(
+                    case((entries.c.occurred_at >= window_start, entries.c.growth_delta), else_=0)
+                ),
+                0,
+            )
+        )
+        .where(entries.c.member_id == member, entries.c.id > cached_id)
+        .scalar_subquery()
+    )
+    return case(
+        (cached_start.is_(None), rolling_growth(member, window_start)),
+        else_=balances.c.growth_cache_sum + between + written_since,
+    )
+
+
+def latest_entry_id() -> Any:
+    """Scalar subquery: the id of the member's latest ledger entry (0 if none), for the cache."""
+    from sqlalchemy import func
+
+    return (
+        select(func.coalesce(func.max(entries.c.id), 0))
+        .where(entries.c.member_id == balances.c.member_id)
+        .scalar_subquery()
+    )
+
+
 async def growth_value(session: AsyncSession, member_id: str, window_start: datetime) -> int:
     """The member's growth value: what counted toward it since ``window_start``, never < 0."""
     value = (await session.execute(select(rolling_growth(member_id, window_start)))).scalar_one()

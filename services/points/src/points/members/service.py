@@ -167,9 +167,9 @@ def _status_statement() -> CompiledStatement:
             Balance.pending,
             Balance.debt,
             Balance.lifetime_earned,
-            ledger.rolling_growth(
-                member_id, bindparam("p_window_start", type_=DateTime(timezone=True))
-            ).label("rolling"),
+            ledger.window_growth(bindparam("p_window_start", type_=DateTime(timezone=True))).label(
+                "rolling"
+            ),
             select(count())
             .select_from(orders)
             .where(orders.c.member_id == member_id)

@@ -1,7 +1,7 @@
 """Recording completed orders: points earned once per order id (the hot path of every checkout).
 
-Round trips: lock the balance row (the same statement reads the member's growth value
-over the rolling window and whether this is the first order); one statement of
+Round trips: lock the balance row; read the member's growth value over the rolling
+window (from the balance row's window cache) and whether this is the first order; one statement of
 data-modifying CTEs (order, lot, entry, balance and the two outbox events). The tier ladder
 and the running campaigns come from the in-process ``RulesCache`` (a few seconds old at
 most). Only rare cases cost more: a tier upgrade (member row + tier.changed event), a
@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     exists,
+    func,
     literal_column,
     select,
     true,
@@ -76,39 +77,71 @@ class OrderMember:
     growth_value: int  # over the ladder's rolling window, as of the order
     has_orders: bool
     referred_by: str | None
+    # for the balance row's window cache (``ledger.window_growth``)
+    window_start: datetime
+    window_sum: int  # the exact sum (growth_value is never below 0)
+    latest_entry_id: int
 
 
-def _lock_for_order_statement() -> Any:
-    """The balance lock of ``ledger.lock_balance`` plus growth value and first-order facts."""
+def _order_statements_before_write() -> tuple[Any, Any]:
+    """The balance lock with the member's facts; and the facts alone, for a lock that waited.
+
+    Under READ COMMITTED a statement reads the database as of its start. A ``SELECT ...
+    FOR UPDATE`` that waited for another checkout of the same member locks (and returns)
+    that checkout's balance row, because Postgres re-reads the row it locks, but the rest
+    of the statement still sees the database from before: not that checkout's order nor
+    its ledger entry. So "is this the first order" and the window's growth value could
+    miss a concurrent order (8 simultaneous first orders all got a first-order bonus).
+
+    The locking statement therefore also says whether the row it locked is the version its
+    own snapshot sees (``xmin``, the transaction that wrote the row version, is the same).
+    Every write of an order or a ledger entry updates the member's balance row, so when the
+    two agree nothing was committed for this member after the snapshot and the facts read
+    with the lock hold. When they differ (the lock waited for a writer), the facts are read
+    again by a second statement, which sees every write the lock waited for.
+    """
     from points.members.models import Member
 
     members = Member.__table__
     member_id = bindparam("p_member_id", type_=String)
-    return ledger.balance_lock_statement(
-        members.c.referred_by,
-        ledger.rolling_growth(member_id, bindparam("p_window_start", type_=DateTime(True))).label(
+    snapshot_balance = balances.alias("snapshot_balance")
+    facts = (
+        ledger.window_growth(bindparam("p_window_start", type_=DateTime(True))).label(
             "rolling_growth"
         ),
+        ledger.latest_entry_id().label("latest_entry_id"),
         exists(select(orders.c.order_id).where(orders.c.member_id == member_id)).label(
             "has_orders"
         ),
+    )
+    row_version = literal_column("balances.xmin", Text)
+    lock = ledger.balance_lock_statement(
+        members.c.referred_by,
+        *facts,
+        (
+            row_version
+            == select(literal_column("snapshot_balance.xmin", Text))
+            .where(snapshot_balance.c.member_id == member_id)
+            .scalar_subquery()
+        ).label("facts_current"),
         live_only=True,
         member_id=member_id,
     )
+    return lock, select(*facts).where(balances.c.member_id == member_id)
 
 
-_LOCK_FOR_ORDER = CompiledStatement(_lock_for_order_statement())
+_LOCK_FOR_ORDER, _ORDER_FACTS = (CompiledStatement(s) for s in _order_statements_before_write())
 
 
 async def lock_for_order(
     session: AsyncSession, member_id: str, window_start: datetime
 ) -> OrderMember | None:
     conn = await driver_connection(session)
-    row = await _LOCK_FOR_ORDER.fetchrow(
-        conn, {"p_member_id": member_id, "p_window_start": window_start}
-    )
+    params = {"p_member_id": member_id, "p_window_start": window_start}
+    row = await _LOCK_FOR_ORDER.fetchrow(conn, params)
     if row is None:
         return None
+    facts = row if row["facts_current"] else await _ORDER_FACTS.fetchrow(conn, params)
     locked = ledger.LockedBalance(
         row["member_id"],
         row["available"],
@@ -118,8 +151,15 @@ async def lock_for_order(
         row["growth_value"],
         row["tier"],
     )
+    window_sum = int(facts["rolling_growth"])
     return OrderMember(
-        locked, max(0, int(row["rolling_growth"])), bool(row["has_orders"]), row["referred_by"]
+        locked,
+        max(0, window_sum),
+        bool(facts["has_orders"]),
+        row["referred_by"],
+        window_start,
+        window_sum,
+        int(facts["latest_entry_id"]),
     )
 
 
@@ -307,6 +347,7 @@ async def record_order_once(
         available_at=available_at,
         expires_at=expires_at,
         fingerprint=fingerprint,
+        window=member,
         response=response.model_dump(mode="json"),
         outbox_rows=[order_event, earned_event],
     )
@@ -394,7 +435,19 @@ def _order_statements() -> tuple[Any, Any]:
         )
         .cte("new_events")
     )
-    without_points = select(order_cte.c.order_id).add_cte(outbox_cte)
+    # an order that earns nothing still writes the member's balance row: the next
+    # checkout's lock relies on it to know that its facts may be out of date
+    touch_cte = (
+        update(balances)
+        .where(
+            balances.c.member_id == bindparam("p_member_id", type_=String),
+            exists(select(order_cte.c.order_id)),
+        )
+        .values(updated_at=func.now())
+        .returning(balances.c.member_id)
+        .cte("touched_balance")
+    )
+    without_points = select(order_cte.c.order_id).add_cte(outbox_cte, touch_cte)
 
     lot_cte = (
         insert(lots)
@@ -470,6 +523,10 @@ def _order_statements() -> tuple[Any, Any]:
             pending=balances.c.pending + bindparam("p_d_pending", type_=BigInteger),
             lifetime_earned=balances.c.lifetime_earned + bindparam("p_points", type_=BigInteger),
             growth_value=balances.c.growth_value + bindparam("p_growth", type_=BigInteger),
+            # the window as the lock read it; this order's entry counts as written since
+            growth_cache_start=bindparam("p_window_start", type_=at),
+            growth_cache_sum=bindparam("p_window_sum", type_=BigInteger),
+            growth_cache_entry_id=bindparam("p_cache_entry_id", type_=BigInteger),
         )
         .returning(balances.c.member_id)
         .cte("new_balance")
@@ -498,6 +555,7 @@ async def _write_order(
     available_at: datetime,
     expires_at: datetime | None,
     fingerprint: str,
+    window: OrderMember,
     response: dict[str, Any],
     outbox_rows: list[dict[str, Any]],
 ) -> tuple[bool, int | None]:
@@ -535,6 +593,9 @@ async def _write_order(
         p_d_available=0 if pending else points,
         p_d_pending=points if pending else 0,
         p_earn_key=earn_key(data.order_id),
+        p_window_start=window.window_start,
+        p_window_sum=window.window_sum,
+        p_cache_entry_id=window.latest_entry_id,
     )
     row = await _ORDER_AND_CREDIT.fetchrow(conn, params)
     if row is None:
