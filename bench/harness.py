@@ -138,19 +138,6 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / _TICKS
 
 
-def pids_named(name: str) -> list[int]:
-    """Every process whose command name is `name` (e.g. all of Postgres's backends)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants (uvicorn workers, for instance)."""
     children: dict[int, list[int]] = {}

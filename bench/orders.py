@@ -23,7 +23,6 @@ from harness import (
     ROOT,
     WrkResult,
     infra,
-    pids_named,
     process,
     process_tree,
     run_wrk,
@@ -44,12 +43,16 @@ SPREAD = "POST /v1/orders, 1,000 members"
 HOT = "POST /v1/orders, one hot member"
 
 
-def meter(app_pid: int) -> dict[str, Callable[[], Sequence[int]]]:
-    """CPU groups for run_wrk: the app's process tree and every Postgres process."""
-    return {"app": lambda: process_tree(app_pid), "postgres": lambda: pids_named("postgres")}
+def meter(app_pid: int, postmaster_pid: int) -> dict[str, Callable[[], Sequence[int]]]:
+    """CPU groups for run_wrk: the app's process tree and this Postgres server's processes.
+
+    (Not every process named postgres: another server on the machine, a test run's for
+    instance, would be counted too.)
+    """
+    return {"app": lambda: process_tree(app_pid), "postgres": lambda: process_tree(postmaster_pid)}
 
 
-def _load(name: str, url: str, case: str, pid: int) -> WrkResult:
+def _load(name: str, url: str, case: str, pid: int, postmaster: int) -> WrkResult:
     return run_wrk(
         name,
         url,
@@ -57,7 +60,7 @@ def _load(name: str, url: str, case: str, pid: int) -> WrkResult:
         script_args=[uuid.uuid4().hex[:8], str(MEMBERS), case],
         connections=CONNECTIONS,
         duration_s=DURATION,
-        meter=meter(pid),
+        meter=meter(pid, postmaster),
     )
 
 
@@ -75,6 +78,7 @@ def main() -> None:
     results: dict[tuple[str, int], WrkResult] = {}
     with infra() as inf:
         pg = inf.postgres
+        postmaster = int((pg.pgdata / "postmaster.pid").read_text().split()[0])
         pg.create_database("bench_reference")
         pg.create_database("bench_points")
         env = service_env("POINTS", inf, "bench_points", free_port())
@@ -104,7 +108,7 @@ def main() -> None:
             with process(ref_cmd, ref_env, f"{ref_url}/ready") as ref_pid:
                 _warm(f"{ref_url}/v1/orders")
                 results["reference", workers] = _load(
-                    REFERENCE, f"{ref_url}/v1/orders", "spread", ref_pid
+                    REFERENCE, f"{ref_url}/v1/orders", "spread", ref_pid, postmaster
                 )
             api_cmd = [PYTHON, "-m", "points", "api", "--workers", str(workers)]
             with process(api_cmd, env, f"{base}/ready") as api_pid:
@@ -116,9 +120,13 @@ def main() -> None:
                             ).raise_for_status()
                     enrolled = True
                 _warm(f"{base}/v1/orders")
-                results["spread", workers] = _load(SPREAD, f"{base}/v1/orders", "spread", api_pid)
+                results["spread", workers] = _load(
+                    SPREAD, f"{base}/v1/orders", "spread", api_pid, postmaster
+                )
                 if workers == 1:
-                    results["hot", workers] = _load(HOT, f"{base}/v1/orders", "hot", api_pid)
+                    results["hot", workers] = _load(
+                        HOT, f"{base}/v1/orders", "hot", api_pid, postmaster
+                    )
 
     rows = []
     for (_case, workers), r in results.items():
