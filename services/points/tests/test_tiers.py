@@ -509,3 +509,37 @@ async def test_which_point_types_count_toward_growth_is_the_ladders_choice(
         assert placed.json()["points_earned"] == 125  # 100 base + 25 from silver's 1.25x
         grown[tuple(types)] = (await client.get(f"/v1/members/{member}")).json()["growth_value"]
     assert grown == {("purchase", "tier_bonus"): 1125, ("purchase",): 1100}
+
+
+async def test_simultaneous_orders_crossing_a_threshold_upgrade_once(
+    tiers_env: tuple[httpx.AsyncClient, str],
+) -> None:
+    """A checkout that waited for the one that upgraded the member sees the new tier."""
+    client, db = tiers_env
+    assert (await client.put("/v1/tiers", json=ladder_body())).status_code == 200
+    member = await enrol(client, db, tier="regular", growth=950)
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/v1/orders",
+                json={
+                    "order_id": f"o-{uuid.uuid4().hex[:12]}",
+                    "member_id": member,
+                    "amount": "100.00",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                },
+            )
+            for _ in range(8)
+        )
+    )
+    assert [a.status_code for a in answers] == [201] * 8
+    # the order that crosses 1,000 earns at the regular rate and upgrades; the rest earn x1.25
+    assert sorted(a.json()["points_earned"] for a in answers) == [100] + [125] * 7
+    assert sum(a.json()["tier_changed"] for a in answers) == 1
+    events = await sql(
+        db,
+        "SELECT payload->'data' FROM outbox WHERE key = :m AND event_type = :t",
+        m=member,
+        t="loyalty.tier.changed.v1",
+    )
+    assert [(e[0]["from_tier"], e[0]["to_tier"]) for e in events] == [("regular", "silver")]

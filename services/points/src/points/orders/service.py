@@ -98,7 +98,9 @@ def _order_statements_before_write() -> tuple[Any, Any]:
     Every write of an order or a ledger entry updates the member's balance row, so when the
     two agree nothing was committed for this member after the snapshot and the facts read
     with the lock hold. When they differ (the lock waited for a writer), the facts are read
-    again by a second statement, which sees every write the lock waited for.
+    again by a second statement, which sees every write the lock waited for. The member's
+    tier is read again too: the checkout the lock waited for may have upgraded it (its
+    multiplier applies, and the upgrade must not be made, and evented, twice).
     """
     from points.members.models import Member
 
@@ -127,7 +129,14 @@ def _order_statements_before_write() -> tuple[Any, Any]:
         live_only=True,
         member_id=member_id,
     )
-    return lock, select(*facts).where(balances.c.member_id == member_id)
+    # read again: the facts and the member's tier (a checkout the lock waited for may have
+    # upgraded it), for a member that is still not erased
+    again = (
+        select(*facts, members.c.tier)
+        .join_from(balances, members, members.c.member_id == balances.c.member_id)
+        .where(balances.c.member_id == member_id, members.c.erased_at.is_(None))
+    )
+    return lock, again
 
 
 _LOCK_FOR_ORDER, _ORDER_FACTS = (CompiledStatement(s) for s in _order_statements_before_write())
@@ -142,6 +151,8 @@ async def lock_for_order(
     if row is None:
         return None
     facts = row if row["facts_current"] else await _ORDER_FACTS.fetchrow(conn, params)
+    if facts is None:  # erased while this checkout waited for the lock
+        return None
     locked = ledger.LockedBalance(
         row["member_id"],
         row["available"],
@@ -149,7 +160,7 @@ async def lock_for_order(
         row["debt"],
         row["lifetime_earned"],
         row["growth_value"],
-        row["tier"],
+        facts["tier"],
     )
     window_sum = int(facts["rolling_growth"])
     return OrderMember(
