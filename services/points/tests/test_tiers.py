@@ -25,7 +25,7 @@ from loyalty_shared.testing import (
 from points.jobs.tiers import evaluate_tiers
 from points.main import create_app
 from points.settings import PointsSettings
-from points.testing import SERVICE_DIR
+from points.testing import SERVICE_DIR, replica
 from points.tiers import service as tiers
 from points.tiers.badges import ALL_BADGES, MemberFacts, earned_badges
 from points.tiers.schemas import Benefits, Tier, TierLadderIn
@@ -512,26 +512,29 @@ async def test_which_point_types_count_toward_growth_is_the_ladders_choice(
 
 
 async def test_simultaneous_orders_crossing_a_threshold_upgrade_once(
-    tiers_env: tuple[httpx.AsyncClient, str],
+    tiers_env: tuple[httpx.AsyncClient, str], infra: Infra
 ) -> None:
     """A checkout that waited for the one that upgraded the member sees the new tier."""
     client, db = tiers_env
     assert (await client.put("/v1/tiers", json=ladder_body())).status_code == 200
     member = await enrol(client, db, tier="regular", growth=950)
-    answers = await asyncio.gather(
-        *(
-            client.post(
-                "/v1/orders",
-                json={
-                    "order_id": f"o-{uuid.uuid4().hex[:12]}",
-                    "member_id": member,
-                    "amount": "100.00",
-                    "occurred_at": datetime.now(UTC).isoformat(),
-                },
+    # an instance without the in-process queue: the checkouts meet only in Postgres
+    settings = PointsSettings(**settings_overrides(infra, db))
+    async with replica(settings, queue_members=False) as unqueued:
+        answers = await asyncio.gather(
+            *(
+                unqueued.post(
+                    "/v1/orders",
+                    json={
+                        "order_id": f"o-{uuid.uuid4().hex[:12]}",
+                        "member_id": member,
+                        "amount": "100.00",
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                    },
+                )
+                for n in range(8)
             )
-            for _ in range(8)
         )
-    )
     assert [a.status_code for a in answers] == [201] * 8
     # the order that crosses 1,000 earns at the regular rate and upgrades; the rest earn x1.25
     assert sorted(a.json()["points_earned"] for a in answers) == [100] + [125] * 7

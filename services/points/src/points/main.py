@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from loyalty_shared.app import create_service_app
+from loyalty_shared.keyed_locks import KeyedLocks
 from points import rules_api
 from points.actions.endpoints import router as actions_router
 from points.adjustments.endpoints import router as adjustments_router
@@ -45,4 +46,5 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
         ],
     )
     app.state.rules_cache = RulesCache(settings.rules_cache_seconds)
+    app.state.member_locks = KeyedLocks()  # checkouts of one member take turns here
     return app

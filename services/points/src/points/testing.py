@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,27 @@ async def outbox_events(db: str, member: str) -> list[tuple[str, dict[str, Any]]
         db, "SELECT event_type, payload FROM outbox WHERE key = :m ORDER BY id", m=member
     )
     return [(r.event_type, r.payload) for r in rows]
+
+
+class _NoQueue:
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def replica(
+    settings: PointsSettings, *, queue_members: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Another instance of the points API on the same database, as a second replica.
+
+    An instance makes the checkouts of one member take turns in-process
+    (``app.state.member_locks``). With ``queue_members=False`` it does not, so concurrent
+    requests through it meet only in Postgres, as they would from many replicas: what the
+    concurrency tests are about.
+    """
+    app = create_app(settings)
+    async with running_app(app), asgi_client(app) as client:
+        if not queue_members:
+            app.state.member_locks = _NoQueue()
+        yield client

@@ -36,7 +36,7 @@ async def record_order(request: Request) -> Response:
     body = await read_json(request, OrderIn)
     idempotency = guard_for(request)
     state = request.app.state
-    async with HotTransaction(state.engine) as session:
+    async with state.member_locks.hold(body.member_id), HotTransaction(state.engine) as session:
 
         async def produce() -> tuple[OrderOut, int]:
             out = await service.record_order(session, state.settings, body, cache=state.rules_cache)

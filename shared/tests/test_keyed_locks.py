@@ -1,0 +1,56 @@
+"""KeyedLocks: one key's holders take turns in arrival order; other keys do not wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from loyalty_shared.keyed_locks import KeyedLocks
+
+
+async def test_one_key_takes_turns_in_arrival_order_and_other_keys_do_not_wait() -> None:
+    locks = KeyedLocks()
+    order: list[str] = []
+    inside = 0
+    most_inside = 0
+    release = asyncio.Event()
+
+    async def hold(key: str, name: str) -> None:
+        nonlocal inside, most_inside
+        async with locks.hold(key):
+            if key == "member-1":
+                inside += 1
+                most_inside = max(most_inside, inside)
+            order.append(name)
+            if name == "first":
+                await release.wait()
+            await asyncio.sleep(0)
+            if key == "member-1":
+                inside -= 1
+
+    tasks = [asyncio.create_task(hold("member-1", n)) for n in ("first", "second", "third")]
+    await asyncio.sleep(0.01)
+    other = asyncio.create_task(hold("member-2", "other member"))
+    await asyncio.wait_for(other, 1)  # not held up by member-1's queue
+    assert order == ["first", "other member"]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order == ["first", "other member", "second", "third"]
+    assert most_inside == 1
+    assert len(locks) == 0  # nothing kept once nobody holds or waits
+
+
+async def test_a_failing_holder_releases_the_key() -> None:
+    locks = KeyedLocks()
+
+    async def fail() -> None:
+        async with locks.hold("k"):
+            raise RuntimeError("boom")
+
+    for _ in range(2):
+        try:
+            await fail()
+        except RuntimeError:
+            pass
+    async with asyncio.timeout(1), locks.hold("k"):
+        assert len(locks) == 1
+    assert len(locks) == 0
