@@ -33,6 +33,7 @@ from loyalty_shared.devstack.postgres import EmbeddedPostgres
 from loyalty_shared.testing import running_app
 
 MEMBERS = 200
+HOT = os.environ.get("PROFILE_HOT") == "1"  # every order on one member (lock contention)
 CONCURRENCY = 8
 
 
@@ -96,7 +97,7 @@ async def run(url: str, what: str, requests: int, profile: bool, dump: str | Non
         async def one() -> None:
             nonlocal counter
             counter += 1
-            member = f"bench-m-{counter % MEMBERS}"
+            member = "bench-m-0" if HOT else f"bench-m-{counter % MEMBERS}"
             if what == "orders":
                 order = {
                     "order_id": f"{prefix}-{counter}",
