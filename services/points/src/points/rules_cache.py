@@ -75,6 +75,13 @@ class RulesCache:
             return entry.ladder, await active_campaigns(session, at)
         return entry.ladder, entry.campaigns
 
+    def cached(self, at: datetime) -> tuple[TierLadder, list[Campaign]] | None:
+        """What ``get`` answers, if it can answer without the database (else None)."""
+        entry = self._entry
+        if entry is None or time.monotonic() >= entry.expires or at < entry.loaded_at - LOOKBACK:
+            return None
+        return entry.ladder, entry.campaigns
+
     async def ladder(self, session: AsyncSession, now: datetime) -> TierLadder:
         return (await self._load(session, now)).ladder
 

@@ -136,6 +136,8 @@ async def evaluate_member(
                 ),
             )
     await session.execute(update(Member).where(Member.member_id == member_id).values(**values))
+    if downgraded:  # an order reads the tier: a new balance row version tells it (touch_balance)
+        await ledger.touch_balance(session, member_id)
     return True, downgraded
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points.errors import InsufficientPoints, MemberNotFound
@@ -45,13 +45,14 @@ class BalanceNow:
 
 
 def balance_lock_statement(
-    *extra_columns: Any, live_only: bool = False, member_id: Any = None
+    *extra_columns: Any, live_only: bool = False, member_id: Any = None, lock: bool = True
 ) -> Any:
     """``SELECT ... FOR UPDATE`` of the member's balance row with what ``LockedBalance`` holds.
 
     Every ledger write starts with it (always in this one order: the balance row first).
     ``live_only`` leaves out erased members; ``extra_columns`` are read in the same round
-    trip (the order path adds the growth value and first-order facts).
+    trip (the order path adds the growth value and first-order facts). ``lock=False``
+    reads the same without locking (the order path's optimistic first attempt).
     """
     from points.members.models import Member
 
@@ -60,7 +61,7 @@ def balance_lock_statement(
     conditions = [balances.c.member_id == member_id]
     if live_only:
         conditions.append(members.c.erased_at.is_(None))
-    return (
+    statement = (
         select(
             balances.c.member_id,
             balances.c.available,
@@ -73,8 +74,8 @@ def balance_lock_statement(
         )
         .join(members, members.c.member_id == balances.c.member_id)
         .where(*conditions)
-        .with_for_update(of=balances)
     )
+    return statement.with_for_update(of=balances) if lock else statement
 
 
 _LOCK_BALANCE = balance_lock_statement()
@@ -102,6 +103,19 @@ async def lock_member(session: AsyncSession, member_id: str) -> LockedBalance:
     if locked is None:
         raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
     return locked
+
+
+async def touch_balance(session: AsyncSession, member_id: str) -> None:
+    """Write the member's balance row (``updated_at``) for a change that moves no points.
+
+    Every change to what an order reads about a member (its orders and entries, its tier,
+    whether it is erased) writes the balance row in the same transaction: the order path
+    compares the row's version (``xmin``) with the one it read its facts with, and a new
+    version is how it knows they may be out of date (``points.orders.service``).
+    """
+    await session.execute(
+        update(balances).where(balances.c.member_id == member_id).values(updated_at=func.now())
+    )
 
 
 def expiry_for(earned_at: datetime, months: int) -> datetime | None:
@@ -353,7 +367,6 @@ class Posting:
 
 def rolling_growth(member_id: Any, window_start: Any) -> Any:
     """Scalar subquery: growth value credited at or after ``window_start`` (rolling window)."""
-    from sqlalchemy import func
 
     return (
         select(func.coalesce(func.sum(entries.c.growth_delta), 0))
@@ -424,7 +437,6 @@ def window_growth(window_start: Any) -> Any:
 
 def latest_entry_id() -> Any:
     """Scalar subquery: the id of the member's latest ledger entry (0 if none), for the cache."""
-    from sqlalchemy import func
 
     return (
         select(func.coalesce(func.max(entries.c.id), 0))
@@ -441,7 +453,6 @@ async def growth_value(session: AsyncSession, member_id: str, window_start: date
 
 def expiring_soon_statement(member_id: Any, now: Any, limit: Any) -> Any:
     """The next expiry dates of the member's available points: rows of (points, expires_at)."""
-    from sqlalchemy import func
 
     return (
         select(func.sum(lots.c.remaining).label("points"), lots.c.expires_at)

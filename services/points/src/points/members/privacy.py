@@ -70,6 +70,8 @@ async def erase(session: AsyncSession, member_id: str, *, now: datetime | None =
         .where(Member.member_id == member_id)
         .values(name=None, email=None, phone=None, birthday=None, erased_at=now)
     )
+    # a checkout that read the member as live before this must not record an order now
+    await ledger.touch_balance(session, member_id)
     await session.execute(
         update(interactions).where(interactions.c.member_id == member_id).values(attributes={})
     )

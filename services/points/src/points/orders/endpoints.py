@@ -4,8 +4,9 @@ from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
 from loyalty_shared.db import HotTransaction, Session
-from loyalty_shared.lean import fast_lane, json_body, read_json
+from loyalty_shared.lean import fast_lane, json_body, json_response, read_json
 from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard_for
+from points.idempotency.service import IdempotencyGuard
 from points.identifiers import ClientId
 from points.orders import batch, service
 from points.orders.schemas import OrderBatchIn, OrderBatchOut, OrderIn, OrderOut
@@ -36,7 +37,21 @@ async def record_order(request: Request) -> Response:
     body = await read_json(request, OrderIn)
     idempotency = guard_for(request)
     state = request.app.state
-    async with state.member_locks.hold(body.member_id), HotTransaction(state.engine) as session:
+    async with state.member_locks.hold(body.member_id):
+        if idempotency.key is None:  # a stored Idempotency-Key answer needs the transaction
+            out = await service.record_order_optimistic(
+                state.engine, state.settings, body, state.rules_cache
+            )
+            if out is not None:
+                return json_response(out, status.HTTP_201_CREATED)
+        return await _record_order_locked(request, body, idempotency)
+
+
+async def _record_order_locked(
+    request: Request, body: OrderIn, idempotency: IdempotencyGuard
+) -> Response:
+    state = request.app.state
+    async with HotTransaction(state.engine) as session:
 
         async def produce() -> tuple[OrderOut, int]:
             out = await service.record_order(session, state.settings, body, cache=state.rules_cache)

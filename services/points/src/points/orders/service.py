@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, cast
 
+import asyncpg
 import orjson
 from sqlalchemy import (
     BigInteger,
@@ -33,10 +34,11 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from loyalty_shared.db import CompiledStatement, driver_connection
+from loyalty_shared.db import CompiledStatement, DriverAutocommit, driver_connection
 from points import events
 from points.campaigns.calculator import Campaign, CampaignResult, OrderFacts, apply_campaigns
 from points.db import outbox
@@ -83,7 +85,7 @@ class OrderMember:
     latest_entry_id: int
 
 
-def _order_statements_before_write() -> tuple[Any, Any]:
+def _order_statements_before_write() -> tuple[Any, Any, Any]:
     """The balance lock with the member's facts; and the facts alone, for a lock that waited.
 
     Under READ COMMITTED a statement reads the database as of its start. A ``SELECT ...
@@ -136,10 +138,21 @@ def _order_statements_before_write() -> tuple[Any, Any]:
         .join_from(balances, members, members.c.member_id == balances.c.member_id)
         .where(balances.c.member_id == member_id, members.c.erased_at.is_(None))
     )
-    return lock, again
+    # the optimistic attempt's read: the same, unlocked, with the row version it saw
+    snapshot = ledger.balance_lock_statement(
+        members.c.referred_by,
+        *facts,
+        cast_(row_version, Text).label("row_version"),
+        live_only=True,
+        member_id=member_id,
+        lock=False,
+    )
+    return lock, again, snapshot
 
 
-_LOCK_FOR_ORDER, _ORDER_FACTS = (CompiledStatement(s) for s in _order_statements_before_write())
+_LOCK_FOR_ORDER, _ORDER_FACTS, _SNAPSHOT_FOR_ORDER = (
+    CompiledStatement(s) for s in _order_statements_before_write()
+)
 
 
 async def lock_for_order(
@@ -153,6 +166,21 @@ async def lock_for_order(
     facts = row if row["facts_current"] else await _ORDER_FACTS.fetchrow(conn, params)
     if facts is None:  # erased while this checkout waited for the lock
         return None
+    return _order_member(row, facts, window_start)
+
+
+async def read_for_order(
+    conn: asyncpg.Connection, member_id: str, window_start: datetime
+) -> tuple[OrderMember, str] | None:
+    """The member's facts without a lock, and the balance row version they were read with."""
+    params = {"p_member_id": member_id, "p_window_start": window_start}
+    row = await _SNAPSHOT_FOR_ORDER.fetchrow(conn, params)
+    if row is None:
+        return None
+    return _order_member(row, row, window_start), row["row_version"]
+
+
+def _order_member(row: Any, facts: Any, window_start: datetime) -> OrderMember:
     locked = ledger.LockedBalance(
         row["member_id"],
         row["available"],
@@ -243,38 +271,28 @@ def compute_earning(
     return Earning(base, tier.multiplier, tier_bonus, result, growth)
 
 
-async def record_order(
-    session: AsyncSession,
-    settings: PointsSettings,
-    data: OrderIn,
-    *,
-    now: datetime | None = None,
-    cache: RulesCache | None = None,
-) -> OrderOut:
-    out, _ = await record_order_once(session, settings, data, now=now, cache=cache)
-    return out
+@dataclass(frozen=True)
+class OrderPlan:
+    """What recording the order writes and answers, worked out from the member's facts."""
+
+    fingerprint: str
+    earning: Earning
+    upgrade: Tier | None
+    new_growth: int
+    pending: bool
+    response: OrderOut
+    write: tuple[CompiledStatement, dict[str, Any]]  # locked path's statement and parameters
+    params: dict[str, Any]
 
 
-async def record_order_once(
-    session: AsyncSession,
+def plan_order(
     settings: PointsSettings,
     data: OrderIn,
-    *,
-    now: datetime | None = None,
-    cache: RulesCache | None = None,
-) -> tuple[OrderOut, bool]:
-    """Record the order; returns (answer, created) — created is False for a replay."""
-    now = now or datetime.now(UTC)
-    fingerprint = request_fingerprint(data)
-    ladder, campaigns = await earning_data(session, cache, data.occurred_at, now)
-    member = await lock_for_order(
-        session, data.member_id, tiers.growth_window_start(ladder, data.occurred_at)
-    )
-    if member is None:
-        raise UnknownMember(
-            f"Member {data.member_id!r} is not enrolled; enrol it with POST /v1/members first",
-            errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
-        )
+    ladder: TierLadderIn,
+    campaigns: list[Campaign],
+    member: OrderMember,
+    now: datetime,
+) -> OrderPlan:
     locked = member.locked
     tier = held_tier(ladder, locked.tier, member.growth_value)
     earning = compute_earning(
@@ -346,24 +364,130 @@ async def record_order_once(
         },
         time=data.occurred_at,
     )
-    inserted, lot_id = await _write_order(
-        session,
-        data,
-        currency=currency,
-        items=items,
-        points=points,
-        growth=earning.growth,
-        details=details,
-        pending=pending,
-        available_at=available_at,
-        expires_at=expires_at,
-        fingerprint=fingerprint,
-        window=member,
-        response=response.model_dump(mode="json"),
-        outbox_rows=[order_event, earned_event],
+    fingerprint = request_fingerprint(data)
+    params: dict[str, Any] = {
+        "p_order_id": data.order_id,
+        "p_member_id": data.member_id,
+        "p_amount": data.amount,
+        "p_currency": currency,
+        "p_discount_amount": data.discount_amount,
+        "p_coupon_used": data.coupon_used,
+        "p_channel": data.channel,
+        "p_items": items,
+        "p_occurred_at": data.occurred_at,
+        "p_points": points,
+        "p_growth": earning.growth,
+        "p_details": details,
+        "p_request_hash": fingerprint,
+        "p_response": response.model_dump(mode="json"),
+    }
+    for i, event_row in enumerate((order_event, earned_event)):
+        params.update({f"p_ev{i}_{col}": value for col, value in event_row.items()})
+    if points <= 0:
+        statement = _ORDER_ONLY
+    else:
+        statement = _ORDER_AND_CREDIT
+        params.update(
+            p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
+            p_available_at=available_at,
+            p_expires_at=expires_at,
+            p_entry_type=lm.PENDING if pending else lm.EARN,
+            p_d_available=0 if pending else points,
+            p_d_pending=points if pending else 0,
+            p_earn_key=earn_key(data.order_id),
+            p_window_start=member.window_start,
+            p_window_sum=member.window_sum,
+            p_cache_entry_id=member.latest_entry_id,
+        )
+    return OrderPlan(
+        fingerprint, earning, upgrade, new_growth, pending, response, (statement, params), params
     )
-    if not inserted:
-        return await _replay(session, data, fingerprint), False
+
+
+async def record_order_optimistic(
+    engine: AsyncEngine,
+    settings: PointsSettings,
+    data: OrderIn,
+    cache: RulesCache,
+    *,
+    now: datetime | None = None,
+) -> OrderOut | None:
+    """Record a plain checkout in two statements and no transaction block; None: not done.
+
+    The common checkout (a known, live member; no tier upgrade, no debt to repay, no
+    referral to credit; rules in the cache) needs no lock held across round trips. The
+    first statement reads the member's facts and the version (``xmin``) of the balance
+    row they were read with. The second writes everything (order, lot, entry, balance,
+    events) in one statement that Postgres commits by itself, and only if it can lock the
+    balance row still at that version: every change to what an order reads about a member
+    writes that row (``ledger.touch_balance``), so an unchanged version means the facts
+    still hold, as in the locked path's ``facts_current`` check. Under READ COMMITTED a
+    row lock that waited re-checks the condition against the newest version, so a
+    concurrent writer makes the write do nothing. ``None`` (that, an order id already
+    known, or any rare case) sends the caller to the locked path, which decides it from
+    scratch: nothing was written.
+    """
+    now = now or datetime.now(UTC)
+    rules = cache.cached(data.occurred_at)
+    if rules is None:
+        return None
+    ladder, campaigns = rules
+    window_start = tiers.growth_window_start(ladder, data.occurred_at)
+    async with DriverAutocommit(engine) as conn:
+        read = await read_for_order(conn, data.member_id, window_start)
+        if read is None:
+            return None
+        member, version = read
+        if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
+            return None
+        plan = plan_order(settings, data, ladder, campaigns, member, now)
+        if plan.upgrade is not None:
+            return None
+        statement = _ORDER_ONLY_IF if plan.earning.points <= 0 else _ORDER_AND_CREDIT_IF
+        row = await statement.fetchrow(conn, {**plan.params, "p_row_version": version})
+    return None if row is None else plan.response
+
+
+async def record_order(
+    session: AsyncSession,
+    settings: PointsSettings,
+    data: OrderIn,
+    *,
+    now: datetime | None = None,
+    cache: RulesCache | None = None,
+) -> OrderOut:
+    out, _ = await record_order_once(session, settings, data, now=now, cache=cache)
+    return out
+
+
+async def record_order_once(
+    session: AsyncSession,
+    settings: PointsSettings,
+    data: OrderIn,
+    *,
+    now: datetime | None = None,
+    cache: RulesCache | None = None,
+) -> tuple[OrderOut, bool]:
+    """Record the order; returns (answer, created) — created is False for a replay."""
+    now = now or datetime.now(UTC)
+    ladder, campaigns = await earning_data(session, cache, data.occurred_at, now)
+    member = await lock_for_order(
+        session, data.member_id, tiers.growth_window_start(ladder, data.occurred_at)
+    )
+    if member is None:
+        raise UnknownMember(
+            f"Member {data.member_id!r} is not enrolled; enrol it with POST /v1/members first",
+            errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
+        )
+    plan = plan_order(settings, data, ladder, campaigns, member, now)
+    statement, params = plan.write
+    row = await statement.fetchrow(await driver_connection(session), params)
+    if row is None:  # the order id is known: replay its answer (or 409 for another body)
+        return await _replay(session, data, plan.fingerprint), False
+    lot_id = None if plan.earning.points <= 0 else int(row["id"])
+    locked = member.locked
+    upgrade = plan.upgrade
+    response = plan.response
 
     if upgrade is not None:
         await session.execute(
@@ -379,12 +503,12 @@ async def record_order_once(
                 upgrade.code,
                 direction="up",
                 reason="order",
-                growth_value=new_growth,
+                growth_value=plan.new_growth,
                 at=data.occurred_at,
             ),
         )
 
-    if lot_id is not None and not pending and locked.debt > 0:
+    if lot_id is not None and not plan.pending and locked.debt > 0:
         # the member owes points from an earlier refund: this credit repays it first
         posting = ledger.Posting(session, locked, "order", data.order_id, data.occurred_at)
         await posting.settle_debt(key=earn_key(data.order_id))
@@ -398,31 +522,61 @@ async def record_order_once(
     return response, True
 
 
-def _order_statements() -> tuple[Any, Any]:
+def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
     """Built once: (order without points, order + lot + entry + balance) as data-modifying CTEs.
 
     Every value is a bound parameter, so a request only binds and executes them.
+    ``if_version``: the optimistic path's variant, which writes only if it can lock the
+    member's balance row at the version ``p_row_version`` (``record_order_optimistic``).
     """
     at = DateTime(timezone=True)
-    order_cte = (
-        insert(orders)
-        .values(
-            order_id=bindparam("p_order_id"),
-            member_id=bindparam("p_member_id"),
-            amount=bindparam("p_amount"),
-            currency=bindparam("p_currency"),
-            discount_amount=bindparam("p_discount_amount"),
-            coupon_used=bindparam("p_coupon_used"),
-            channel=bindparam("p_channel"),
-            items=bindparam("p_items"),
-            occurred_at=bindparam("p_occurred_at"),
-            points_earned=bindparam("p_points"),
-            growth_points=bindparam("p_growth"),
-            breakdown=bindparam("p_details", type_=JSONB),
-            request_hash=bindparam("p_request_hash"),
-            response=bindparam("p_response"),
+    order_values = {
+        "order_id": "p_order_id",
+        "member_id": "p_member_id",
+        "amount": "p_amount",
+        "currency": "p_currency",
+        "discount_amount": "p_discount_amount",
+        "coupon_used": "p_coupon_used",
+        "channel": "p_channel",
+        "items": "p_items",
+        "occurred_at": "p_occurred_at",
+        "points_earned": "p_points",
+        "growth_points": "p_growth",
+        "breakdown": "p_details",
+        "request_hash": "p_request_hash",
+        "response": "p_response",
+    }
+    if if_version:
+        unchanged = (
+            select(balances.c.member_id)
+            .join(members_table, members_table.c.member_id == balances.c.member_id)
+            .where(
+                balances.c.member_id == bindparam("p_member_id", type_=String),
+                cast_(literal_column("balances.xmin", Text), Text)
+                == bindparam("p_row_version", type_=Text),
+                members_table.c.erased_at.is_(None),
+            )
+            .with_for_update(of=balances)
+            .cte("unchanged_balance")
         )
-        .on_conflict_do_nothing(index_elements=[orders.c.order_id])
+        order_insert = insert(orders).from_select(
+            list(order_values),
+            select(
+                *[
+                    bindparam(param, type_=orders.c[column].type)
+                    for column, param in order_values.items()
+                ]
+            ).select_from(unchanged),
+        )
+    else:
+        order_insert = insert(orders).values(
+            {
+                column: bindparam(param, type_=JSONB) if column == "breakdown" else bindparam(param)
+                for column, param in order_values.items()
+            }
+        )
+    order_cte = (
+        order_insert.on_conflict_do_nothing(index_elements=[orders.c.order_id])
         .returning(orders.c.order_id)
         .cte("new_order")
     )
@@ -551,67 +705,9 @@ def _order_statements() -> tuple[Any, Any]:
 
 
 _ORDER_ONLY, _ORDER_AND_CREDIT = (CompiledStatement(s) for s in _order_statements())
-
-
-async def _write_order(
-    session: AsyncSession,
-    data: OrderIn,
-    *,
-    currency: str,
-    items: list[dict[str, Any]],
-    points: int,
-    growth: int,
-    details: dict[str, Any],
-    pending: bool,
-    available_at: datetime,
-    expires_at: datetime | None,
-    fingerprint: str,
-    window: OrderMember,
-    response: dict[str, Any],
-    outbox_rows: list[dict[str, Any]],
-) -> tuple[bool, int | None]:
-    """One statement: the order (unless its id exists), its lot, entry, balance and events.
-
-    Returns (order inserted, lot id). When the order id exists nothing else is written.
-    """
-    conn = await driver_connection(session)  # the request's transaction, no ORM layer
-    params: dict[str, Any] = {
-        "p_order_id": data.order_id,
-        "p_member_id": data.member_id,
-        "p_amount": data.amount,
-        "p_currency": currency,
-        "p_discount_amount": data.discount_amount,
-        "p_coupon_used": data.coupon_used,
-        "p_channel": data.channel,
-        "p_items": items,
-        "p_occurred_at": data.occurred_at,
-        "p_points": points,
-        "p_growth": growth,
-        "p_details": details,
-        "p_request_hash": fingerprint,
-        "p_response": response,
-    }
-    for i, event_row in enumerate(outbox_rows):
-        params.update({f"p_ev{i}_{col}": value for col, value in event_row.items()})
-    if points <= 0:
-        row = await _ORDER_ONLY.fetchrow(conn, params)
-        return row is not None, None
-    params.update(
-        p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
-        p_available_at=available_at,
-        p_expires_at=expires_at,
-        p_entry_type=lm.PENDING if pending else lm.EARN,
-        p_d_available=0 if pending else points,
-        p_d_pending=points if pending else 0,
-        p_earn_key=earn_key(data.order_id),
-        p_window_start=window.window_start,
-        p_window_sum=window.window_sum,
-        p_cache_entry_id=window.latest_entry_id,
-    )
-    row = await _ORDER_AND_CREDIT.fetchrow(conn, params)
-    if row is None:
-        return False, None
-    return True, int(row["id"])
+_ORDER_ONLY_IF, _ORDER_AND_CREDIT_IF = (
+    CompiledStatement(s) for s in _order_statements(if_version=True)
+)
 
 
 async def _replay(session: AsyncSession, data: OrderIn, fingerprint: str) -> OrderOut:

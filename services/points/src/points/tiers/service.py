@@ -363,6 +363,12 @@ async def _upgrade_qualified_members(
             )
         )
     if changes:
+        changes.sort(key=lambda change: change["m"])  # one lock order: balance rows, then members
+        # a new balance row version tells a checkout that read the old tier to read it again
+        # (ledger.touch_balance)
+        await session.execute(
+            text("UPDATE balances SET updated_at = now() WHERE member_id = :m"), changes
+        )
         await session.execute(text("UPDATE members SET tier = :t WHERE member_id = :m"), changes)
         await events.publish(session, *published)
     return len(changes)

@@ -1,0 +1,188 @@
+"""The checkout's optimistic path: two statements, no transaction block, no lock held between.
+
+``record_order_optimistic`` reads the member's facts unlocked, with the balance row's
+version, and writes only if it can lock the row still at that version. These tests put a
+change of the member between the read and the write (another order, an erasure) and check
+that the write does nothing and the locked path then decides with the new facts; and that
+the rare cases (tier upgrade, debt, referral) are left to the locked path untouched.
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from points.orders import service
+from points.orders.schemas import OrderIn
+from points.testing import enrol, order, sql
+
+
+async def counts(db: str, member: str) -> dict[str, int]:
+    row = (
+        await sql(
+            db,
+            "SELECT (SELECT count(*) FROM orders WHERE member_id = :m) AS orders,"
+            " (SELECT count(*) FROM ledger_entries WHERE member_id = :m) AS entries,"
+            " (SELECT count(*) FROM lots WHERE member_id = :m) AS lots,"
+            " (SELECT count(*) FROM outbox WHERE key = :m) AS events,"
+            " (SELECT available + pending FROM balances WHERE member_id = :m) AS points",
+            m=member,
+        )
+    )[0]
+    return dict(row._mapping)
+
+
+async def attempt(app: FastAPI, body: dict[str, Any]) -> Any:
+    state = app.state
+    return await service.record_order_optimistic(
+        state.engine, state.settings, OrderIn.model_validate(body), state.rules_cache
+    )
+
+
+def between_read_and_write(
+    monkeypatch: pytest.MonkeyPatch, action: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``action`` (through another connection) after the attempt has read its facts."""
+    read = service.read_for_order
+    pending = [action]
+
+    async def read_then_act(*args: Any) -> Any:
+        facts = await read(*args)
+        if pending:  # once: the action's own requests read normally
+            await pending.pop()()
+        return facts
+
+    monkeypatch.setattr(service, "read_for_order", read_then_act)
+
+
+async def test_a_plain_checkout_is_written_by_the_optimistic_path(
+    points_client: httpx.AsyncClient, points_app: FastAPI, points_db: str
+) -> None:
+    member = await enrol(points_client)
+    first = await points_client.post("/v1/orders", json=order(member, "10.00"))
+    assert first.status_code == 201  # and the rules cache is warm
+    body = order(member, "25.90")
+    out = await attempt(points_app, body)
+    assert out is not None
+    assert out.points_earned == 25 and out.balance.available == 35
+    assert await counts(points_db, member) == {
+        "orders": 2,
+        "entries": 2,
+        "lots": 2,
+        "events": 5,  # member.enrolled + 2 x (order.recorded, points.earned)
+        "points": 35,
+    }
+    # the same order again: the optimistic path writes nothing; the API replays the answer
+    assert await attempt(points_app, body) is None
+    again = await points_client.post("/v1/orders", json=body)
+    assert again.status_code == 201 and again.json() == out.model_dump(mode="json")
+    assert (await counts(points_db, member))["entries"] == 2
+
+
+async def test_an_order_committed_between_read_and_write_makes_the_attempt_write_nothing(
+    points_client: httpx.AsyncClient,
+    points_app: FastAPI,
+    points_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    member = await enrol(points_client)
+    assert (await points_client.post("/v1/orders", json=order(member, "1.00"))).status_code == 201
+    before = await counts(points_db, member)
+
+    async def another_order() -> None:
+        answer = await points_client.post("/v1/orders", json=order(member, "40.00"))
+        assert answer.status_code == 201
+
+    between_read_and_write(monkeypatch, another_order)
+    body = order(member, "7.00")
+    assert await attempt(points_app, body) is None
+    after = await counts(points_db, member)
+    assert after["orders"] == before["orders"] + 1  # the other order only
+    assert after["points"] == before["points"] + 40
+    monkeypatch.undo()
+    # the locked path records it, with the balance the other order left
+    answer = await points_client.post("/v1/orders", json=body)
+    assert answer.status_code == 201
+    assert answer.json()["balance"]["available"] == 1 + 40 + 7
+
+
+async def test_an_erasure_between_read_and_write_stops_the_order(
+    points_client: httpx.AsyncClient,
+    points_app: FastAPI,
+    points_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    member = await enrol(points_client)
+    assert (await points_client.post("/v1/orders", json=order(member, "3.00"))).status_code == 201
+
+    async def erase() -> None:
+        assert (await points_client.delete(f"/v1/members/{member}")).status_code == 202
+
+    between_read_and_write(monkeypatch, erase)
+    body = order(member, "9.00")
+    assert await attempt(points_app, body) is None
+    monkeypatch.undo()
+    assert (await counts(points_db, member))["orders"] == 1
+    answer = await points_client.post("/v1/orders", json=body)
+    assert answer.status_code == 422
+    assert (await counts(points_db, member))["orders"] == 1
+
+
+async def test_rare_cases_are_left_to_the_locked_path(
+    earning_client: httpx.AsyncClient, earning_app: FastAPI, earning_db: str
+) -> None:
+    # an order that crosses a tier threshold (default ladder: silver at 2,000)
+    member = await enrol(earning_client)
+    assert (await earning_client.post("/v1/orders", json=order(member, "5.00"))).status_code == 201
+    upgrade = order(member, "2100.00")
+    assert await attempt(earning_app, upgrade) is None
+    assert (await counts(earning_db, member))["orders"] == 1
+    answer = await earning_client.post("/v1/orders", json=upgrade)
+    assert answer.status_code == 201 and answer.json()["tier_changed"] is True
+
+    # a referred member's first order (the referral credits both sides)
+    referrer = await earning_client.post(
+        "/v1/members", json={"member_id": f"m-{uuid.uuid4().hex[:12]}"}
+    )
+    referred = await enrol(earning_client, referral_code=referrer.json()["referral_code"])
+    first = order(referred, "30.00")
+    assert await attempt(earning_app, first) is None
+    assert (await counts(earning_db, referred))["orders"] == 0
+    assert (await earning_client.post("/v1/orders", json=first)).status_code == 201
+
+    # a member in debt (a refund of points already spent): the credit repays it first
+    debtor = await enrol(earning_client)
+    bought = order(debtor, "100.00")
+    assert (await earning_client.post("/v1/orders", json=bought)).status_code == 201
+    spent = await earning_client.post(
+        f"/v1/members/{debtor}/redemptions",
+        json={"points": 100},
+        headers={"Idempotency-Key": f"k-{uuid.uuid4().hex}"},
+    )
+    assert spent.status_code == 201, spent.text
+    refund = await earning_client.post(
+        f"/v1/orders/{bought['order_id']}/refunds",
+        json={"refund_id": f"r-{uuid.uuid4().hex[:12]}", "amount": "100.00"},
+    )
+    assert refund.status_code == 201, refund.text
+    repay = order(debtor, "50.00")
+    assert await attempt(earning_app, repay) is None
+    repaid = await earning_client.post("/v1/orders", json=repay)
+    assert repaid.status_code == 201 and repaid.json()["balance"]["available"] == -50
+
+    # an unknown member: the locked path answers 422
+    assert await attempt(earning_app, order(f"m-{uuid.uuid4().hex[:12]}", "1.00")) is None
+
+
+async def test_an_order_older_than_the_cached_campaigns_reads_them_in_the_locked_path(
+    points_client: httpx.AsyncClient, points_app: FastAPI
+) -> None:
+    member = await enrol(points_client)
+    assert (await points_client.post("/v1/orders", json=order(member, "5.00"))).status_code == 201
+    old = order(member, "5.00", at=datetime(2024, 1, 1, tzinfo=UTC))
+    assert await attempt(points_app, old) is None
+    assert (await points_client.post("/v1/orders", json=old)).status_code == 201
