@@ -9,7 +9,7 @@ the rare cases (tier upgrade, debt, referral) are left to the locked path untouc
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -186,3 +186,61 @@ async def test_an_order_older_than_the_cached_campaigns_reads_them_in_the_locked
     old = order(member, "5.00", at=datetime(2024, 1, 1, tzinfo=UTC))
     assert await attempt(points_app, old) is None
     assert (await points_client.post("/v1/orders", json=old)).status_code == 201
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The member ids the optimistic path read facts for (one entry per read)."""
+    read = service.read_for_order
+    seen: list[str] = []
+
+    async def counted(conn: Any, member_id: str, window_start: datetime) -> Any:
+        seen.append(member_id)
+        return await read(conn, member_id, window_start)
+
+    monkeypatch.setattr(service, "read_for_order", counted)
+    return seen
+
+
+async def test_the_next_checkout_of_a_member_writes_with_what_the_last_one_left(
+    points_client: httpx.AsyncClient, points_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = await enrol(points_client)
+    reads = count_reads(monkeypatch)
+    for amount, available in (("10.00", 10), ("5.50", 15), ("0.40", 15), ("2.00", 17)):
+        answer = await points_client.post("/v1/orders", json=order(member, amount))
+        assert answer.status_code == 201
+        assert answer.json()["balance"]["available"] == available
+    assert reads == [member]  # the first order read; the next three wrote in one statement
+    # a change through another path (a redemption) moves the row's version: the next
+    # checkout finds its remembered facts out of date, reads, and counts from the new balance
+    spent = await points_client.post(
+        f"/v1/members/{member}/redemptions",
+        json={"points": 7},
+        headers={"Idempotency-Key": f"k-{uuid.uuid4().hex}"},
+    )
+    assert spent.status_code == 201, spent.text
+    answer = await points_client.post("/v1/orders", json=order(member, "3.00"))
+    assert answer.json()["balance"]["available"] == 17 - 7 + 3
+    assert reads == [member, member]
+    assert (await counts(points_db, member))["points"] == 13
+
+
+async def test_remembered_growth_is_not_used_across_an_entry_that_left_the_window(
+    earning_client: httpx.AsyncClient, earning_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ladder = (await earning_client.get("/v1/tiers")).json()
+    window = timedelta(days=ladder["rolling_window_days"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    member = await enrol(earning_client)
+    # an old order still inside the window of an order two hours ago, not of one now
+    old = order(member, "300.00", at=now - window - timedelta(minutes=30))
+    assert (await earning_client.post("/v1/orders", json=old)).status_code == 201
+    reads = count_reads(monkeypatch)
+    earlier = order(member, "20.00", at=now - timedelta(hours=2))
+    assert (await earning_client.post("/v1/orders", json=earlier)).status_code == 201
+    assert reads == [member]
+    latest = await earning_client.post("/v1/orders", json=order(member, "4.00", at=now))
+    assert latest.status_code == 201
+    assert reads == [member, member]  # the remembered growth counted the old order: read
+    status = (await earning_client.get(f"/v1/members/{member}")).json()
+    assert status["growth_value"] == 24  # the old order's 300 is out of today's window

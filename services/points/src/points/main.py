@@ -12,6 +12,7 @@ from points.members.endpoints import router as members_router
 from points.members.endpoints import status_router
 from points.orders.endpoints import checkout_router
 from points.orders.endpoints import router as orders_router
+from points.orders.facts_cache import OrderFactsCache
 from points.orders.schemas import OrderIn
 from points.redemptions.endpoints import router as redemptions_router
 from points.rules_cache import RulesCache
@@ -47,4 +48,6 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
     )
     app.state.rules_cache = RulesCache(settings.rules_cache_seconds)
     app.state.member_locks = KeyedLocks()  # checkouts of one member take turns here
+    # what a member's last checkout left, so the next one writes in one statement
+    app.state.order_facts = OrderFactsCache()
     return app

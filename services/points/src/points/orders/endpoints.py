@@ -40,10 +40,15 @@ async def record_order(request: Request) -> Response:
     async with state.member_locks.hold(body.member_id):
         if idempotency.key is None:  # a stored Idempotency-Key answer needs the transaction
             out = await service.record_order_optimistic(
-                state.engine, state.settings, body, state.rules_cache
+                state.engine,
+                state.settings,
+                body,
+                state.rules_cache,
+                remembered=state.order_facts,
             )
             if out is not None:
                 return json_response(out, status.HTTP_201_CREATED)
+        state.order_facts.forget(body.member_id)  # the locked path writes a new version
         return await _record_order_locked(request, body, idempotency)
 
 

@@ -12,6 +12,7 @@ the earned event's ``breakdown`` say how (base, tier bonus, campaigns).
 """
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -47,6 +48,7 @@ from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.models import balances, entries, lots
 from points.members.models import Member
+from points.orders.facts_cache import OrderFactsCache, RememberedFacts
 from points.orders.models import orders
 from points.orders.schemas import BalanceSummary, OrderIn, OrderOut
 from points.rules_cache import RulesCache, earning_data
@@ -410,9 +412,10 @@ async def record_order_optimistic(
     data: OrderIn,
     cache: RulesCache,
     *,
+    remembered: OrderFactsCache | None = None,
     now: datetime | None = None,
 ) -> OrderOut | None:
-    """Record a plain checkout in two statements and no transaction block; None: not done.
+    """Record a plain checkout with no transaction block and no lock held; None: not done.
 
     The common checkout (a known, live member; no tier upgrade, no debt to repay, no
     referral to credit; rules in the cache) needs no lock held across round trips. The
@@ -426,6 +429,10 @@ async def record_order_optimistic(
     concurrent writer makes the write do nothing. ``None`` (that, an order id already
     known, or any rare case) sends the caller to the locked path, which decides it from
     scratch: nothing was written.
+
+    With ``remembered`` (``OrderFactsCache``), the facts the member's previous order left
+    are used instead of the first statement: one statement in all. If the write finds the
+    row at another version, the facts are read and the write tried once more.
     """
     now = now or datetime.now(UTC)
     rules = cache.cached(data.occurred_at)
@@ -433,19 +440,73 @@ async def record_order_optimistic(
         return None
     ladder, campaigns = rules
     window_start = tiers.growth_window_start(ladder, data.occurred_at)
+    known = remembered.get(data.member_id) if remembered is not None else None
     async with DriverAutocommit(engine) as conn:
-        read = await read_for_order(conn, data.member_id, window_start)
-        if read is None:
+        for _ in range(2):
+            if known is not None:
+                member = OrderMember(
+                    known.locked,
+                    max(0, known.window_sum),
+                    True,
+                    None,
+                    window_start,
+                    known.window_sum,
+                    known.latest_entry_id,
+                )
+                version = known.version
+                window_from = min(known.window_start, window_start)
+                window_to = max(known.window_start, window_start)
+            else:
+                read = await read_for_order(conn, data.member_id, window_start)
+                if read is None:
+                    return None
+                member, version = read
+                window_from = window_to = window_start
+            locked = member.locked
+            if locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
+                return None
+            plan = plan_order(settings, data, ladder, campaigns, member, now)
+            if plan.upgrade is not None:
+                return None
+            statement = _ORDER_ONLY_IF if plan.earning.points <= 0 else _ORDER_AND_CREDIT_IF
+            params = {
+                **plan.params,
+                "p_row_version": version,
+                "p_window_from": window_from,
+                "p_window_to": window_to,
+            }
+            row = await statement.fetchrow(conn, params)
+            if row is not None:
+                break
+            if remembered is not None:
+                remembered.forget(data.member_id)
+            if known is None:  # read just now: the order id is known, or a writer came between
+                return None
+            known = None  # remembered facts out of date: read them
+        else:  # pragma: no cover - the loop returns or breaks
             return None
-        member, version = read
-        if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
-            return None
-        plan = plan_order(settings, data, ladder, campaigns, member, now)
-        if plan.upgrade is not None:
-            return None
-        statement = _ORDER_ONLY_IF if plan.earning.points <= 0 else _ORDER_AND_CREDIT_IF
-        row = await statement.fetchrow(conn, {**plan.params, "p_row_version": version})
-    return None if row is None else plan.response
+    if remembered is not None:
+        points = plan.earning.points
+        remembered.remember(
+            data.member_id,
+            RememberedFacts(
+                ledger.LockedBalance(
+                    data.member_id,
+                    plan.response.balance.available,
+                    plan.response.balance.pending,
+                    0,
+                    locked.lifetime_earned + points,
+                    locked.growth_value + plan.earning.growth,
+                    locked.tier,
+                ),
+                row["row_version"],
+                window_start,
+                member.window_sum + plan.earning.growth,
+                int(row["entry_id"]) if points > 0 else member.latest_entry_id,
+                time.monotonic(),
+            ),
+        )
+    return plan.response
 
 
 async def record_order(
@@ -530,6 +591,8 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
     member's balance row at the version ``p_row_version`` (``record_order_optimistic``).
     """
     at = DateTime(timezone=True)
+    # the balance row's version after the write (the member facts cache keeps it)
+    row_version = cast_(literal_column("balances.xmin", Text), Text).label("row_version")
     order_values = {
         "order_id": "p_order_id",
         "member_id": "p_member_id",
@@ -555,6 +618,17 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
                 cast_(literal_column("balances.xmin", Text), Text)
                 == bindparam("p_row_version", type_=Text),
                 members_table.c.erased_at.is_(None),
+                # facts remembered from the member's last order were read for another
+                # window: its growth value holds only if no entry that counts lies between
+                # the two window starts (an empty range when the facts were just read)
+                ~exists(
+                    select(entries.c.id).where(
+                        entries.c.member_id == balances.c.member_id,
+                        entries.c.occurred_at >= bindparam("p_window_from", type_=at),
+                        entries.c.occurred_at < bindparam("p_window_to", type_=at),
+                        entries.c.growth_delta != 0,
+                    )
+                ),
             )
             .with_for_update(of=balances)
             .cte("unchanged_balance")
@@ -609,10 +683,14 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
             exists(select(order_cte.c.order_id)),
         )
         .values(updated_at=func.now())
-        .returning(balances.c.member_id)
+        .returning(balances.c.member_id, row_version)
         .cte("touched_balance")
     )
-    without_points = select(order_cte.c.order_id).add_cte(outbox_cte, touch_cte)
+    without_points = (
+        select(order_cte.c.order_id, touch_cte.c.row_version)
+        .select_from(order_cte.outerjoin(touch_cte, true()))
+        .add_cte(outbox_cte)
+    )
 
     lot_cte = (
         insert(lots)
@@ -675,6 +753,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
                 bindparam("p_details", type_=JSONB),
             ),
         )
+        .returning(entries.c.id)
         .cte("new_entry")
     )
     balance_cte = (
@@ -693,13 +772,22 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
             growth_cache_sum=bindparam("p_window_sum", type_=BigInteger),
             growth_cache_entry_id=bindparam("p_cache_entry_id", type_=BigInteger),
         )
-        .returning(balances.c.member_id)
+        .returning(balances.c.member_id, row_version)
         .cte("new_balance")
     )
     with_points = (
-        select(order_cte.c.order_id, lot_cte.c.id)
-        .select_from(order_cte.outerjoin(lot_cte, true()))
-        .add_cte(entry_cte, balance_cte, outbox_cte)
+        select(
+            order_cte.c.order_id,
+            lot_cte.c.id,
+            entry_cte.c.id.label("entry_id"),
+            balance_cte.c.row_version,
+        )
+        .select_from(
+            order_cte.outerjoin(lot_cte, true())
+            .outerjoin(entry_cte, true())
+            .outerjoin(balance_cte, true())
+        )
+        .add_cte(outbox_cte)
     )
     return without_points, with_points
 
