@@ -7,6 +7,7 @@ that the write does nothing and the locked path then decides with the new facts;
 the rare cases (tier upgrade, debt, referral) are left to the locked path untouched.
 """
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -244,3 +245,44 @@ async def test_remembered_growth_is_not_used_across_an_entry_that_left_the_windo
     assert reads == [member, member]  # the remembered growth counted the old order: read
     status = (await earning_client.get(f"/v1/members/{member}")).json()
     assert status["growth_value"] == 24  # the old order's 300 is out of today's window
+
+
+async def test_a_burst_for_one_member_is_recorded_in_batches_each_order_once(
+    points_client: httpx.AsyncClient,
+    points_app: FastAPI,
+    points_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    member = await enrol(points_client)
+    known = order(member, "5.00")
+    assert (await points_client.post("/v1/orders", json=known)).status_code == 201
+    checkouts = points_app.state.checkouts
+    batch_sizes: list[int] = []
+    run_batch = checkouts._run_batch
+
+    async def counted(bodies: list[OrderIn]) -> Any:
+        batch_sizes.append(len(bodies))
+        return await run_batch(bodies)
+
+    monkeypatch.setattr(checkouts, "_run_batch", counted)
+    burst = [order(member, f"{n}.00") for n in range(1, 21)]
+    conflicting = {**known, "amount": "6.00"}  # a known order id with another body: 409
+    sent = [*burst[:10], conflicting, burst[3], *burst[10:]]  # and an exact retry of one
+    answers = await asyncio.gather(*(points_client.post("/v1/orders", json=o) for o in sent))
+    assert [a.status_code for a in answers] == [201] * 10 + [409] + [201] * 11
+    assert answers[11].json() == answers[3].json()  # the retry got the first answer
+    assert batch_sizes and max(batch_sizes) > 1  # they did queue and go in batches
+    expected = 5 + sum(range(1, 21))
+    assert await counts(points_db, member) == {
+        "orders": 21,
+        "entries": 21,
+        "lots": 21,
+        "events": 1 + 2 * 21,
+        "points": expected,
+    }
+    # each answer's balance is the running balance after its own order, once each
+    balances = sorted(
+        a.json()["balance"]["available"] for i, a in enumerate(answers) if i not in (10, 11)
+    )
+    assert balances[-1] == expected
+    assert len(set(balances)) == 20

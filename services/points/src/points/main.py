@@ -10,7 +10,7 @@ from points.adjustments.endpoints import router as adjustments_router
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.members.endpoints import status_router
-from points.orders.endpoints import checkout_router
+from points.orders.endpoints import checkout_batches, checkout_router
 from points.orders.endpoints import router as orders_router
 from points.orders.facts_cache import OrderFactsCache
 from points.orders.schemas import OrderIn
@@ -50,4 +50,5 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
     app.state.member_locks = KeyedLocks()  # checkouts of one member take turns here
     # what a member's last checkout left, so the next one writes in one statement
     app.state.order_facts = OrderFactsCache()
+    app.state.checkouts = checkout_batches(app)  # a burst for one member: batches
     return app

@@ -128,7 +128,8 @@ async def replica(
     """Another instance of the points API on the same database, as a second replica.
 
     An instance makes the checkouts of one member take turns in-process
-    (``app.state.member_locks``). With ``queue_members=False`` it does not, so concurrent
+    (``app.state.member_locks``, ``app.state.checkouts``). With ``queue_members=False`` it
+    does not, so concurrent
     requests through it meet only in Postgres, as they would from many replicas: what the
     concurrency tests are about.
     """
@@ -136,4 +137,5 @@ async def replica(
     async with running_app(app), asgi_client(app) as client:
         if not queue_members:
             app.state.member_locks = _NoQueue()
+            app.state.checkouts.batching = False
         yield client

@@ -1,9 +1,10 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, FastAPI, Path, Request, status
 from fastapi.responses import Response
 
 from loyalty_shared.db import HotTransaction, Session
+from loyalty_shared.keyed_batches import KeyedBatches
 from loyalty_shared.lean import fast_lane, json_body, json_response, read_json
 from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard_for
 from points.idempotency.service import IdempotencyGuard
@@ -36,9 +37,43 @@ async def record_order(request: Request) -> Response:
     # (committed before the response, as the Session dependency does).
     body = await read_json(request, OrderIn)
     idempotency = guard_for(request)
-    state = request.app.state
-    async with state.member_locks.hold(body.member_id):
-        if idempotency.key is None:  # a stored Idempotency-Key answer needs the transaction
+    if idempotency.key is None:
+        checkouts: KeyedBatches[str, OrderIn, OrderOut] = request.app.state.checkouts
+        out = await checkouts.submit(body.member_id, body)
+        return json_response(out, status.HTTP_201_CREATED)
+    # a stored Idempotency-Key answer needs the transaction
+    async with request.app.state.member_locks.hold(body.member_id):
+        return await _record_order_locked(request.app, body, idempotency)
+
+
+async def _record_order_locked(
+    app: FastAPI, body: OrderIn, idempotency: IdempotencyGuard
+) -> Response:
+    state = app.state
+    async with HotTransaction(state.engine) as session:
+
+        async def produce() -> tuple[OrderOut, int]:
+            out = await service.record_order(session, state.settings, body, cache=state.rules_cache)
+            return out, status.HTTP_201_CREATED
+
+        return await idempotency.run(session, body, produce)
+
+
+def checkout_batches(app: FastAPI) -> KeyedBatches[str, OrderIn, OrderOut]:
+    """Checkouts without an Idempotency-Key, one member's taken together under a burst.
+
+    One checkout of a member is recorded at once, by the optimistic path (one or two
+    statements, no transaction block) or else the locked one. Checkouts of the same member
+    that arrive meanwhile queue, and are then recorded in batches: one transaction, the
+    member's balance row locked once, each order as the locked path records it, one
+    ``COMMIT`` (one WAL flush) for the batch. A batch is all or nothing: if any of its
+    orders fails (a 409, a 422, a lost connection), it is rolled back and each order is
+    recorded on its own, so an order's answer never depends on the others in its batch.
+    """
+    state = app.state
+
+    async def one(body: OrderIn) -> OrderOut:
+        async with state.member_locks.hold(body.member_id):
             out = await service.record_order_optimistic(
                 state.engine,
                 state.settings,
@@ -47,22 +82,32 @@ async def record_order(request: Request) -> Response:
                 remembered=state.order_facts,
             )
             if out is not None:
-                return json_response(out, status.HTTP_201_CREATED)
-        state.order_facts.forget(body.member_id)  # the locked path writes a new version
-        return await _record_order_locked(request, body, idempotency)
+                return out
+            state.order_facts.forget(body.member_id)  # the locked path writes a new version
+            async with HotTransaction(state.engine) as session:
+                return await service.record_order(
+                    session, state.settings, body, cache=state.rules_cache
+                )
 
+    async def batch(bodies: list[OrderIn]) -> list[OrderOut | BaseException]:
+        member = bodies[0].member_id
+        state.order_facts.forget(member)
+        try:
+            async with state.member_locks.hold(member), HotTransaction(state.engine) as session:
+                return [
+                    await service.record_order(session, state.settings, b, cache=state.rules_cache)
+                    for b in bodies
+                ]
+        except Exception:  # rolled back: each on its own, with its own answer or error
+            outcomes: list[OrderOut | BaseException] = []
+            for b in bodies:
+                try:
+                    outcomes.append(await one(b))
+                except Exception as error:
+                    outcomes.append(error)
+            return outcomes
 
-async def _record_order_locked(
-    request: Request, body: OrderIn, idempotency: IdempotencyGuard
-) -> Response:
-    state = request.app.state
-    async with HotTransaction(state.engine) as session:
-
-        async def produce() -> tuple[OrderOut, int]:
-            out = await service.record_order(session, state.settings, body, cache=state.rules_cache)
-            return out, status.HTTP_201_CREATED
-
-        return await idempotency.run(session, body, produce)
+    return KeyedBatches(one, batch)
 
 
 @router.post(
