@@ -8,6 +8,7 @@ the rare cases (tier upgrade, debt, referral) are left to the locked path untouc
 """
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -286,3 +287,23 @@ async def test_a_burst_for_one_member_is_recorded_in_batches_each_order_once(
     )
     assert balances[-1] == expected
     assert len(set(balances)) == 20
+
+
+def test_the_facts_cache_is_bounded_in_members_and_age_and_can_be_off() -> None:
+    from points.ledger.service import LockedBalance
+    from points.orders.facts_cache import OrderFactsCache, RememberedFacts
+
+    def facts(stored: float) -> RememberedFacts:
+        balance = LockedBalance("m", 0, 0, 0, 0, 0, "regular")
+        return RememberedFacts(balance, "1", datetime.now(UTC), 0, 0, stored)
+
+    now = time.monotonic()
+    cache = OrderFactsCache(max_members=2, max_age_seconds=60)
+    for member in ("a", "b", "c"):
+        cache.remember(member, facts(now))
+    assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None
+    cache.remember("old", facts(now - 61))
+    assert cache.get("old") is None
+    off = OrderFactsCache(max_members=0)
+    off.remember("a", facts(now))
+    assert len(off) == 0 and off.get("a") is None

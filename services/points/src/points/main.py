@@ -49,6 +49,6 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
     app.state.rules_cache = RulesCache(settings.rules_cache_seconds)
     app.state.member_locks = KeyedLocks()  # checkouts of one member take turns here
     # what a member's last checkout left, so the next one writes in one statement
-    app.state.order_facts = OrderFactsCache()
+    app.state.order_facts = OrderFactsCache(settings.order_facts_members)
     app.state.checkouts = checkout_batches(app)  # a burst for one member: batches
     return app

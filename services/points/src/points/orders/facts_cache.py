@@ -47,6 +47,8 @@ class OrderFactsCache:
         return facts
 
     def remember(self, member_id: str, facts: RememberedFacts) -> None:
+        if self.max_members <= 0:
+            return
         self._facts[member_id] = facts
         self._facts.move_to_end(member_id)
         while len(self._facts) > self.max_members:
