@@ -1,10 +1,15 @@
 """Recording completed orders: points earned once per order id (the hot path of every checkout).
 
-Round trips: lock the balance row; read the member's growth value over the rolling
-window (from the balance row's window cache) and whether this is the first order; one statement of
-data-modifying CTEs (order, lot, entry, balance and the two outbox events). The tier ladder
-and the running campaigns come from the in-process ``RulesCache`` (a few seconds old at
-most). Only rare cases cost more: a tier upgrade (member row + tier.changed event), a
+Three ways, tried in order (docs/performance.md, "What a checkout does"):
+``record_order_optimistic`` writes a plain checkout in one statement with the facts the
+member's last checkout left (``OrderFactsCache``), or in two after reading them, with no
+transaction block: the write happens only if the balance row is still at the version the
+facts were read with. Otherwise ``record_order`` (the locked path): lock the balance row
+and read the facts (the rolling window's growth value, from the balance row's window
+cache, and whether this is the first order); one statement of data-modifying CTEs (order,
+lot, entry, balance and the two outbox events). The tier ladder and the running campaigns
+come from the in-process ``RulesCache`` (a few seconds old at most). Only rare cases cost
+more, and always take the locked path: a tier upgrade (member row + tier.changed event), a
 member in debt (the repayment entries), a referred member's first order (referral credits).
 
 Points: ``floor(base x tier multiplier) + campaign bonus``; the entry's ``details`` and
