@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/profile_points.py [orders|member] [--profile]
 
-(``PROFILE_LOG_LEVEL=INFO`` keeps the access log on; by default it is off.)
+(``PROFILE_LOG_LEVEL=INFO`` keeps the access log on; by default it is off.
+``PROFILE_SORT=cumulative`` and ``PROFILE_ROWS=45`` change the listing.)
 
 Drives the ASGI app directly against an embedded Postgres: the CPU time per request
 (best of three runs) and, with ``--profile``, the number of Python function calls per
@@ -131,7 +132,8 @@ async def run(url: str, what: str, requests: int, profile: bool, dump: str | Non
             stats = pstats.Stats(profiler)
             calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
             print(f"{what}: {calls / requests:,.0f} Python function calls per request")
-            stats.sort_stats("tottime").print_stats(25)
+            order, rows = os.environ.get("PROFILE_SORT", "tottime"), os.environ.get("PROFILE_ROWS")
+            stats.sort_stats(order).print_stats(int(rows or 25))
             if dump:
                 stats.dump_stats(dump)
 

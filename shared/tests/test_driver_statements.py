@@ -19,7 +19,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from loyalty_shared.db import CompiledStatement, HotTransaction, driver_connection, make_metadata
+from loyalty_shared.db import (
+    CompiledStatement,
+    DriverAutocommit,
+    HotTransaction,
+    driver_connection,
+    make_metadata,
+)
 from loyalty_shared.testing import Infra
 
 metadata = make_metadata()
@@ -153,3 +159,36 @@ async def test_a_failed_hot_transaction_leaves_nothing_and_frees_its_connection(
         conn = await driver_connection(session)
         assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 0
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_driver_autocommit_commits_each_statement_and_drops_a_failed_connection(
+    engine: AsyncEngine,
+) -> None:
+    prefix = uuid.uuid4().hex
+    async with DriverAutocommit(engine) as conn:
+        await INSERT.fetchrow(conn, {"p_key": f"{prefix}-a", "p_points": 5, "p_doc": None})
+        # committed by itself: another connection sees it while this one is still out
+        async with engine.connect() as other:
+            seen = (
+                await other.execute(select(func.count()).where(rows.c.key.like(f"{prefix}%")))
+            ).scalar_one()
+        assert seen == 1
+    async with DriverAutocommit(engine) as conn:
+        assert not conn.is_in_transaction()
+
+    async def fail() -> None:
+        async with DriverAutocommit(engine) as conn:
+            await INSERT.fetchrow(conn, {"p_key": f"{prefix}-b", "p_points": 1, "p_doc": None})
+            failed.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            raise RuntimeError("boom")
+
+    failed: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail()
+    # after an error the connection is discarded (its statement had committed already)
+    async with DriverAutocommit(engine) as one, DriverAutocommit(engine) as two:
+        pids = {await c.fetchval("SELECT pg_backend_pid()") for c in (one, two)}
+        total = await TOTAL.fetchrow(one, {"p_prefix": prefix})
+    assert failed[0] not in pids
+    assert total["total"] == 6
+    assert engine.sync_engine.pool.checkedout() == 0

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from loyalty_shared import jsontext
 from loyalty_shared.settings import CommonSettings
@@ -314,25 +315,23 @@ class DriverAutocommit:
         self._slot = pool_slot(self._engine)
         await self._slot.__aenter__()
         try:
-            self._conn = await self._engine.connect()
+            # the pool's own checkout: no Connection/AsyncConnection objects, no events
+            self._fairy = await greenlet_spawn(self._engine.sync_engine.raw_connection)
         except BaseException:
             await self._slot.__aexit__(None, None, None)
             raise
-        try:
-            fairy = await self._conn.get_raw_connection()
-            adapter: Any = fairy.dbapi_connection
-            if adapter is None or adapter._transaction is not None:  # pragma: no cover
-                raise RuntimeError("a pooled connection was handed out inside a transaction")
-            return cast(asyncpg.Connection, fairy.driver_connection)
-        except BaseException:
-            await self._conn.close()
+        adapter: Any = self._fairy.dbapi_connection
+        if adapter is None or adapter._transaction is not None:  # pragma: no cover
+            await greenlet_spawn(self._fairy.invalidate)
+            await greenlet_spawn(self._fairy.close)
             await self._slot.__aexit__(None, None, None)
-            raise
+            raise RuntimeError("a pooled connection was handed out inside a transaction")
+        return cast(asyncpg.Connection, self._fairy.driver_connection)
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             if exc_type is not None:  # e.g. cancelled mid-statement: do not reuse it
-                await self._conn.invalidate()
-            await self._conn.close()
+                await greenlet_spawn(self._fairy.invalidate)
+            await greenlet_spawn(self._fairy.close)
         finally:
             await self._slot.__aexit__(None, None, None)

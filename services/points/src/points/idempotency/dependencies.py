@@ -51,6 +51,8 @@ def guard_for(request: Request) -> IdempotencyGuard:
                 }
             ]
         )
+    if key is None:  # nothing to store or replay: no need to build the request's URL
+        return IdempotencyGuard(None, request.method, "")
     return IdempotencyGuard(key, request.method, request.url.path)
 
 
