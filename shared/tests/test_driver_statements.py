@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 from sqlalchemy import (
     BigInteger,
@@ -161,7 +163,7 @@ async def test_a_failed_hot_transaction_leaves_nothing_and_frees_its_connection(
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-async def test_driver_autocommit_commits_each_statement_and_drops_a_failed_connection(
+async def test_driver_autocommit_commits_each_statement_and_drops_a_cancelled_connection(
     engine: AsyncEngine,
 ) -> None:
     prefix = uuid.uuid4().hex
@@ -180,15 +182,46 @@ async def test_driver_autocommit_commits_each_statement_and_drops_a_failed_conne
         async with DriverAutocommit(engine) as conn:
             await INSERT.fetchrow(conn, {"p_key": f"{prefix}-b", "p_points": 1, "p_doc": None})
             failed.append(await conn.fetchval("SELECT pg_backend_pid()"))
-            raise RuntimeError("boom")
+            # cancelled mid-statement: the connection may be anywhere in the protocol
+            await asyncio.wait_for(conn.execute("SELECT pg_sleep(5)"), 0.2)
 
     failed: list[int] = []
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(TimeoutError):
         await fail()
-    # after an error the connection is discarded (its statement had committed already)
+    # after a cancellation the connection is discarded (its insert had committed already)
     async with DriverAutocommit(engine) as one, DriverAutocommit(engine) as two:
         pids = {await c.fetchval("SELECT pg_backend_pid()") for c in (one, two)}
         total = await TOTAL.fetchrow(one, {"p_prefix": prefix})
     assert failed[0] not in pids
     assert total["total"] == 6
     assert engine.sync_engine.pool.checkedout() == 0
+
+
+async def test_driver_autocommit_keeps_the_connection_after_an_error_between_statements(
+    engine: AsyncEngine,
+) -> None:
+    class NotFound(Exception):
+        pass
+
+    pids: list[int] = []
+
+    async def not_found() -> None:
+        async with DriverAutocommit(engine) as conn:
+            pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            raise NotFound  # a 404 after a statement: nothing wrong with the connection
+
+    async def failed_statement() -> None:
+        async with DriverAutocommit(engine) as conn:
+            pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            await conn.execute(
+                "CREATE TEMP TABLE t (k int PRIMARY KEY); INSERT INTO t VALUES (1), (1)"
+            )
+
+    for _ in range(2):
+        with pytest.raises(NotFound):
+            await not_found()
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await failed_statement()
+    async with DriverAutocommit(engine) as conn:
+        pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
+    assert len(set(pids)) == 1  # one connection, reused every time

@@ -305,7 +305,7 @@ class DriverAutocommit:
     the same round trip, with no ``BEGIN`` or ``COMMIT`` sent. For a write that is one
     statement (the order path's optimistic attempt: ``points.orders.service``), that is
     two round trips fewer than ``HotTransaction``. The connection goes back to the pool
-    on exit; after an error it is discarded rather than reused.
+    on exit; after an error that may have left it mid-statement it is discarded.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -328,9 +328,23 @@ class DriverAutocommit:
             raise RuntimeError("a pooled connection was handed out inside a transaction")
         return cast(asyncpg.Connection, self._fairy.driver_connection)
 
+    def _reusable(self, exc: object) -> bool:
+        """After an error: keep the connection only if it is certainly idle and sound.
+
+        A domain error (a 404 between statements) or a failed statement (rolled back by
+        Postgres, as it was its own transaction) leaves it idle; a cancellation mid-statement
+        or a broken connection does not, and it is discarded.
+        """
+        if not isinstance(exc, Exception) or isinstance(
+            exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+        ):
+            return False
+        conn: asyncpg.Connection = self._fairy.driver_connection
+        return not conn.is_closed() and not conn.is_in_transaction()
+
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
-            if exc_type is not None:  # e.g. cancelled mid-statement: do not reuse it
+            if exc is not None and not self._reusable(exc):
                 await greenlet_spawn(self._fairy.invalidate)
             await greenlet_spawn(self._fairy.close)
         finally:

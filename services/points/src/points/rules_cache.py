@@ -75,6 +75,13 @@ class RulesCache:
             return entry.ladder, await active_campaigns(session, at)
         return entry.ladder, entry.campaigns
 
+    def cached_ladder(self) -> TierLadder | None:
+        """The ladder, if it can be had without the database (else None)."""
+        entry = self._entry
+        if entry is None or time.monotonic() >= entry.expires:
+            return None
+        return entry.ladder
+
     def cached(self, at: datetime) -> tuple[TierLadder, list[Campaign]] | None:
         """What ``get`` answers, if it can answer without the database (else None)."""
         entry = self._entry

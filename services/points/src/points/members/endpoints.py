@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
-from loyalty_shared.db import HotTransaction, Session
+from loyalty_shared.db import DriverAutocommit, HotTransaction, Session
 from loyalty_shared.lean import fast_lane, json_response
 from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
@@ -43,8 +43,15 @@ async def enrol_member(
 async def get_member(member_id: Annotated[ClientId, Path()], request: Request) -> Response:
     # read by every app screen and the gateway's composite status: see docs/performance.md
     state = request.app.state
-    async with HotTransaction(state.engine) as session:
-        answer = await service.status(session, state.settings, member_id, cache=state.rules_cache)
+    ladder = state.rules_cache.cached_ladder()
+    if ladder is not None:  # one statement, one snapshot: no transaction block needed
+        async with DriverAutocommit(state.engine) as conn:
+            answer = await service.status_on(conn, state.settings, ladder, member_id)
+    else:
+        async with HotTransaction(state.engine) as session:
+            answer = await service.status(
+                session, state.settings, member_id, cache=state.rules_cache
+            )
     return json_response(answer)  # already a MemberStatus: no second validation pass
 
 

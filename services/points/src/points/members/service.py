@@ -3,6 +3,7 @@
 import secrets
 from datetime import UTC, datetime
 
+import asyncpg
 from sqlalchemy import DateTime, String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,7 @@ from points.orders.models import orders
 from points.rules_cache import RulesCache
 from points.settings import PointsSettings
 from points.tiers.badges import MemberFacts, earned_badges
+from points.tiers.schemas import TierLadderIn
 from points.tiers.service import (
     entry_tier,
     growth_window_start,
@@ -206,7 +208,18 @@ async def status(
 ) -> MemberStatus:
     now = now or datetime.now(UTC)
     ladder = await cache.ladder(session, now) if cache is not None else await load_ladder(session)
-    conn = await driver_connection(session)
+    return await status_on(await driver_connection(session), settings, ladder, member_id, now)
+
+
+async def status_on(
+    conn: asyncpg.Connection,
+    settings: PointsSettings,
+    ladder: TierLadderIn,
+    member_id: str,
+    now: datetime | None = None,
+) -> MemberStatus:
+    """The member status in one statement on ``conn`` (a transaction's, or autocommit)."""
+    now = now or datetime.now(UTC)
     row = await _MEMBER_STATUS.fetchrow(
         conn,
         {
