@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 
 import structlog
 
@@ -25,8 +26,37 @@ def _json_dumps(obj: object, **_: object) -> str:
     return jsontext.dumps(obj, lenient=True)
 
 
+# Where info lines go once configured as JSON at INFO or below (``info_line``), else None.
+_fast_sink: structlog.PrintLogger | None = None
+
+
+def info_line(event: str, fields: dict[str, object]) -> None:
+    """One INFO line with the bound context, as structlog would write it, for the access log.
+
+    Every request writes one, so this skips structlog's processor chain (the same keys, in
+    the same order, redacted the same way). Before ``configure_logging`` chose JSON at INFO,
+    and with console output, it is plain structlog.
+    """
+    sink = _fast_sink
+    if sink is None:
+        structlog.get_logger("loyalty.access").info(event, **fields)
+        return
+    line = dict(fields)
+    for key, value in structlog.contextvars.get_contextvars().items():
+        line.setdefault(key, value)  # as merge_contextvars: the line's own keys win
+    for key in _REDACTED_KEYS.intersection(line):
+        line[key] = "***"
+    line["level"] = "info"
+    line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    line["msg"] = event
+    sink.msg(jsontext.dumps(line, lenient=True))  # structlog's writer and its lock
+
+
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and route stdlib logging (uvicorn, aiokafka) through it."""
+    global _fast_sink
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    _fast_sink = structlog.PrintLogger(sys.stdout) if json and numeric <= logging.INFO else None
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -12,13 +12,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty_shared.ids import uuid7_hex
+from loyalty_shared.logs import info_line
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-access_log = structlog.get_logger("loyalty.access")
 
 
 def current_request_id() -> str | None:
@@ -108,13 +107,15 @@ class RequestContextMiddleware:
             self.metrics.observe(method, template, status, elapsed)
             path = scope["path"]
             if path not in self.quiet_paths:
-                access_log.info(
+                info_line(
                     "request",
-                    method=method,
-                    path=path,
-                    route=template,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
+                    {
+                        "method": method,
+                        "path": path,
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
                 )
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)

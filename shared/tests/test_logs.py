@@ -1,0 +1,61 @@
+"""The access log's fast line is what structlog would write: same keys, order and redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from loyalty_shared import logs
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """A buffer for configure_logging; the logging configuration before comes back after."""
+    config = structlog.get_config()
+    context = structlog.contextvars.get_contextvars()
+    handlers = logging.getLogger().handlers[:]
+    monkeypatch.setattr(logs, "_fast_sink", logs._fast_sink)
+    try:
+        yield io.StringIO()
+    finally:
+        structlog.configure(**config)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**context)
+        logging.getLogger().handlers[:] = handlers
+
+
+def test_info_line_is_the_line_structlog_writes(
+    captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdout", captured)  # here: pytest sets its own for each phase
+    logs.configure_logging("log-test", "INFO", json=True)
+    fields: dict[str, object] = {"method": "GET", "status": 200, "email": "a@b.c", "caller": "x"}
+    with structlog.contextvars.bound_contextvars(request_id="r-1", caller="ops", phone="1"):
+        logs.info_line("request", fields)
+        structlog.get_logger("loyalty.access").info("request", **fields)
+    fast, reference = (json.loads(line) for line in captured.getvalue().splitlines())
+    fast_time, reference_time = fast.pop("timestamp"), reference.pop("timestamp")
+    assert fast == reference
+    assert list(fast) == list(reference)  # the same key order
+    assert fast["email"] == "***" and fast["phone"] == "***" and fast["caller"] == "x"
+    assert fast["service"] == "log-test" and fast["request_id"] == "r-1"
+    assert fast_time.endswith("Z") and len(fast_time) == len(reference_time)
+
+
+def test_info_line_follows_the_level_and_the_console_format(
+    captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdout", captured)
+    logs.configure_logging("log-test", "WARNING", json=True)
+    logs.info_line("request", {"status": 200})
+    assert captured.getvalue() == ""
+    logs.configure_logging("log-test", "INFO", json=False)
+    logs.info_line("request", {"status": 200})
+    line = captured.getvalue()
+    assert "request" in line and "status=200" in line and not line.startswith("{")
