@@ -307,3 +307,38 @@ def test_the_facts_cache_is_bounded_in_members_and_age_and_can_be_off() -> None:
     off = OrderFactsCache(max_members=0)
     off.remember("a", facts(now))
     assert len(off) == 0 and off.get("a") is None
+
+
+async def test_an_erasure_that_commits_while_the_write_waits_for_the_lock_stops_it(
+    points_client: httpx.AsyncClient,
+    points_app: FastAPI,
+    points_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The write's snapshot still shows the member live; the balance row's version doesn't."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from points.members import privacy
+
+    member = await enrol(points_client)
+    assert (await points_client.post("/v1/orders", json=order(member, "3.00"))).status_code == 201
+    read_done, erase_holds_lock = asyncio.Event(), asyncio.Event()
+    read = service.read_for_order
+
+    async def read_then_wait(*args: Any) -> Any:
+        facts = await read(*args)
+        read_done.set()
+        await erase_holds_lock.wait()
+        return facts
+
+    monkeypatch.setattr(service, "read_for_order", read_then_wait)
+    attempt_task = asyncio.create_task(attempt(points_app, order(member, "9.00")))
+    await read_done.wait()
+    sessions = async_sessionmaker(points_app.state.engine)
+    async with sessions() as session, session.begin():
+        await privacy.erase(session, member)  # holds the balance row lock until commit
+        erase_holds_lock.set()
+        await asyncio.sleep(0.3)  # the write starts, and waits for the lock
+        assert not attempt_task.done()
+    assert await attempt_task is None
+    assert (await counts(points_db, member))["orders"] == 1
