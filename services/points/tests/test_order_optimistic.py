@@ -45,20 +45,31 @@ async def attempt(app: FastAPI, body: dict[str, Any]) -> Any:
     )
 
 
+def after_each_read(
+    monkeypatch: pytest.MonkeyPatch, hook: Callable[[str], Awaitable[None]]
+) -> None:
+    """Run ``hook(member_id)`` each time the optimistic path has read a member's facts."""
+    read = service.read_for_order
+
+    async def read_then_hook(conn: Any, member_id: str, window_start: datetime) -> Any:
+        facts = await read(conn, member_id, window_start)
+        await hook(member_id)
+        return facts
+
+    monkeypatch.setattr(service, "read_for_order", read_then_hook)
+
+
 def between_read_and_write(
     monkeypatch: pytest.MonkeyPatch, action: Callable[[], Awaitable[None]]
 ) -> None:
     """Run ``action`` (through another connection) after the attempt has read its facts."""
-    read = service.read_for_order
     pending = [action]
 
-    async def read_then_act(*args: Any) -> Any:
-        facts = await read(*args)
+    async def once(_member_id: str) -> None:
         if pending:  # once: the action's own requests read normally
             await pending.pop()()
-        return facts
 
-    monkeypatch.setattr(service, "read_for_order", read_then_act)
+    after_each_read(monkeypatch, once)
 
 
 async def test_a_plain_checkout_is_written_by_the_optimistic_path(
@@ -192,14 +203,12 @@ async def test_an_order_older_than_the_cached_campaigns_reads_them_in_the_locked
 
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The member ids the optimistic path read facts for (one entry per read)."""
-    read = service.read_for_order
     seen: list[str] = []
 
-    async def counted(conn: Any, member_id: str, window_start: datetime) -> Any:
+    async def note(member_id: str) -> None:
         seen.append(member_id)
-        return await read(conn, member_id, window_start)
 
-    monkeypatch.setattr(service, "read_for_order", counted)
+    after_each_read(monkeypatch, note)
     return seen
 
 
@@ -323,15 +332,12 @@ async def test_an_erasure_that_commits_while_the_write_waits_for_the_lock_stops_
     member = await enrol(points_client)
     assert (await points_client.post("/v1/orders", json=order(member, "3.00"))).status_code == 201
     read_done, erase_holds_lock = asyncio.Event(), asyncio.Event()
-    read = service.read_for_order
 
-    async def read_then_wait(*args: Any) -> Any:
-        facts = await read(*args)
+    async def wait_for_the_erasure(_member_id: str) -> None:
         read_done.set()
         await erase_holds_lock.wait()
-        return facts
 
-    monkeypatch.setattr(service, "read_for_order", read_then_wait)
+    after_each_read(monkeypatch, wait_for_the_erasure)
     attempt_task = asyncio.create_task(attempt(points_app, order(member, "9.00")))
     await read_done.wait()
     sessions = async_sessionmaker(points_app.state.engine)

@@ -45,9 +45,13 @@ class RulesCache:
     def invalidate(self) -> None:
         self._entry = None
 
-    async def _load(self, session: AsyncSession, now: datetime) -> _Entry:
+    def _fresh(self) -> _Entry | None:
         entry = self._entry
-        if entry is not None and time.monotonic() < entry.expires:
+        return entry if entry is not None and time.monotonic() < entry.expires else None
+
+    async def _load(self, session: AsyncSession, now: datetime) -> _Entry:
+        entry = self._fresh()
+        if entry is not None:
             return entry
         ladder = await load_ladder(session)
         rows = (
@@ -77,15 +81,13 @@ class RulesCache:
 
     def cached_ladder(self) -> TierLadder | None:
         """The ladder, if it can be had without the database (else None)."""
-        entry = self._entry
-        if entry is None or time.monotonic() >= entry.expires:
-            return None
-        return entry.ladder
+        entry = self._fresh()
+        return None if entry is None else entry.ladder
 
     def cached(self, at: datetime) -> tuple[TierLadder, list[Campaign]] | None:
         """What ``get`` answers, if it can answer without the database (else None)."""
-        entry = self._entry
-        if entry is None or time.monotonic() >= entry.expires or at < entry.loaded_at - LOOKBACK:
+        entry = self._fresh()
+        if entry is None or at < entry.loaded_at - LOOKBACK:
             return None
         return entry.ladder, entry.campaigns
 

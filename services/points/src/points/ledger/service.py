@@ -105,16 +105,20 @@ async def lock_member(session: AsyncSession, member_id: str) -> LockedBalance:
     return locked
 
 
-async def touch_balance(session: AsyncSession, member_id: str) -> None:
-    """Write the member's balance row (``updated_at``) for a change that moves no points.
+async def touch_balance(session: AsyncSession, *member_ids: str) -> None:
+    """Write the members' balance rows (``updated_at``) for a change that moves no points.
 
     Every change to what an order reads about a member (its orders and entries, its tier,
     whether it is erased) writes the balance row in the same transaction: the order path
     compares the row's version (``xmin``) with the one it read its facts with, and a new
-    version is how it knows they may be out of date (``points.orders.service``).
+    version is how it knows they may be out of date (``points.orders.service``). Rows are
+    written in member id order, so two callers never lock them in different orders.
     """
     await session.execute(
-        update(balances).where(balances.c.member_id == member_id).values(updated_at=func.now())
+        update(balances)
+        .where(balances.c.member_id == bindparam("b_member_id"))
+        .values(updated_at=func.now()),
+        [{"b_member_id": member_id} for member_id in sorted(member_ids)],
     )
 
 

@@ -83,7 +83,6 @@ def checkout_batches(app: FastAPI) -> KeyedBatches[str, OrderIn, OrderOut]:
             )
             if out is not None:
                 return out
-            state.order_facts.forget(body.member_id)  # the locked path writes a new version
             async with HotTransaction(state.engine) as session:
                 return await service.record_order(
                     session, state.settings, body, cache=state.rules_cache

@@ -288,8 +288,14 @@ class OrderPlan:
     new_growth: int
     pending: bool
     response: OrderOut
-    write: tuple[CompiledStatement, dict[str, Any]]  # locked path's statement and parameters
-    params: dict[str, Any]
+    params: dict[str, Any]  # the write statement's parameters
+
+    def statement(self, *, if_version: bool = False) -> CompiledStatement:
+        """The write: order only (no points) or with its credit; ``if_version`` for the
+        optimistic path (written only if the balance row is at ``p_row_version``)."""
+        if self.earning.points <= 0:
+            return _ORDER_ONLY_IF if if_version else _ORDER_ONLY
+        return _ORDER_AND_CREDIT_IF if if_version else _ORDER_AND_CREDIT
 
 
 def plan_order(
@@ -390,10 +396,7 @@ def plan_order(
     }
     for i, event_row in enumerate((order_event, earned_event)):
         params.update({f"p_ev{i}_{col}": value for col, value in event_row.items()})
-    if points <= 0:
-        statement = _ORDER_ONLY
-    else:
-        statement = _ORDER_AND_CREDIT
+    if points > 0:
         params.update(
             p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
             p_available_at=available_at,
@@ -406,9 +409,7 @@ def plan_order(
             p_window_sum=member.window_sum,
             p_cache_entry_id=member.latest_entry_id,
         )
-    return OrderPlan(
-        fingerprint, earning, upgrade, new_growth, pending, response, (statement, params), params
-    )
+    return OrderPlan(fingerprint, earning, upgrade, new_growth, pending, response, params)
 
 
 async def record_order_optimistic(
@@ -446,72 +447,98 @@ async def record_order_optimistic(
     ladder, campaigns = rules
     window_start = tiers.growth_window_start(ladder, data.occurred_at)
     known = remembered.get(data.member_id) if remembered is not None else None
+    written = None
     async with DriverAutocommit(engine) as conn:
-        for _ in range(2):
-            if known is not None:
-                member = OrderMember(
-                    known.locked,
-                    max(0, known.window_sum),
-                    True,
-                    None,
-                    window_start,
-                    known.window_sum,
-                    known.latest_entry_id,
-                )
-                version = known.version
-                window_from = min(known.window_start, window_start)
-                window_to = max(known.window_start, window_start)
-            else:
-                read = await read_for_order(conn, data.member_id, window_start)
-                if read is None:
-                    return None
-                member, version = read
-                window_from = window_to = window_start
-            locked = member.locked
-            if locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
-                return None
-            plan = plan_order(settings, data, ladder, campaigns, member, now)
-            if plan.upgrade is not None:
-                return None
-            statement = _ORDER_ONLY_IF if plan.earning.points <= 0 else _ORDER_AND_CREDIT_IF
-            params = {
-                **plan.params,
-                "p_row_version": version,
-                "p_window_from": window_from,
-                "p_window_to": window_to,
-            }
-            row = await statement.fetchrow(conn, params)
-            if row is not None:
-                break
-            if remembered is not None:
-                remembered.forget(data.member_id)
-            if known is None:  # read just now: the order id is known, or a writer came between
-                return None
-            known = None  # remembered facts out of date: read them
-        else:  # pragma: no cover - the loop returns or breaks
-            return None
-    if remembered is not None:
-        points = plan.earning.points
-        remembered.remember(
-            data.member_id,
-            RememberedFacts(
-                ledger.LockedBalance(
-                    data.member_id,
-                    plan.response.balance.available,
-                    plan.response.balance.pending,
-                    0,
-                    locked.lifetime_earned + points,
-                    locked.growth_value + plan.earning.growth,
-                    locked.tier,
-                ),
-                row["row_version"],
+        if known is not None:  # one statement, if what the last checkout left still holds
+            member = OrderMember(
+                known.locked,
+                max(0, known.window_sum),
+                True,
+                None,
                 window_start,
-                member.window_sum + plan.earning.growth,
-                int(row["entry_id"]) if points > 0 else member.latest_entry_id,
-                time.monotonic(),
+                known.window_sum,
+                known.latest_entry_id,
+            )
+            written = await _write_if_unchanged(
+                conn,
+                settings,
+                data,
+                ladder,
+                campaigns,
+                member,
+                now,
+                known.version,
+                window_moved_from=known.window_start,
+            )
+        if written is None:  # read the facts, then the same write
+            read = await read_for_order(conn, data.member_id, window_start)
+            if read is not None:
+                member, version = read
+                written = await _write_if_unchanged(
+                    conn, settings, data, ladder, campaigns, member, now, version
+                )
+    if remembered is None:
+        return None if written is None else written[0].response
+    if written is None:  # the locked path will write a new version: nothing to remember
+        remembered.forget(data.member_id)
+        return None
+    plan, row = written
+    points = plan.earning.points
+    locked = member.locked
+    remembered.remember(
+        data.member_id,
+        RememberedFacts(
+            ledger.LockedBalance(
+                data.member_id,
+                plan.response.balance.available,
+                plan.response.balance.pending,
+                0,
+                locked.lifetime_earned + points,
+                locked.growth_value + plan.earning.growth,
+                locked.tier,
             ),
-        )
+            row["row_version"],
+            window_start,
+            member.window_sum + plan.earning.growth,
+            int(row["entry_id"]) if points > 0 else member.latest_entry_id,
+            time.monotonic(),
+        ),
+    )
     return plan.response
+
+
+async def _write_if_unchanged(
+    conn: asyncpg.Connection,
+    settings: PointsSettings,
+    data: OrderIn,
+    ladder: TierLadderIn,
+    campaigns: list[Campaign],
+    member: OrderMember,
+    now: datetime,
+    version: str,
+    *,
+    window_moved_from: datetime | None = None,
+) -> tuple[OrderPlan, Any] | None:
+    """Plan the order from ``member`` and write it if the balance row is at ``version``.
+
+    None: a rare case for the locked path (debt, a referral, a tier upgrade), or the write
+    was refused (another version, a growth entry between ``window_moved_from`` and this
+    order's window start, or an order id already known): nothing was written.
+    """
+    if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
+        return None
+    plan = plan_order(settings, data, ladder, campaigns, member, now)
+    if plan.upgrade is not None:
+        return None
+    moved_from = window_moved_from or member.window_start
+    params = {
+        **plan.params,
+        "p_row_version": version,
+        "p_window_from": min(moved_from, member.window_start),
+        "p_window_to": max(moved_from, member.window_start),
+    }
+    row = await plan.statement(if_version=True).fetchrow(conn, params)
+    return None if row is None else (plan, row)
 
 
 async def record_order(
@@ -546,8 +573,7 @@ async def record_order_once(
             errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
         )
     plan = plan_order(settings, data, ladder, campaigns, member, now)
-    statement, params = plan.write
-    row = await statement.fetchrow(await driver_connection(session), params)
+    row = await plan.statement().fetchrow(await driver_connection(session), plan.params)
     if row is None:  # the order id is known: replay its answer (or 409 for another body)
         return await _replay(session, data, plan.fingerprint), False
     lot_id = None if plan.earning.points <= 0 else int(row["id"])

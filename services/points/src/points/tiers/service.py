@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.problems import Conflict
 from points import events
+from points.ledger import service as ledger
 from points.tiers.models import TierLadderRow
 from points.tiers.schemas import GrowthPointType, Tier, TierLadder, TierLadderIn, TierLadderUpdated
 
@@ -363,12 +364,9 @@ async def _upgrade_qualified_members(
             )
         )
     if changes:
-        changes.sort(key=lambda change: change["m"])  # one lock order: balance rows, then members
-        # a new balance row version tells a checkout that read the old tier to read it again
-        # (ledger.touch_balance)
-        await session.execute(
-            text("UPDATE balances SET updated_at = now() WHERE member_id = :m"), changes
-        )
+        # balance rows first (the one lock order), and a new version tells a checkout that
+        # read the old tier to read it again
+        await ledger.touch_balance(session, *(change["m"] for change in changes))
         await session.execute(text("UPDATE members SET tier = :t WHERE member_id = :m"), changes)
         await events.publish(session, *published)
     return len(changes)
