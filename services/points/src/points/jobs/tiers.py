@@ -202,7 +202,8 @@ async def evaluate_tiers(
     """Apply every due evaluation: members above the entry tier can lose a level.
 
     Reads only members whose ``next_evaluation_at + downgrade_grace_days <= now`` (index
-    ``ix_members_next_evaluation``), plus, once, members not scheduled yet: a run costs in
+    ``ix_members_evaluation_due``), plus, once, members not scheduled yet
+    (``ix_members_unscheduled``): a run costs in
     proportion to the members that are due, not to all members. Each member is handled at
     most once per run (one missed date, one level, per run).
     """

@@ -9,12 +9,22 @@ from points.db import Base
 class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
-        # the tier evaluation job reads only members whose evaluation is due (or unscheduled)
+        # the tier evaluation job reads only members whose evaluation is due, and once the
+        # members not scheduled yet. Neither partial index can answer a look-up by member id
+        # (``member_id = :id AND erased_at IS NULL`` implies neither predicate): with an
+        # index on (next_evaluation_at, member_id) WHERE erased_at IS NULL, Postgres 18's
+        # skip scan made it look as cheap as the primary key when members share one date
+        # (an import enrols them all on one day), and every checkout walked it (migration 0007)
         Index(
-            "ix_members_next_evaluation",
+            "ix_members_evaluation_due",
             "next_evaluation_at",
             "member_id",  # the job pages through due members by (date, id)
-            postgresql_where=text("erased_at IS NULL"),
+            postgresql_where=text("erased_at IS NULL AND next_evaluation_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_members_unscheduled",
+            "member_id",
+            postgresql_where=text("erased_at IS NULL AND next_evaluation_at IS NULL"),
         ),
         # the birthday job looks members up by the month and day of their birthday
         Index(
