@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -25,6 +27,7 @@ from loyalty_shared.db import (
     CompiledStatement,
     DriverAutocommit,
     HotTransaction,
+    ShelvingPool,
     driver_connection,
     make_metadata,
 )
@@ -51,9 +54,17 @@ TOTAL = CompiledStatement(
 )
 
 
+def in_use(engine: AsyncEngine) -> int:
+    """Connections checked out of the pool and not on its shelf (ShelvingPool)."""
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, ShelvingPool)
+    return pool.checkedout() - pool.shelved
+
+
 @pytest.fixture
 async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(await infra.create_database("driver"))
+    # the pool the services' engines have (loyalty_shared.db.create_engine)
+    engine = create_async_engine(await infra.create_database("driver"), poolclass=ShelvingPool)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     yield engine
@@ -160,7 +171,7 @@ async def test_a_failed_hot_transaction_leaves_nothing_and_frees_its_connection(
     async with HotTransaction(engine) as session:
         conn = await driver_connection(session)
         assert (await TOTAL.fetchrow(conn, {"p_prefix": prefix}))["total"] == 0
-    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert in_use(engine) == 0
 
 
 async def test_driver_autocommit_commits_each_statement_and_drops_a_cancelled_connection(
@@ -194,7 +205,7 @@ async def test_driver_autocommit_commits_each_statement_and_drops_a_cancelled_co
         total = await TOTAL.fetchrow(one, {"p_prefix": prefix})
     assert failed[0] not in pids
     assert total["total"] == 6
-    assert engine.sync_engine.pool.checkedout() == 0
+    assert in_use(engine) == 0
 
 
 async def test_driver_autocommit_keeps_the_connection_after_an_error_between_statements(
@@ -225,3 +236,89 @@ async def test_driver_autocommit_keeps_the_connection_after_an_error_between_sta
     async with DriverAutocommit(engine) as conn:
         pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
     assert len(set(pids)) == 1  # one connection, reused every time
+
+
+async def _backend_pid(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+
+async def test_the_shelf_keeps_a_connection_for_driver_autocommit_and_gives_way_to_the_pool(
+    infra: Infra,
+) -> None:
+    url = await infra.create_database("shelf")
+    engine = create_async_engine(url, poolclass=ShelvingPool, pool_size=1, max_overflow=0)
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, ShelvingPool)
+    try:
+        async with DriverAutocommit(engine) as conn:
+            first = await _backend_pid(conn)
+        assert (pool.shelved, pool.checkedout(), pool.checkedin()) == (1, 1, 0)
+        async with DriverAutocommit(engine) as conn:  # from the shelf: the same connection
+            assert await _backend_pid(conn) == first
+        # anyone else asking the pool gets the shelved connection (the pool has only it)
+        async with engine.connect() as other:
+            pid = (await other.execute(select(func.pg_backend_pid()))).scalar_one()
+        assert pid == first
+        assert (pool.shelved, pool.checkedout(), pool.checkedin()) == (0, 0, 1)
+
+        # someone waiting in the pool gets a finished connection; it is not shelved
+        async def session_pid() -> int:
+            async with engine.connect() as waiting:
+                return int((await waiting.execute(select(func.pg_backend_pid()))).scalar_one())
+
+        async with DriverAutocommit(engine) as conn:
+            waiter = asyncio.create_task(session_pid())
+            await asyncio.sleep(0.2)
+            assert not waiter.done()  # the pool's only connection is out
+        assert await asyncio.wait_for(waiter, 5) == first  # well before the pool's 30 s
+        assert pool.shelved == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_a_shelved_connection_that_was_closed_is_replaced_and_dispose_closes_the_shelf(
+    infra: Infra,
+) -> None:
+    url = await infra.create_database("shelf")
+    engine = create_async_engine(url, poolclass=ShelvingPool, pool_size=2, max_overflow=0)
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, ShelvingPool)
+    admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    database = url.rsplit("/", 1)[1].split("?")[0]
+
+    async def backends() -> set[int]:
+        rows = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+        return {row["pid"] for row in rows}
+
+    try:
+        async with DriverAutocommit(engine) as conn:
+            first = await _backend_pid(conn)
+        assert pool.shelved == 1
+        await admin.execute("SELECT pg_terminate_backend($1)", first)
+        for _ in range(50):  # until the client has seen the connection go
+            if first not in await backends():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        async with DriverAutocommit(engine) as conn:
+            second = await _backend_pid(conn)
+            assert await conn.fetchval("SELECT 1") == 1
+        assert second != first
+        assert in_use(engine) == 0 and pool.shelved == 1
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await engine.dispose()  # the shelf too, checked in: no connection stays open
+            gc.collect()
+        # (not left to the garbage collector, which warns that it closes them)
+        assert [str(w.message) for w in caught] == []
+        for _ in range(50):
+            if not await backends():
+                break
+            await asyncio.sleep(0.05)
+        assert await backends() == set()
+    finally:
+        await admin.close()
+        await engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -22,9 +23,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, QueuePool
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.util.concurrency import greenlet_spawn
+from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from loyalty_shared import jsontext
 from loyalty_shared.settings import CommonSettings
@@ -98,6 +99,77 @@ class FairGate:
 _GATES: weakref.WeakKeyDictionary[Engine, FairGate] = weakref.WeakKeyDictionary()
 
 
+class ShelvingPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's async queue pool, plus a shelf of idle connections for ``DriverAutocommit``.
+
+    A connection ``DriverAutocommit`` is done with goes on the shelf, still checked out as
+    far as the pool knows, and the next ``DriverAutocommit`` takes it from there: a list
+    pop instead of the pool's checkout and checkin (records, fairies, weak references,
+    reset on return: ~100 µs of CPU per checkout on our machines, about a tenth of it).
+    The shelf never keeps a connection from anyone else: when the pool's queue is empty
+    and someone asks the pool for a connection, the oldest shelved one goes back into the
+    queue first; while anyone waits in the pool, a finished connection goes back to the
+    pool, not onto the shelf; ``dispose()`` puts the shelf back before it closes the pool.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shelf: list[Any] = []  # PoolProxiedConnection, most recently used last
+        self._asking = 0  # callers inside _do_get (one that waits stays there)
+
+    @property
+    def shelved(self) -> int:
+        """Connections on the shelf (counted by ``checkedout()`` too)."""
+        return len(self._shelf)
+
+    def take_shelved(self) -> Any | None:
+        """The most recently shelved connection (the warmest), or None."""
+        return self._shelf.pop() if self._shelf else None
+
+    def fresh(self, fairy: Any) -> bool:
+        """Whether a shelved connection is open and not older than a disconnect the pool saw."""
+        record = fairy._connection_record
+        conn = fairy.driver_connection
+        return (
+            record is not None
+            and conn is not None
+            and not conn.is_closed()
+            and record.starttime >= self._invalidate_time
+        )
+
+    def shelve(self, fairy: Any) -> bool:
+        """Keep an idle connection (no transaction) for the next ``DriverAutocommit``."""
+        if self._asking or len(self._shelf) >= self.size() + max(self._max_overflow, 0):
+            return False
+        self._shelf.append(fairy)
+        return True
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if self._shelf and not self.checkedin():
+            self._shelf.pop(0).close()  # the oldest shelved connection, for this caller
+        self._asking += 1
+        try:
+            record: Any = super()._do_get()  # a _ConnectionRecord
+        finally:
+            self._asking -= 1
+        if not in_greenlet() and (
+            record._is_hard_or_soft_invalidated()
+            or (self._recycle > -1 and time.time() - record.starttime > self._recycle)
+        ):
+            # a checkout without a greenlet (``_pool_checkout``) got a connection that has to
+            # be opened again, which awaits: back into the queue, and the caller asks again
+            # from a greenlet (before anything was started that would have to be undone)
+            self._pool.put(record, False)
+            raise sa_exc.MissingGreenlet("the connection has to be opened again")
+        return cast(ConnectionPoolEntry, record)
+
+    def dispose(self) -> None:
+        shelf, self._shelf = self._shelf, []
+        for fairy in shelf:
+            fairy.close()
+        super().dispose()
+
+
 @asynccontextmanager
 async def pool_slot(engine: AsyncEngine) -> AsyncIterator[None]:
     """Hold one of the engine's pool slots (FIFO) around a request's use of a connection."""
@@ -119,6 +191,7 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
+        poolclass=ShelvingPool,
         # JSON/JSONB parameters and results through orjson (the stdlib's json showed up
         # in profiles of the hot paths: several documents per order).
         json_serializer=jsontext.dumps,
@@ -316,7 +389,9 @@ class DriverAutocommit:
         self._slot = pool_slot(self._engine)
         await self._slot.__aenter__()
         try:
-            self._fairy = await _pool_checkout(self._engine.sync_engine)
+            self._fairy = await _shelved(self._engine.sync_engine.pool) or await _pool_checkout(
+                self._engine.sync_engine
+            )
         except BaseException:
             await self._slot.__aexit__(None, None, None)
             raise
@@ -348,7 +423,9 @@ class DriverAutocommit:
                 await greenlet_spawn(self._fairy.invalidate)
                 await greenlet_spawn(self._fairy.close)
             else:
-                await _pool_checkin(self._fairy)
+                pool = self._fairy._pool
+                if not (isinstance(pool, ShelvingPool) and pool.shelve(self._fairy)):
+                    await _pool_checkin(self._fairy)
         finally:
             await self._slot.__aexit__(None, None, None)
 
@@ -364,15 +441,27 @@ class DriverAutocommit:
 async def _pool_checkout(engine: Engine) -> Any:
     """A pooled connection (SQLAlchemy's ``PoolProxiedConnection``), as ``raw_connection()``."""
     pool = engine.pool
-    if isinstance(pool, QueuePool) and pool.checkedin():
+    if isinstance(pool, ShelvingPool) and pool.checkedin():
         try:
             # an idle connection in the queue is taken without awaiting; no
             # Connection/AsyncConnection objects, no events
             return engine.raw_connection()
         except sa_exc.MissingGreenlet:
-            # it has to be (re)connected: the pool has put it back, marked for it
-            pass
+            pass  # it has to be opened again (ShelvingPool._do_get put it back): that awaits
     return await greenlet_spawn(engine.raw_connection)
+
+
+async def _shelved(pool: Any) -> Any | None:
+    """A connection from the shelf (``ShelvingPool``) still usable as it is, or None."""
+    if not isinstance(pool, ShelvingPool):
+        return None
+    while (fairy := pool.take_shelved()) is not None:
+        if pool.fresh(fairy):
+            return fairy
+        # closed, or older than a disconnect: the pool opens it again at its next checkout
+        await greenlet_spawn(fairy.invalidate)
+        await greenlet_spawn(fairy.close)
+    return None
 
 
 async def _pool_checkin(fairy: Any) -> None:
