@@ -44,6 +44,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from loyalty_shared import jsontext
 from loyalty_shared.db import CompiledStatement, DriverAutocommit, driver_connection
 from points import events
 from points.campaigns.calculator import Campaign, CampaignResult, OrderFacts, apply_campaigns
@@ -386,16 +387,22 @@ def plan_order(
         "p_discount_amount": data.discount_amount,
         "p_coupon_used": data.coupon_used,
         "p_channel": data.channel,
-        "p_items": items,
+        "p_items": jsontext.dumps(items),
         "p_occurred_at": data.occurred_at,
         "p_points": points,
         "p_growth": earning.growth,
-        "p_details": details,
+        "p_details": jsontext.dumps(details),
         "p_request_hash": fingerprint,
-        "p_response": response.model_dump(mode="json"),
+        # as the API answers it (the stored answer replays it)
+        "p_response": response.__pydantic_serializer__.to_json(response).decode(),
     }
     for i, event_row in enumerate((order_event, earned_event)):
-        params.update({f"p_ev{i}_{col}": value for col, value in event_row.items()})
+        params.update(
+            {
+                f"p_ev{i}_{col}": jsontext.dumps(value) if col in _EVENT_JSON else value
+                for col, value in event_row.items()
+            }
+        )
     if points > 0:
         params.update(
             p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
@@ -614,6 +621,16 @@ async def record_order_once(
     return response, True
 
 
+# JSON parameters of the write: serialised by plan_order (orjson), sent as text, cast by
+# Postgres. Through SQLAlchemy's JSON type each cost three Python calls at bind time (its
+# processor, the serialiser, the asyncpg codec's encoder), seven times per order.
+_EVENT_JSON = frozenset({"payload", "headers"})
+
+
+def _json_text(name: str) -> Any:
+    return cast_(bindparam(name, type_=Text), JSONB)
+
+
 def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
     """Built once: (order without points, order + lot + entry + balance) as data-modifying CTEs.
 
@@ -668,7 +685,9 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
             list(order_values),
             select(
                 *[
-                    bindparam(param, type_=orders.c[column].type)
+                    _json_text(param)
+                    if isinstance(orders.c[column].type, JSONB)
+                    else bindparam(param, type_=orders.c[column].type)
                     for column, param in order_values.items()
                 ]
             ).select_from(unchanged),
@@ -676,7 +695,9 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
     else:
         order_insert = insert(orders).values(
             {
-                column: bindparam(param, type_=JSONB) if column == "breakdown" else bindparam(param)
+                column: _json_text(param)
+                if isinstance(orders.c[column].type, JSONB)
+                else bindparam(param)
                 for column, param in order_values.items()
             }
         )
@@ -686,7 +707,6 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
         .cte("new_order")
     )
     event_columns = ["event_id", "topic", "key", "event_type", "payload", "headers"]
-    event_types = {"payload": JSONB, "headers": JSONB}
     outbox_cte = (
         insert(outbox)
         .from_select(
@@ -695,7 +715,9 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
                 *[
                     select(
                         *[
-                            bindparam(f"p_ev{i}_{col}", type_=event_types.get(col, Text))
+                            _json_text(f"p_ev{i}_{col}")
+                            if col in _EVENT_JSON
+                            else bindparam(f"p_ev{i}_{col}", type_=Text)
                             for col in event_columns
                         ]
                     ).select_from(order_cte)
@@ -781,7 +803,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
                 bindparam("p_earn_key", type_=Text),
                 bindparam("p_occurred_at", type_=at),
                 bindparam("p_growth", type_=BigInteger),
-                bindparam("p_details", type_=JSONB),
+                _json_text("p_details"),
             ),
         )
         .returning(entries.c.id)
