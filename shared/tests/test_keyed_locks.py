@@ -54,3 +54,32 @@ async def test_a_failing_holder_releases_the_key() -> None:
     async with asyncio.timeout(1), locks.hold("k"):
         assert len(locks) == 1
     assert len(locks) == 0
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_and_a_key_handed_to_it_passes_on() -> None:
+    locks = KeyedLocks()
+    got: list[str] = []
+    release_first = asyncio.Event()
+
+    async def hold(name: str, wait: asyncio.Event | None = None) -> None:
+        async with locks.hold("k"):
+            got.append(name)
+            if wait is not None:
+                await wait.wait()
+
+    first = asyncio.create_task(hold("first", release_first))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(hold("second"))
+    third = asyncio.create_task(hold("third"))
+    fourth = asyncio.create_task(hold("fourth"))
+    await asyncio.sleep(0.01)
+    second.cancel()  # cancelled while it waits: it never holds the key
+    await asyncio.sleep(0)
+    release_first.set()
+    await asyncio.sleep(0)  # first releases: the key is handed to third...
+    third.cancel()  # ...which is cancelled before it runs: the key passes on to fourth
+    await asyncio.wait_for(asyncio.gather(first, fourth), 1)
+    for task in (second, third):
+        assert task.cancelled()
+    assert got == ["first", "fourth"]
+    assert len(locks) == 0

@@ -7,7 +7,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, cast
 
 import asyncpg
@@ -170,18 +169,26 @@ class ShelvingPool(AsyncAdaptedQueuePool):
         super().dispose()
 
 
-@asynccontextmanager
-async def pool_slot(engine: AsyncEngine) -> AsyncIterator[None]:
-    """Hold one of the engine's pool slots (FIFO) around a request's use of a connection."""
-    gate = _GATES.get(engine.sync_engine)
-    if gate is None:  # an engine not made by create_engine: the pool alone
-        yield
-        return
-    await gate.acquire()
-    try:
-        yield
-    finally:
-        gate.release()
+class pool_slot:
+    """Hold one of the engine's pool slots (FIFO) around a request's use of a connection.
+
+    (A plain object rather than an ``asynccontextmanager``: every request that touches the
+    database passes here, and the generator machinery cost more than the gate.)
+    """
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        # an engine not made by create_engine has no gate: the pool alone
+        self._gate = _GATES.get(engine.sync_engine)
+
+    async def __aenter__(self) -> None:
+        if self._gate is not None:
+            await self._gate.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._gate is not None:
+            self._gate.release()
 
 
 def create_engine(settings: CommonSettings) -> AsyncEngine:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections import deque
 
 
 class KeyedLocks:
@@ -19,21 +18,54 @@ class KeyedLocks:
     """
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # a key is here while someone holds it; its waiters (oldest first), if any
+        self._held: dict[str, deque[asyncio.Future[None]] | None] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
+    def hold(self, key: str) -> _Hold:
+        """``async with locks.hold(key):`` (a plain object, not a generator: this is on
+        every checkout's path, and an uncontended key costs a dict insert and a delete)."""
+        return _Hold(self, key)
+
+    async def _acquire(self, key: str) -> None:
+        if key not in self._held:
+            self._held[key] = None
+            return
+        waiters = self._held[key]
+        if waiters is None:
+            waiters = self._held[key] = deque()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release(key)  # the key was handed over as we gave up: pass it on
+            elif waiter in waiters:
+                waiters.remove(waiter)
+            raise
+
+    def _release(self, key: str) -> None:
+        waiters = self._held[key]
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the key changes hands
+                return
+        del self._held[key]
 
     def __len__(self) -> int:
-        return len(self._locks)
+        return len(self._held)
+
+
+class _Hold:
+    __slots__ = ("_key", "_locks")
+
+    def __init__(self, locks: KeyedLocks, key: str) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        await self._locks._acquire(self._key)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._locks._release(self._key)
