@@ -28,6 +28,8 @@ def _json_dumps(obj: object, **_: object) -> str:
 
 # Where info lines go once configured as JSON at INFO or below (``info_line``), else None.
 _fast_sink: structlog.PrintLogger | None = None
+# Once configured above INFO: info lines are dropped before anything is built.
+_info_off = False
 
 
 def info_line(event: str, fields: dict[str, object]) -> None:
@@ -37,6 +39,8 @@ def info_line(event: str, fields: dict[str, object]) -> None:
     the same order, redacted the same way). Before ``configure_logging`` chose JSON at INFO,
     and with console output, it is plain structlog.
     """
+    if _info_off:
+        return
     sink = _fast_sink
     if sink is None:
         structlog.get_logger("loyalty.access").info(event, **fields)
@@ -54,9 +58,10 @@ def info_line(event: str, fields: dict[str, object]) -> None:
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and route stdlib logging (uvicorn, aiokafka) through it."""
-    global _fast_sink
+    global _fast_sink, _info_off
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     _fast_sink = structlog.PrintLogger(sys.stdout) if json and numeric <= logging.INFO else None
+    _info_off = numeric > logging.INFO
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -455,6 +455,54 @@ async def record_order_optimistic(
     window_start = tiers.growth_window_start(ladder, data.occurred_at)
     known = remembered.get(data.member_id) if remembered is not None else None
     written = None
+    try:
+        written = await _write_optimistically(
+            engine, settings, data, ladder, campaigns, now, window_start, known
+        )
+    except _OrderIdKnown:
+        pass
+    if remembered is None:
+        return None if written is None else written[0].response
+    if written is None:  # the locked path will write a new version: nothing to remember
+        remembered.forget(data.member_id)
+        return None
+    plan, member, row = written
+    points = plan.earning.points
+    locked = member.locked
+    remembered.remember(
+        data.member_id,
+        RememberedFacts(
+            ledger.LockedBalance(
+                data.member_id,
+                plan.response.balance.available,
+                plan.response.balance.pending,
+                0,
+                locked.lifetime_earned + points,
+                locked.growth_value + plan.earning.growth,
+                locked.tier,
+            ),
+            row["row_version"],
+            window_start,
+            member.window_sum + plan.earning.growth,
+            int(row["entry_id"]) if points > 0 else member.latest_entry_id,
+            time.monotonic(),
+        ),
+    )
+    return plan.response
+
+
+async def _write_optimistically(
+    engine: AsyncEngine,
+    settings: PointsSettings,
+    data: OrderIn,
+    ladder: TierLadderIn,
+    campaigns: list[Campaign],
+    now: datetime,
+    window_start: datetime,
+    known: RememberedFacts | None,
+) -> tuple[OrderPlan, OrderMember, Any] | None:
+    """The write with remembered facts, else (or if refused) with facts read now."""
+    written = None
     async with DriverAutocommit(engine) as conn:
         if known is not None:  # one statement, if what the last checkout left still holds
             member = OrderMember(
@@ -484,34 +532,7 @@ async def record_order_optimistic(
                 written = await _write_if_unchanged(
                     conn, settings, data, ladder, campaigns, member, now, version
                 )
-    if remembered is None:
-        return None if written is None else written[0].response
-    if written is None:  # the locked path will write a new version: nothing to remember
-        remembered.forget(data.member_id)
-        return None
-    plan, row = written
-    points = plan.earning.points
-    locked = member.locked
-    remembered.remember(
-        data.member_id,
-        RememberedFacts(
-            ledger.LockedBalance(
-                data.member_id,
-                plan.response.balance.available,
-                plan.response.balance.pending,
-                0,
-                locked.lifetime_earned + points,
-                locked.growth_value + plan.earning.growth,
-                locked.tier,
-            ),
-            row["row_version"],
-            window_start,
-            member.window_sum + plan.earning.growth,
-            int(row["entry_id"]) if points > 0 else member.latest_entry_id,
-            time.monotonic(),
-        ),
-    )
-    return plan.response
+    return None if written is None else (written[0], member, written[1])
 
 
 async def _write_if_unchanged(
@@ -529,8 +550,9 @@ async def _write_if_unchanged(
     """Plan the order from ``member`` and write it if the balance row is at ``version``.
 
     None: a rare case for the locked path (debt, a referral, a tier upgrade), or the write
-    was refused (another version, a growth entry between ``window_moved_from`` and this
-    order's window start, or an order id already known): nothing was written.
+    was refused (another version, or a growth entry between ``window_moved_from`` and this
+    order's window start): nothing was written. An order id already known raises
+    ``_OrderIdKnown`` (nothing was written either).
     """
     if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
         return None
@@ -544,8 +566,17 @@ async def _write_if_unchanged(
         "p_window_from": min(moved_from, member.window_start),
         "p_window_to": max(moved_from, member.window_start),
     }
-    row = await plan.statement(if_version=True).fetchrow(conn, params)
+    try:
+        row = await plan.statement(if_version=True).fetchrow(conn, params)
+    except asyncpg.UniqueViolationError:
+        # the order id is known (a retry, or another member's order): the statement was
+        # undone as a whole; the locked path replays the stored answer or refuses it
+        raise _OrderIdKnown from None
     return None if row is None else (plan, row)
+
+
+class _OrderIdKnown(Exception):
+    """The optimistic write met an order id already recorded: nothing was written."""
 
 
 async def record_order(
@@ -635,12 +666,25 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
     """Built once: (order without points, order + lot + entry + balance) as data-modifying CTEs.
 
     Every value is a bound parameter, so a request only binds and executes them.
-    ``if_version``: the optimistic path's variant, which writes only if it can lock the
-    member's balance row at the version ``p_row_version`` (``record_order_optimistic``).
+
+    The locked path's variant (the balance row already locked by the transaction) inserts
+    the order ``ON CONFLICT DO NOTHING`` and writes the rest only if the order was new.
+    ``if_version``: the optimistic path's variant, one statement with no transaction
+    block (``record_order_optimistic``). It writes the balance row first, and only if the
+    row is still at the version ``p_row_version`` and no entry that counts toward growth
+    lies in ``[p_window_from, p_window_to)``; everything else is written from that
+    update's row. The update takes the row lock: under READ COMMITTED, one that waited
+    for a concurrent writer re-checks its condition against the newest version, which
+    carries another ``xmin``, and writes nothing. An order id already known makes the
+    order insert fail (no ``ON CONFLICT``), which undoes the whole statement; the caller
+    takes the locked path, which replays or refuses it. (Before, the row was locked by a
+    ``SELECT ... FOR UPDATE`` and then updated: a second pass over the row, a lock record
+    in the WAL and a larger plan to start on every checkout.)
     """
     at = DateTime(timezone=True)
     # the balance row's version after the write (the member facts cache keeps it)
     row_version = cast_(literal_column("balances.xmin", Text), Text).label("row_version")
+    member_id = bindparam("p_member_id", type_=String)
     order_values = {
         "order_id": "p_order_id",
         "member_id": "p_member_id",
@@ -657,94 +701,107 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
         "request_hash": "p_request_hash",
         "response": "p_response",
     }
-    if if_version:
-        unchanged = (
-            select(balances.c.member_id)
-            .join(members_table, members_table.c.member_id == balances.c.member_id)
+    order_params = [
+        _json_text(param)
+        if isinstance(orders.c[column].type, JSONB)
+        else bindparam(param, type_=orders.c[column].type)
+        for column, param in order_values.items()
+    ]
+    balance_credit = {
+        "available": balances.c.available + bindparam("p_d_available", type_=BigInteger),
+        "pending": balances.c.pending + bindparam("p_d_pending", type_=BigInteger),
+        "lifetime_earned": balances.c.lifetime_earned + bindparam("p_points", type_=BigInteger),
+        "growth_value": balances.c.growth_value + bindparam("p_growth", type_=BigInteger),
+        # the window as the lock read it; this order's entry counts as written since
+        "growth_cache_start": bindparam("p_window_start", type_=at),
+        "growth_cache_sum": bindparam("p_window_sum", type_=BigInteger),
+        "growth_cache_entry_id": bindparam("p_cache_entry_id", type_=BigInteger),
+    }
+    # an order that earns nothing still writes the member's balance row: the next
+    # checkout's version check relies on it to know that its facts may be out of date
+    balance_touch = {"updated_at": func.now()}
+
+    def versioned_balance(values: dict[str, Any], name: str) -> Any:
+        """The balance row written if still at ``p_row_version`` (optimistic path)."""
+        return (
+            update(balances)
             .where(
-                balances.c.member_id == bindparam("p_member_id", type_=String),
+                balances.c.member_id == member_id,
                 cast_(literal_column("balances.xmin", Text), Text)
                 == bindparam("p_row_version", type_=Text),
-                members_table.c.erased_at.is_(None),
                 # facts remembered from the member's last order were read for another
                 # window: its growth value holds only if no entry that counts lies between
-                # the two window starts (an empty range when the facts were just read)
+                # the two window starts (an empty range when the facts were just read).
+                # (An erasure writes the balance row too: ``ledger.touch_balance``.)
                 ~exists(
                     select(entries.c.id).where(
-                        entries.c.member_id == balances.c.member_id,
+                        entries.c.member_id == member_id,
                         entries.c.occurred_at >= bindparam("p_window_from", type_=at),
                         entries.c.occurred_at < bindparam("p_window_to", type_=at),
                         entries.c.growth_delta != 0,
                     )
                 ),
             )
-            .with_for_update(of=balances)
-            .cte("unchanged_balance")
+            .values(values)
+            .returning(balances.c.member_id, row_version)
+            .cte(name)
         )
-        order_insert = insert(orders).from_select(
-            list(order_values),
+
+    def new_order(after: Any | None) -> Any:
+        if after is None:  # the locked path: a known order id writes nothing
+            insert_order = insert(orders).values(dict(zip(order_values, order_params, strict=True)))
+            insert_order = insert_order.on_conflict_do_nothing(index_elements=[orders.c.order_id])
+        else:
+            insert_order = insert(orders).from_select(
+                list(order_values), select(*order_params).select_from(after)
+            )
+        return insert_order.returning(orders.c.order_id).cte("new_order")
+
+    def events_of(order_cte: Any) -> Any:
+        columns = ["event_id", "topic", "key", "event_type", "payload", "headers"]
+        rows = [
             select(
                 *[
-                    _json_text(param)
-                    if isinstance(orders.c[column].type, JSONB)
-                    else bindparam(param, type_=orders.c[column].type)
-                    for column, param in order_values.items()
+                    _json_text(f"p_ev{i}_{col}")
+                    if col in _EVENT_JSON
+                    else bindparam(f"p_ev{i}_{col}", type_=Text)
+                    for col in columns
                 ]
-            ).select_from(unchanged),
+            ).select_from(order_cte)
+            for i in range(2)
+        ]
+        return insert(outbox).from_select(columns, union_all(*rows)).cte("new_events")
+
+    def balance_after(order_cte: Any, values: dict[str, Any], name: str) -> Any:
+        """The locked path's balance write, if the order was new."""
+        return (
+            update(balances)
+            .where(balances.c.member_id == member_id, exists(select(order_cte.c.order_id)))
+            .values(values)
+            .returning(balances.c.member_id, row_version)
+            .cte(name)
         )
+
+    # without points
+    if if_version:
+        touch_cte = versioned_balance(balance_touch, "touched_balance")
+        order_cte = new_order(touch_cte)
     else:
-        order_insert = insert(orders).values(
-            {
-                column: _json_text(param)
-                if isinstance(orders.c[column].type, JSONB)
-                else bindparam(param)
-                for column, param in order_values.items()
-            }
-        )
-    order_cte = (
-        order_insert.on_conflict_do_nothing(index_elements=[orders.c.order_id])
-        .returning(orders.c.order_id)
-        .cte("new_order")
-    )
-    event_columns = ["event_id", "topic", "key", "event_type", "payload", "headers"]
-    outbox_cte = (
-        insert(outbox)
-        .from_select(
-            event_columns,
-            union_all(
-                *[
-                    select(
-                        *[
-                            _json_text(f"p_ev{i}_{col}")
-                            if col in _EVENT_JSON
-                            else bindparam(f"p_ev{i}_{col}", type_=Text)
-                            for col in event_columns
-                        ]
-                    ).select_from(order_cte)
-                    for i in range(2)
-                ]
-            ),
-        )
-        .cte("new_events")
-    )
-    # an order that earns nothing still writes the member's balance row: the next
-    # checkout's lock relies on it to know that its facts may be out of date
-    touch_cte = (
-        update(balances)
-        .where(
-            balances.c.member_id == bindparam("p_member_id", type_=String),
-            exists(select(order_cte.c.order_id)),
-        )
-        .values(updated_at=func.now())
-        .returning(balances.c.member_id, row_version)
-        .cte("touched_balance")
-    )
+        order_cte = new_order(None)
+        touch_cte = balance_after(order_cte, balance_touch, "touched_balance")
     without_points = (
         select(order_cte.c.order_id, touch_cte.c.row_version)
         .select_from(order_cte.outerjoin(touch_cte, true()))
-        .add_cte(outbox_cte)
+        .add_cte(events_of(order_cte))
     )
 
+    # with points: order, lot, entry, balance
+    if if_version:
+        balance_cte = versioned_balance(balance_credit, "new_balance")
+        order_cte = new_order(balance_cte)
+    else:
+        order_cte = new_order(None)
+        balance_cte = balance_after(order_cte, balance_credit, "new_balance")
     lot_cte = (
         insert(lots)
         .from_select(
@@ -760,7 +817,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
                 "expires_at",
             ],
             select(
-                bindparam("p_member_id", type_=String),
+                member_id,
                 bindparam("p_points", type_=BigInteger),
                 bindparam("p_points", type_=BigInteger),
                 bindparam("p_lot_status", type_=String),
@@ -792,7 +849,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
                 "details",
             ],
             select(
-                bindparam("p_member_id", type_=String),
+                member_id,
                 bindparam("p_entry_type", type_=String),
                 bindparam("p_d_available", type_=BigInteger),
                 bindparam("p_d_pending", type_=BigInteger),
@@ -809,25 +866,6 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
         .returning(entries.c.id)
         .cte("new_entry")
     )
-    balance_cte = (
-        update(balances)
-        .where(
-            balances.c.member_id == bindparam("p_member_id", type_=String),
-            exists(select(order_cte.c.order_id)),
-        )
-        .values(
-            available=balances.c.available + bindparam("p_d_available", type_=BigInteger),
-            pending=balances.c.pending + bindparam("p_d_pending", type_=BigInteger),
-            lifetime_earned=balances.c.lifetime_earned + bindparam("p_points", type_=BigInteger),
-            growth_value=balances.c.growth_value + bindparam("p_growth", type_=BigInteger),
-            # the window as the lock read it; this order's entry counts as written since
-            growth_cache_start=bindparam("p_window_start", type_=at),
-            growth_cache_sum=bindparam("p_window_sum", type_=BigInteger),
-            growth_cache_entry_id=bindparam("p_cache_entry_id", type_=BigInteger),
-        )
-        .returning(balances.c.member_id, row_version)
-        .cte("new_balance")
-    )
     with_points = (
         select(
             order_cte.c.order_id,
@@ -840,7 +878,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
             .outerjoin(entry_cte, true())
             .outerjoin(balance_cte, true())
         )
-        .add_cte(outbox_cte)
+        .add_cte(events_of(order_cte))
     )
     return without_points, with_points
 
