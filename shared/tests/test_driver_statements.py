@@ -242,13 +242,18 @@ async def _backend_pid(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
+async def _shelving_engine(infra: Infra, size: int) -> tuple[str, AsyncEngine, ShelvingPool]:
+    url = await infra.create_database("shelf")
+    engine = create_async_engine(url, poolclass=ShelvingPool, pool_size=size, max_overflow=0)
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, ShelvingPool)
+    return url, engine, pool
+
+
 async def test_the_shelf_keeps_a_connection_for_driver_autocommit_and_gives_way_to_the_pool(
     infra: Infra,
 ) -> None:
-    url = await infra.create_database("shelf")
-    engine = create_async_engine(url, poolclass=ShelvingPool, pool_size=1, max_overflow=0)
-    pool = engine.sync_engine.pool
-    assert isinstance(pool, ShelvingPool)
+    _, engine, pool = await _shelving_engine(infra, 1)
     try:
         async with DriverAutocommit(engine) as conn:
             first = await _backend_pid(conn)
@@ -279,10 +284,7 @@ async def test_the_shelf_keeps_a_connection_for_driver_autocommit_and_gives_way_
 async def test_a_shelved_connection_that_was_closed_is_replaced_and_dispose_closes_the_shelf(
     infra: Infra,
 ) -> None:
-    url = await infra.create_database("shelf")
-    engine = create_async_engine(url, poolclass=ShelvingPool, pool_size=2, max_overflow=0)
-    pool = engine.sync_engine.pool
-    assert isinstance(pool, ShelvingPool)
+    url, engine, pool = await _shelving_engine(infra, 2)
     admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     database = url.rsplit("/", 1)[1].split("?")[0]
 

@@ -782,13 +782,15 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
             .cte(name)
         )
 
-    # without points
-    if if_version:
-        touch_cte = versioned_balance(balance_touch, "touched_balance")
-        order_cte = new_order(touch_cte)
-    else:
+    def order_and_balance(values: dict[str, Any], name: str) -> tuple[Any, Any]:
+        """The order and the balance write, in the variant's order (see above)."""
+        if if_version:
+            balance_cte = versioned_balance(values, name)
+            return new_order(balance_cte), balance_cte
         order_cte = new_order(None)
-        touch_cte = balance_after(order_cte, balance_touch, "touched_balance")
+        return order_cte, balance_after(order_cte, values, name)
+
+    order_cte, touch_cte = order_and_balance(balance_touch, "touched_balance")
     without_points = (
         select(order_cte.c.order_id, touch_cte.c.row_version)
         .select_from(order_cte.outerjoin(touch_cte, true()))
@@ -796,12 +798,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
     )
 
     # with points: order, lot, entry, balance
-    if if_version:
-        balance_cte = versioned_balance(balance_credit, "new_balance")
-        order_cte = new_order(balance_cte)
-    else:
-        order_cte = new_order(None)
-        balance_cte = balance_after(order_cte, balance_credit, "new_balance")
+    order_cte, balance_cte = order_and_balance(balance_credit, "new_balance")
     lot_cte = (
         insert(lots)
         .from_select(
