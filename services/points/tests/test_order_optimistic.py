@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from loyalty_shared.db import FairGate
 from points.orders import service
 from points.orders.schemas import OrderIn
 from points.testing import enrol, order, sql
@@ -348,3 +349,25 @@ async def test_an_erasure_that_commits_while_the_write_waits_for_the_lock_stops_
         assert not attempt_task.done()
     assert await attempt_task is None
     assert (await counts(points_db, member))["orders"] == 1
+
+
+async def test_a_checkout_left_to_the_locked_path_takes_one_pool_slot_and_no_second_read(
+    earning_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = await enrol(earning_client)
+    assert (await earning_client.post("/v1/orders", json=order(member, "5.00"))).status_code == 201
+    reads = count_reads(monkeypatch)
+    slots: list[int] = []
+    acquire = FairGate.acquire
+
+    async def counted(self: FairGate) -> None:
+        slots.append(1)
+        await acquire(self)
+
+    monkeypatch.setattr(FairGate, "acquire", counted)
+    # remembered facts say this order upgrades the member (silver at 2,000): the locked
+    # path, at once (reading the facts again would not change that), on the same slot
+    answer = await earning_client.post("/v1/orders", json=order(member, "2100.00"))
+    assert answer.status_code == 201 and answer.json()["tier_changed"] is True
+    assert reads == []
+    assert len(slots) == 1

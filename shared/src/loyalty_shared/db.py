@@ -178,9 +178,10 @@ class pool_slot:
 
     __slots__ = ("_gate",)
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        # an engine not made by create_engine has no gate: the pool alone
-        self._gate = _GATES.get(engine.sync_engine)
+    def __init__(self, engine: AsyncEngine, *, held: bool = False) -> None:
+        # an engine not made by create_engine has no gate: the pool alone; ``held``: the
+        # caller already holds a slot for this use (one slot for several steps in turn)
+        self._gate = None if held else _GATES.get(engine.sync_engine)
 
     async def __aenter__(self) -> None:
         if self._gate is not None:
@@ -334,11 +335,12 @@ class HotTransaction:
     everything back). ``driver_connection(session)`` answers at once with the connection.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, slot_held: bool = False) -> None:
         self._engine = engine
+        self._slot_held = slot_held  # the caller holds a pool slot for it (pool_slot)
 
     async def __aenter__(self) -> AsyncSession:
-        self._slot = pool_slot(self._engine)
+        self._slot = pool_slot(self._engine, held=self._slot_held)
         await self._slot.__aenter__()
         try:
             conn = await self._engine.connect()
@@ -389,11 +391,12 @@ class DriverAutocommit:
     on exit; after an error that may have left it mid-statement it is discarded.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, slot_held: bool = False) -> None:
         self._engine = engine
+        self._slot_held = slot_held  # the caller holds a pool slot for it (pool_slot)
 
     async def __aenter__(self) -> asyncpg.Connection:
-        self._slot = pool_slot(self._engine)
+        self._slot = pool_slot(self._engine, held=self._slot_held)
         await self._slot.__aenter__()
         try:
             self._fairy = await _shelved(self._engine.sync_engine.pool) or await _pool_checkout(

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Path, Request, status
 from fastapi.responses import Response
 
-from loyalty_shared.db import HotTransaction, Session
+from loyalty_shared.db import HotTransaction, Session, pool_slot
 from loyalty_shared.keyed_batches import KeyedBatches
 from loyalty_shared.lean import fast_lane, json_body, json_response, read_json
 from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard_for
@@ -73,17 +73,20 @@ def checkout_batches(app: FastAPI) -> KeyedBatches[str, OrderIn, OrderOut]:
     state = app.state
 
     async def one(body: OrderIn) -> OrderOut:
-        async with state.member_locks.hold(body.member_id):
+        # one pool slot for the whole checkout: one that the optimistic path leaves to the
+        # locked path does not queue for a connection a second time
+        async with state.member_locks.hold(body.member_id), pool_slot(state.engine):
             out = await service.record_order_optimistic(
                 state.engine,
                 state.settings,
                 body,
                 state.rules_cache,
                 remembered=state.order_facts,
+                slot_held=True,
             )
             if out is not None:
                 return out
-            async with HotTransaction(state.engine) as session:
+            async with HotTransaction(state.engine, slot_held=True) as session:
                 return await service.record_order(
                     session, state.settings, body, cache=state.rules_cache
                 )

@@ -427,6 +427,7 @@ async def record_order_optimistic(
     *,
     remembered: OrderFactsCache | None = None,
     now: datetime | None = None,
+    slot_held: bool = False,
 ) -> OrderOut | None:
     """Record a plain checkout with no transaction block and no lock held; None: not done.
 
@@ -457,9 +458,9 @@ async def record_order_optimistic(
     written = None
     try:
         written = await _write_optimistically(
-            engine, settings, data, ladder, campaigns, now, window_start, known
+            engine, settings, data, ladder, campaigns, now, window_start, known, slot_held
         )
-    except _OrderIdKnown:
+    except _LockedPathNeeded:
         pass
     if remembered is None:
         return None if written is None else written[0].response
@@ -500,10 +501,11 @@ async def _write_optimistically(
     now: datetime,
     window_start: datetime,
     known: RememberedFacts | None,
+    slot_held: bool,
 ) -> tuple[OrderPlan, OrderMember, Any] | None:
     """The write with remembered facts, else (or if refused) with facts read now."""
     written = None
-    async with DriverAutocommit(engine) as conn:
+    async with DriverAutocommit(engine, slot_held=slot_held) as conn:
         if known is not None:  # one statement, if what the last checkout left still holds
             member = OrderMember(
                 known.locked,
@@ -549,16 +551,17 @@ async def _write_if_unchanged(
 ) -> tuple[OrderPlan, Any] | None:
     """Plan the order from ``member`` and write it if the balance row is at ``version``.
 
-    None: a rare case for the locked path (debt, a referral, a tier upgrade), or the write
-    was refused (another version, or a growth entry between ``window_moved_from`` and this
-    order's window start): nothing was written. An order id already known raises
-    ``_OrderIdKnown`` (nothing was written either).
+    None: the write was refused (another version, or a growth entry between
+    ``window_moved_from`` and this order's window start): nothing was written, and the
+    facts may be read again. ``_LockedPathNeeded``: a rare case (debt, a referral, a tier
+    upgrade: reading the facts again would not change that) or an order id already known;
+    nothing was written either.
     """
     if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
-        return None
+        raise _LockedPathNeeded
     plan = plan_order(settings, data, ladder, campaigns, member, now)
     if plan.upgrade is not None:
-        return None
+        raise _LockedPathNeeded
     moved_from = window_moved_from or member.window_start
     params = {
         **plan.params,
@@ -571,12 +574,12 @@ async def _write_if_unchanged(
     except asyncpg.UniqueViolationError:
         # the order id is known (a retry, or another member's order): the statement was
         # undone as a whole; the locked path replays the stored answer or refuses it
-        raise _OrderIdKnown from None
+        raise _LockedPathNeeded from None
     return None if row is None else (plan, row)
 
 
-class _OrderIdKnown(Exception):
-    """The optimistic write met an order id already recorded: nothing was written."""
+class _LockedPathNeeded(Exception):
+    """The optimistic path leaves this order to the locked path; nothing was written."""
 
 
 async def record_order(
