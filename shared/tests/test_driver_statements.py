@@ -7,6 +7,7 @@ import gc
 import uuid
 import warnings
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -242,9 +243,13 @@ async def _backend_pid(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
-async def _shelving_engine(infra: Infra, size: int) -> tuple[str, AsyncEngine, ShelvingPool]:
+async def _shelving_engine(
+    infra: Infra, size: int, **options: Any
+) -> tuple[str, AsyncEngine, ShelvingPool]:
     url = await infra.create_database("shelf")
-    engine = create_async_engine(url, poolclass=ShelvingPool, pool_size=size, max_overflow=0)
+    engine = create_async_engine(
+        url, poolclass=ShelvingPool, pool_size=size, max_overflow=0, **options
+    )
     pool = engine.sync_engine.pool
     assert isinstance(pool, ShelvingPool)
     return url, engine, pool
@@ -323,4 +328,19 @@ async def test_a_shelved_connection_that_was_closed_is_replaced_and_dispose_clos
         assert await backends() == set()
     finally:
         await admin.close()
+        await engine.dispose()
+
+
+async def test_a_shelved_connection_due_for_recycling_is_opened_again(infra: Infra) -> None:
+    _, engine, pool = await _shelving_engine(infra, 1, pool_recycle=1)
+    try:
+        async with DriverAutocommit(engine) as conn:
+            first = await _backend_pid(conn)
+        async with DriverAutocommit(engine) as conn:  # within pool_recycle: the same one
+            assert await _backend_pid(conn) == first
+        await asyncio.sleep(1.2)
+        async with DriverAutocommit(engine) as conn:
+            assert await _backend_pid(conn) != first
+        assert in_use(engine) == 0 and pool.shelved == 1
+    finally:
         await engine.dispose()

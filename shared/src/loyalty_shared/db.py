@@ -126,7 +126,8 @@ class ShelvingPool(AsyncAdaptedQueuePool):
         return self._shelf.pop() if self._shelf else None
 
     def fresh(self, fairy: Any) -> bool:
-        """Whether a shelved connection is open and not older than a disconnect the pool saw."""
+        """Whether a shelved connection is open, not older than a disconnect the pool saw,
+        and not due for recycling (``pool_recycle``): what the pool checks at checkout."""
         record = fairy._connection_record
         conn = fairy.driver_connection
         return (
@@ -134,6 +135,7 @@ class ShelvingPool(AsyncAdaptedQueuePool):
             and conn is not None
             and not conn.is_closed()
             and record.starttime >= self._invalidate_time
+            and not (self._recycle > -1 and time.time() - record.starttime > self._recycle)
         )
 
     def shelve(self, fairy: Any) -> bool:
