@@ -344,3 +344,18 @@ async def test_a_shelved_connection_due_for_recycling_is_opened_again(infra: Inf
         assert in_use(engine) == 0 and pool.shelved == 1
     finally:
         await engine.dispose()
+
+
+async def test_a_connection_left_inside_a_transaction_is_not_kept(infra: Infra) -> None:
+    _, engine, pool = await _shelving_engine(infra, 1)
+    try:
+        async with DriverAutocommit(engine) as conn:
+            first = await _backend_pid(conn)
+            await conn.execute("BEGIN")  # by hand, and never ended: nobody else may get it
+        assert pool.shelved == 0
+        async with DriverAutocommit(engine) as conn:
+            assert await _backend_pid(conn) != first
+            assert not conn.is_in_transaction()
+        assert in_use(engine) == 0
+    finally:
+        await engine.dispose()

@@ -416,14 +416,16 @@ class DriverAutocommit:
         return cast(asyncpg.Connection, self._fairy.driver_connection)
 
     def _reusable(self, exc: object) -> bool:
-        """After an error: keep the connection only if it is certainly idle and sound.
+        """Keep the connection only if it is certainly idle and sound.
 
         A domain error (a 404 between statements) or a failed statement (rolled back by
         Postgres, as it was its own transaction) leaves it idle; a cancellation mid-statement
-        or a broken connection does not, and it is discarded.
+        or a broken connection does not, and it is discarded. So is one left inside a
+        transaction (a ``BEGIN`` sent by hand): the pool's reset would not see it.
         """
-        if not isinstance(exc, Exception) or isinstance(
-            exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+        if exc is not None and (
+            not isinstance(exc, Exception)
+            or isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError)
         ):
             return False
         conn: asyncpg.Connection = self._fairy.driver_connection
@@ -431,7 +433,7 @@ class DriverAutocommit:
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
-            if exc is not None and not self._reusable(exc):
+            if not self._reusable(exc):
                 await greenlet_spawn(self._fairy.invalidate)
                 await greenlet_spawn(self._fairy.close)
             else:
@@ -470,7 +472,8 @@ async def _shelved(pool: Any) -> Any | None:
     while (fairy := pool.take_shelved()) is not None:
         if pool.fresh(fairy):
             return fairy
-        # closed, or older than a disconnect: the pool opens it again at its next checkout
+        # closed, older than a disconnect, or due for recycling: the pool opens it again at
+        # its next checkout
         await greenlet_spawn(fairy.invalidate)
         await greenlet_spawn(fairy.close)
     return None
