@@ -435,18 +435,20 @@ async def record_order_optimistic(
     referral to credit; rules in the cache) needs no lock held across round trips. The
     first statement reads the member's facts and the version (``xmin``) of the balance
     row they were read with. The second writes everything (order, lot, entry, balance,
-    events) in one statement that Postgres commits by itself, and only if it can lock the
+    events) in one statement that Postgres commits by itself, and only if it can update the
     balance row still at that version: every change to what an order reads about a member
     writes that row (``ledger.touch_balance``), so an unchanged version means the facts
-    still hold, as in the locked path's ``facts_current`` check. Under READ COMMITTED a
-    row lock that waited re-checks the condition against the newest version, so a
-    concurrent writer makes the write do nothing. ``None`` (that, an order id already
-    known, or any rare case) sends the caller to the locked path, which decides it from
-    scratch: nothing was written.
+    still hold, as in the locked path's ``facts_current`` check. Under READ COMMITTED an
+    update that waited for the row lock re-checks the condition against the newest
+    version, so a concurrent writer makes the write do nothing. ``None`` (that, an order
+    id already known, or any rare case) sends the caller to the locked path, which decides
+    it from scratch: nothing was written.
 
     With ``remembered`` (``OrderFactsCache``), the facts the member's previous order left
     are used instead of the first statement: one statement in all. If the write finds the
-    row at another version, the facts are read and the write tried once more.
+    row at another version, the facts are read and the write tried once more; if they
+    already show a rare case (an upgrade, debt, a referral), the locked path at once.
+    ``slot_held``: the caller holds a pool slot for the whole checkout (``pool_slot``).
     """
     now = now or datetime.now(UTC)
     rules = cache.cached(data.occurred_at)
