@@ -125,17 +125,23 @@ class ShelvingPool(AsyncAdaptedQueuePool):
         """The most recently shelved connection (the warmest), or None."""
         return self._shelf.pop() if self._shelf else None
 
+    def _to_reopen(self, record: Any) -> bool:
+        """What the pool's checkout checks (``_ConnectionRecord.get_connection``): invalidated
+        (by hand, or older than a disconnect the pool saw) or due for ``pool_recycle``."""
+        return bool(record._is_hard_or_soft_invalidated()) or (
+            self._recycle > -1 and time.time() - record.starttime > self._recycle
+        )
+
     def fresh(self, fairy: Any) -> bool:
-        """Whether a shelved connection is open, not older than a disconnect the pool saw,
-        and not due for recycling (``pool_recycle``): what the pool checks at checkout."""
+        """Whether a shelved connection is open and nothing the pool checks at checkout
+        would open it again."""
         record = fairy._connection_record
         conn = fairy.driver_connection
         return (
             record is not None
             and conn is not None
             and not conn.is_closed()
-            and record.starttime >= self._invalidate_time
-            and not (self._recycle > -1 and time.time() - record.starttime > self._recycle)
+            and not self._to_reopen(record)
         )
 
     def shelve(self, fairy: Any) -> bool:
@@ -153,10 +159,7 @@ class ShelvingPool(AsyncAdaptedQueuePool):
             record: Any = super()._do_get()  # a _ConnectionRecord
         finally:
             self._asking -= 1
-        if not in_greenlet() and (
-            record._is_hard_or_soft_invalidated()
-            or (self._recycle > -1 and time.time() - record.starttime > self._recycle)
-        ):
+        if not in_greenlet() and self._to_reopen(record):
             # a checkout without a greenlet (``_pool_checkout``) got a connection that has to
             # be opened again, which awaits: back into the queue, and the caller asks again
             # from a greenlet (before anything was started that would have to be undone)

@@ -536,7 +536,7 @@ async def _write_optimistically(
                 written = await _write_if_unchanged(
                     conn, settings, data, ladder, campaigns, member, now, version
                 )
-    return None if written is None else (written[0], member, written[1])
+    return written
 
 
 async def _write_if_unchanged(
@@ -550,8 +550,9 @@ async def _write_if_unchanged(
     version: str,
     *,
     window_moved_from: datetime | None = None,
-) -> tuple[OrderPlan, Any] | None:
-    """Plan the order from ``member`` and write it if the balance row is at ``version``.
+) -> tuple[OrderPlan, OrderMember, Any] | None:
+    """Plan the order from ``member`` and write it if the balance row is at ``version``:
+    (the plan, the facts it was planned from, the written row).
 
     None: the write was refused (another version, or a growth entry between
     ``window_moved_from`` and this order's window start): nothing was written, and the
@@ -577,7 +578,7 @@ async def _write_if_unchanged(
         # the order id is known (a retry, or another member's order): the statement was
         # undone as a whole; the locked path replays the stored answer or refuses it
         raise _LockedPathNeeded from None
-    return None if row is None else (plan, row)
+    return None if row is None else (plan, member, row)
 
 
 class _LockedPathNeeded(Exception):
