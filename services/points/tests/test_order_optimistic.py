@@ -3,8 +3,9 @@
 ``record_order_optimistic`` reads the member's facts unlocked, with the balance row's
 version, and writes only if it can lock the row still at that version. These tests put a
 change of the member between the read and the write (another order, an erasure) and check
-that the write does nothing and the locked path then decides with the new facts; and that
-the rare cases (tier upgrade, debt, referral) are left to the locked path untouched.
+that the write does nothing and the locked path then decides with the new facts; that the
+rare cases (debt, referral) are left to the locked path untouched; and that a tier upgrade
+is written by the same one statement, as the locked path writes it.
 """
 
 import asyncio
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from loyalty_shared.db import FairGate
 from points.orders import service
 from points.orders.schemas import OrderIn
-from points.testing import enrol, order, sql
+from points.testing import enrol, order, outbox_events, sql
 
 
 async def counts(db: str, member: str) -> dict[str, int]:
@@ -149,15 +150,6 @@ async def test_an_erasure_between_read_and_write_stops_the_order(
 async def test_rare_cases_are_left_to_the_locked_path(
     earning_client: httpx.AsyncClient, earning_app: FastAPI, earning_db: str
 ) -> None:
-    # an order that crosses a tier threshold (default ladder: silver at 2,000)
-    member = await enrol(earning_client)
-    assert (await earning_client.post("/v1/orders", json=order(member, "5.00"))).status_code == 201
-    upgrade = order(member, "2100.00")
-    assert await attempt(earning_app, upgrade) is None
-    assert (await counts(earning_db, member))["orders"] == 1
-    answer = await earning_client.post("/v1/orders", json=upgrade)
-    assert answer.status_code == 201 and answer.json()["tier_changed"] is True
-
     # a referred member's first order (the referral credits both sides)
     referrer = await earning_client.post(
         "/v1/members", json={"member_id": f"m-{uuid.uuid4().hex[:12]}"}
@@ -365,9 +357,101 @@ async def test_a_checkout_left_to_the_locked_path_takes_one_pool_slot_and_no_sec
         await acquire(self)
 
     monkeypatch.setattr(FairGate, "acquire", counted)
-    # remembered facts say this order upgrades the member (silver at 2,000): the locked
-    # path, at once (reading the facts again would not change that), on the same slot
-    answer = await earning_client.post("/v1/orders", json=order(member, "2100.00"))
-    assert answer.status_code == 201 and answer.json()["tier_changed"] is True
+    # an order id already known (a storefront's retry): the write fails at the order's
+    # key and the locked path replays the answer at once, on the same slot, with no read
+    retry = order(member, "7.00")
+    first = await earning_client.post("/v1/orders", json=retry)
+    assert first.status_code == 201 and len(slots) == 1
+    slots.clear()
+    answer = await earning_client.post("/v1/orders", json=retry)
+    assert answer.status_code == 201 and answer.json() == first.json()
     assert reads == []
     assert len(slots) == 1
+
+
+def count_locked_checkouts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The order ids the locked path recorded (one entry per call)."""
+    seen: list[str] = []
+    record = service.record_order
+
+    async def note(session: Any, settings: Any, data: OrderIn, **kwargs: Any) -> Any:
+        seen.append(data.order_id)
+        return await record(session, settings, data, **kwargs)
+
+    monkeypatch.setattr(service, "record_order", note)
+    return seen
+
+
+async def test_an_upgrade_is_written_by_the_one_statement_and_the_new_tier_remembered(
+    earning_client: httpx.AsyncClient, earning_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = await enrol(earning_client)
+    assert (await earning_client.post("/v1/orders", json=order(member, "5.00"))).status_code == 201
+    reads = count_reads(monkeypatch)
+    locked = count_locked_checkouts(monkeypatch)
+    # crosses silver (2,000) from what the last checkout left: one statement, no read
+    big = await earning_client.post("/v1/orders", json=order(member, "2100.00"))
+    assert big.status_code == 201, big.text
+    out = big.json()
+    assert out["tier_changed"] is True and out["tier"] == "silver"
+    assert out["points_earned"] == 2100  # at the tier held when the order came
+    # the next checkout writes with the remembered facts, at the new tier's multiplier
+    after = await earning_client.post("/v1/orders", json=order(member, "100.00"))
+    assert after.json()["points_earned"] == 120 and after.json()["tier"] == "silver"
+    assert after.json()["tier_changed"] is False
+    assert reads == [] and locked == []
+    tier = await sql(earning_db, "SELECT tier FROM members WHERE member_id = :m", m=member)
+    assert tier[0][0] == "silver"
+    events = await outbox_events(earning_db, member)
+    assert [t.split(".")[1] + "." + t.split(".")[2] for t, _ in events] == [
+        "member.enrolled",
+        *["order.recorded", "points.earned"] * 2,
+        "tier.changed",
+        "order.recorded",
+        "points.earned",
+    ]
+    assert events[5][1]["data"] == {
+        "member_id": member,
+        "from_tier": "regular",
+        "to_tier": "silver",
+        "direction": "up",
+        "reason": "order",
+        "growth_value": 2105,
+        "occurred_at": events[5][1]["data"]["occurred_at"],
+    }
+    assert (await counts(earning_db, member))["points"] == 5 + 2100 + 120
+    status = (await earning_client.get(f"/v1/members/{member}")).json()
+    # growth counts the orders' base points, not the tier's bonus (the default ladder)
+    assert status["tier"] == "silver" and status["growth_value"] == 2105 + 100
+
+
+async def test_an_upgrade_writes_the_same_rows_and_events_on_either_path(
+    earning_client: httpx.AsyncClient, earning_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = datetime.now(UTC).replace(microsecond=0)
+    locked = count_locked_checkouts(monkeypatch)
+    written: list[Any] = []
+    for key in (None, f"k-{uuid.uuid4().hex}"):  # an Idempotency-Key takes the locked path
+        member = await enrol(earning_client)
+        headers = {"Idempotency-Key": key} if key else {}
+        answer = await earning_client.post(
+            "/v1/orders", json=order(member, "2500.00", at=at), headers=headers
+        )
+        assert answer.status_code == 201 and answer.json()["tier"] == "silver"
+        ids = ("member_id", "order_id", "source_id")
+        events = [
+            (t, {k: v for k, v in p["data"].items() if k not in ids})
+            for t, p in await outbox_events(earning_db, member)
+            if t != "loyalty.member.enrolled.v1"
+        ]
+        rows = await sql(
+            earning_db,
+            "SELECT m.tier, b.available, b.pending, b.lifetime_earned, b.growth_value,"
+            " (SELECT count(*) FROM ledger_entries e WHERE e.member_id = m.member_id)"
+            " FROM members m JOIN balances b USING (member_id) WHERE m.member_id = :m",
+            m=member,
+        )
+        written.append((tuple(rows[0]), events))
+    assert len(locked) == 1  # the second member's order
+    assert written[0] == written[1]
+    assert written[0][0][0] == "silver" and len(written[0][1]) == 3

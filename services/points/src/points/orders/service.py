@@ -8,9 +8,11 @@ facts were read with. Otherwise ``record_order`` (the locked path): lock the bal
 and read the facts (the rolling window's growth value, from the balance row's window
 cache, and whether this is the first order); one statement of data-modifying CTEs (order,
 lot, entry, balance and the two outbox events). The tier ladder and the running campaigns
-come from the in-process ``RulesCache`` (a few seconds old at most). Only rare cases cost
-more, and always take the locked path: a tier upgrade (member row + tier.changed event), a
-member in debt (the repayment entries), a referred member's first order (referral credits).
+come from the in-process ``RulesCache`` (a few seconds old at most). An order that moves
+the member up the ladder writes the member's tier and ``tier.changed`` in the same
+statement on the optimistic path (the locked path writes them after it). Only rare cases
+cost more, and always take the locked path: a member in debt (the repayment entries), a
+referred member's first order (referral credits).
 
 Points: ``floor(base x tier multiplier) + campaign bonus``; the entry's ``details`` and
 the earned event's ``breakdown`` say how (base, tier bonus, campaigns).
@@ -293,10 +295,14 @@ class OrderPlan:
 
     def statement(self, *, if_version: bool = False) -> CompiledStatement:
         """The write: order only (no points) or with its credit; ``if_version`` for the
-        optimistic path (written only if the balance row is at ``p_row_version``)."""
+        optimistic path (written only if the balance row is at ``p_row_version``), which
+        also writes an upgrade (``p_new_tier`` and ``p_ev2_*``); the locked path writes
+        that itself."""
         if self.earning.points <= 0:
             return _ORDER_ONLY_IF if if_version else _ORDER_ONLY
-        return _ORDER_AND_CREDIT_IF if if_version else _ORDER_AND_CREDIT
+        if not if_version:
+            return _ORDER_AND_CREDIT
+        return _ORDER_AND_CREDIT_UPGRADE_IF if self.upgrade is not None else _ORDER_AND_CREDIT_IF
 
 
 def plan_order(
@@ -397,12 +403,7 @@ def plan_order(
         "p_response": response.__pydantic_serializer__.to_json(response).decode(),
     }
     for i, event_row in enumerate((order_event, earned_event)):
-        params.update(
-            {
-                f"p_ev{i}_{col}": jsontext.dumps(value) if col in _EVENT_JSON else value
-                for col, value in event_row.items()
-            }
-        )
+        params.update(_event_params(i, event_row))
     if points > 0:
         params.update(
             p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
@@ -431,11 +432,12 @@ async def record_order_optimistic(
 ) -> OrderOut | None:
     """Record a plain checkout with no transaction block and no lock held; None: not done.
 
-    The common checkout (a known, live member; no tier upgrade, no debt to repay, no
-    referral to credit; rules in the cache) needs no lock held across round trips. The
+    The common checkout (a known, live member; no debt to repay, no referral to credit;
+    rules in the cache; a tier upgrade included) needs no lock held across round trips. The
     first statement reads the member's facts and the version (``xmin``) of the balance
     row they were read with. The second writes everything (order, lot, entry, balance,
-    events) in one statement that Postgres commits by itself, and only if it can update the
+    events; the member's new tier and ``tier.changed`` for an upgrade) in one statement
+    that Postgres commits by itself, and only if it can update the
     balance row still at that version: every change to what an order reads about a member
     writes that row (``ledger.touch_balance``), so an unchanged version means the facts
     still hold, as in the locked path's ``facts_current`` check. Under READ COMMITTED an
@@ -447,7 +449,7 @@ async def record_order_optimistic(
     With ``remembered`` (``OrderFactsCache``), the facts the member's previous order left
     are used instead of the first statement: one statement in all. If the write finds the
     row at another version, the facts are read and the write tried once more; if they
-    already show a rare case (an upgrade, debt, a referral), the locked path at once.
+    already show a rare case (debt, a referral), the locked path at once.
     ``slot_held``: the caller holds a pool slot for the whole checkout (``pool_slot``).
     """
     now = now or datetime.now(UTC)
@@ -482,7 +484,7 @@ async def record_order_optimistic(
                 0,
                 locked.lifetime_earned + points,
                 locked.growth_value + plan.earning.growth,
-                locked.tier,
+                plan.response.tier,  # the new tier, if the order moved the member up
             ),
             row["row_version"],
             window_start,
@@ -556,15 +558,14 @@ async def _write_if_unchanged(
 
     None: the write was refused (another version, or a growth entry between
     ``window_moved_from`` and this order's window start): nothing was written, and the
-    facts may be read again. ``_LockedPathNeeded``: a rare case (debt, a referral, a tier
-    upgrade: reading the facts again would not change that) or an order id already known;
-    nothing was written either.
+    facts may be read again. ``_LockedPathNeeded``: a rare case (debt, a referral: reading
+    the facts again would not change that) or an order id already known; nothing was
+    written either. An order that moves the member up the ladder writes the new tier and
+    ``tier.changed`` in the same statement.
     """
     if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
         raise _LockedPathNeeded
     plan = plan_order(settings, data, ladder, campaigns, member, now)
-    if plan.upgrade is not None:
-        raise _LockedPathNeeded
     moved_from = window_moved_from or member.window_start
     params = {
         **plan.params,
@@ -572,6 +573,10 @@ async def _write_if_unchanged(
         "p_window_from": min(moved_from, member.window_start),
         "p_window_to": max(moved_from, member.window_start),
     }
+    if plan.upgrade is not None:
+        if plan.earning.points <= 0:  # growth without points: the locked path's writes
+            raise _LockedPathNeeded
+        params.update(_upgrade_params(data, member.locked.tier, plan))
     try:
         row = await plan.statement(if_version=True).fetchrow(conn, params)
     except asyncpg.UniqueViolationError:
@@ -579,6 +584,27 @@ async def _write_if_unchanged(
         # undone as a whole; the locked path replays the stored answer or refuses it
         raise _LockedPathNeeded from None
     return None if row is None else (plan, member, row)
+
+
+def _upgrade_params(data: OrderIn, held: str, plan: OrderPlan) -> dict[str, Any]:
+    """The upgrade's parameters: the new tier, and ``tier.changed`` as the third event,
+    as the locked path publishes it."""
+    assert plan.upgrade is not None
+    event_row = events.outbox_row(
+        events.TIER_CHANGED,
+        data.member_id,
+        events.tier_changed_data(
+            data.member_id,
+            held,
+            plan.upgrade.code,
+            direction="up",
+            reason="order",
+            growth_value=plan.new_growth,
+            at=data.occurred_at,
+        ),
+        time=data.occurred_at,
+    )
+    return {"p_new_tier": plan.upgrade.code, **_event_params(2, event_row)}
 
 
 class _LockedPathNeeded(Exception):
@@ -664,11 +690,19 @@ async def record_order_once(
 _EVENT_JSON = frozenset({"payload", "headers"})
 
 
+def _event_params(index: int, event_row: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row as the write's ``p_ev{index}_*`` parameters (JSON columns as text)."""
+    return {
+        f"p_ev{index}_{col}": jsontext.dumps(value) if col in _EVENT_JSON else value
+        for col, value in event_row.items()
+    }
+
+
 def _json_text(name: str) -> Any:
     return cast_(bindparam(name, type_=Text), JSONB)
 
 
-def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
+def _order_statements(*, if_version: bool = False, upgrade: bool = False) -> tuple[Any, Any]:
     """Built once: (order without points, order + lot + entry + balance) as data-modifying CTEs.
 
     Every value is a bound parameter, so a request only binds and executes them.
@@ -686,6 +720,11 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
     takes the locked path, which replays or refuses it. (Before, the row was locked by a
     ``SELECT ... FOR UPDATE`` and then updated: a second pass over the row, a lock record
     in the WAL and a larger plan to start on every checkout.)
+
+    ``upgrade`` (with ``if_version``): the order also moves the member up the ladder. The
+    member's tier (``p_new_tier``) and a third event (``tier.changed``, ``p_ev2_*``) are
+    written from the balance update's row too, so the balance row is locked first and the
+    member row after it, the one lock order every writer of a member's tier keeps.
     """
     at = DateTime(timezone=True)
     # the balance row's version after the write (the member facts cache keeps it)
@@ -763,7 +802,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
             )
         return insert_order.returning(orders.c.order_id).cte("new_order")
 
-    def events_of(order_cte: Any) -> Any:
+    def events_of(order_cte: Any, count: int = 2) -> Any:
         columns = ["event_id", "topic", "key", "event_type", "payload", "headers"]
         rows = [
             select(
@@ -774,7 +813,7 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
                     for col in columns
                 ]
             ).select_from(order_cte)
-            for i in range(2)
+            for i in range(count)
         ]
         return insert(outbox).from_select(columns, union_all(*rows)).cte("new_events")
 
@@ -881,14 +920,26 @@ def _order_statements(*, if_version: bool = False) -> tuple[Any, Any]:
             .outerjoin(entry_cte, true())
             .outerjoin(balance_cte, true())
         )
-        .add_cte(events_of(order_cte))
+        .add_cte(events_of(order_cte, 3 if upgrade else 2))
     )
+    if upgrade:
+        new_tier = (
+            update(members_table)
+            .where(members_table.c.member_id == member_id, exists(select(balance_cte.c.member_id)))
+            .values(tier=bindparam("p_new_tier", type_=String))
+            .returning(members_table.c.member_id)
+            .cte("new_tier")
+        )
+        with_points = with_points.add_cte(new_tier)
     return without_points, with_points
 
 
 _ORDER_ONLY, _ORDER_AND_CREDIT = (CompiledStatement(s) for s in _order_statements())
 _ORDER_ONLY_IF, _ORDER_AND_CREDIT_IF = (
     CompiledStatement(s) for s in _order_statements(if_version=True)
+)
+_ORDER_AND_CREDIT_UPGRADE_IF = CompiledStatement(
+    _order_statements(if_version=True, upgrade=True)[1]
 )
 
 
