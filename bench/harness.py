@@ -87,8 +87,10 @@ def run_wrk(
     duration_s: int = 10,
     threads: int = 2,
     meter: dict[str, Callable[[], Sequence[int]]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Run wrk; with `meter` ({group: pids()}), also the CPU each group used per request."""
+    """Run wrk; with `meter` ({group: pids()}), also the CPU each group used per request;
+    `env`: variables added to wrk's environment (for its script)."""
     cmd = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
@@ -96,7 +98,13 @@ def run_wrk(
     if script_args:
         cmd += ["--", *script_args]
     before = {g: cpu_seconds(pids()) for g, pids in (meter or {}).items()}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        cmd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env} if env else None,
+    ).stdout
     used = {g: cpu_seconds(pids()) - before[g] for g, pids in (meter or {}).items()}
     if not re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M):
         raise RuntimeError(f"wrk gave no latency distribution for {name!r}:\n{out}")

@@ -1,5 +1,9 @@
 -- wrk script: POST /v1/orders with a unique order id per request.
 -- args: <prefix> <members> <hot|spread>
+-- ORDERS_PAUSE_MS (environment), if set: each connection waits a random pause (exponential,
+-- this mean) before each request: shoppers arriving at random at a chosen rate, not as fast
+-- as the server answers. (An environment variable, since wrk decides whether the script
+-- paces its requests before any thread sees the arguments: unset, nothing changes.)
 local threads = {}
 local counter = 0
 
@@ -14,6 +18,14 @@ function init(args)
   prefix = args[1] .. "-" .. tid .. "-"
   members = tonumber(args[2])
   hot = args[3] == "hot"
+  math.randomseed(os.time() + 7919 * tid)
+end
+
+local pause = tonumber(os.getenv("ORDERS_PAUSE_MS") or "0")
+if pause > 0 then
+  function delay()
+    return -math.log(1 - math.random()) * pause
+  end
 end
 
 function request()

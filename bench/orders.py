@@ -8,6 +8,12 @@ orders spread over 1,000 members, and the real endpoint with every order on one 
 BENCH_SECONDS each (default 6): a shared machine's speed drifts over a minute, so each
 ratio is taken within a round and the median of the rounds is reported.
 Targets: real >= 0.5x the reference, p99 <= 50 ms, hot >= 0.5x spread.
+
+At 32 connections that answer as fast as they can, latency is mostly queueing: the median
+is about 32 / throughput (Little's law). So each round, with one worker, also paces the
+same 32 connections (random pauses: shoppers arriving at random) at a fraction of the
+throughput the real endpoint had in that round (PACED), for both the real endpoint and
+the reference at the same offered rate: the latency a storefront sees below saturation.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ WORKERS = [int(w) for w in os.environ.get("BENCH_WORKERS", "1,2").split(",")]
 REFERENCE = "reference (asyncpg: ledger row + balance upsert)"
 SPREAD = "POST /v1/orders, 1,000 members"
 HOT = "POST /v1/orders, one hot member"
+# paced runs: fractions of the real endpoint's throughput in the same round (one worker)
+PACED = [float(f) for f in os.environ.get("BENCH_PACED", "0.5,0.75").split(",") if f]
 
 
 def meter(app_pid: int, postmaster_pid: int) -> dict[str, Callable[[], Sequence[int]]]:
@@ -56,16 +64,29 @@ def meter(app_pid: int, postmaster_pid: int) -> dict[str, Callable[[], Sequence[
     return {"app": lambda: process_tree(app_pid), "postgres": lambda: process_tree(postmaster_pid)}
 
 
-def _load(name: str, url: str, case: str, pid: int, postmaster: int) -> WrkResult:
+def _load(
+    name: str, url: str, case: str, pid: int, postmaster: int, rate: float | None = None
+) -> WrkResult:
+    """One run; with `rate` (requests/s over all connections), paced at about that rate:
+    each connection pauses a random time of mean CONNECTIONS / rate before each request
+    (the rate reached is a little lower: a connection also waits for its answers)."""
+    env = {"ORDERS_PAUSE_MS": f"{CONNECTIONS * 1000 / rate:.3f}"} if rate else None
     return run_wrk(
         name,
         url,
         script=HERE / "orders.lua",
         script_args=[uuid.uuid4().hex[:8], str(MEMBERS), case],
         connections=CONNECTIONS,
-        duration_s=DURATION,
+        # paced runs make fewer requests: twice as long, for as many samples of the tail
+        duration_s=DURATION * 2 if rate else DURATION,
         meter=meter(pid, postmaster),
+        env=env,
     )
+
+
+def _paced(fraction: float, reference: bool) -> str:
+    server = REFERENCE if reference else SPREAD
+    return f"{server}, paced at {fraction:.0%} of the real endpoint's capacity"
 
 
 def _warm(url: str) -> None:
@@ -154,6 +175,29 @@ def main() -> None:
                         runs.setdefault(("hot", workers), []).append(
                             _load(HOT, f"{base}/v1/orders", "hot", api_pid, postmaster)
                         )
+                        capacity = runs["spread", workers][-1].requests_per_s
+                        for fraction in PACED:
+                            rate = capacity * fraction
+                            runs.setdefault((f"paced {fraction}", workers), []).append(
+                                _load(
+                                    _paced(fraction, False),
+                                    f"{base}/v1/orders",
+                                    "spread",
+                                    api_pid,
+                                    postmaster,
+                                    rate,
+                                )
+                            )
+                            runs.setdefault((f"reference paced {fraction}", workers), []).append(
+                                _load(
+                                    _paced(fraction, True),
+                                    f"{ref_url}/v1/orders",
+                                    "spread",
+                                    ref_pid,
+                                    postmaster,
+                                    rate,
+                                )
+                            )
 
     def ratio(case: str, workers: int, base_case: str = "reference") -> float:
         """Median over the rounds of the ratio within each round."""
@@ -165,6 +209,14 @@ def main() -> None:
         values = sorted(r.requests_per_s / b.requests_per_s for r, b in pairs)
         return f"{values[0]:.2f}-{values[-1]:.2f}"
 
+    def _vs_reference(case: str, workers: int) -> tuple[str, str]:
+        """The 'vs reference' and 'rounds' cells (none for paced runs: the rate was set)."""
+        if case == "reference":
+            return "1.00", ""
+        if "paced" in case:
+            return "", ""
+        return f"{ratio(case, workers):.2f}", spread_of(case, workers)
+
     results = {key: _combined(value) for key, value in runs.items()}
     rows = []
     for (case, workers), r in results.items():
@@ -175,8 +227,7 @@ def main() -> None:
                 f"{r.requests_per_s:,.0f}",
                 f"{r.p50_ms:.1f}",
                 f"{r.p99_ms:.1f}",
-                "1.00" if case == "reference" else f"{ratio(case, workers):.2f}",
-                "" if case == "reference" else spread_of(case, workers),
+                *_vs_reference(case, workers),
                 f"{r.cpu_ms['app']:.2f}" if r.cpu_ms else "",
                 f"{r.cpu_ms['postgres']:.2f}" if r.cpu_ms else "",
                 str(r.non_2xx + r.errors),
@@ -189,7 +240,11 @@ def main() -> None:
         f"number of uvicorn workers, both up for the whole run. req/s: the mean of the rounds; "
         f"p50, p99 and CPU: their medians. 'vs reference': the median over the rounds of the "
         f"ratio within each round (and its range). CPU columns: CPU time used during the run "
-        f"by the app's processes and by this Postgres server's, per request.\n\n"
+        f"by the app's processes and by this Postgres server's, per request. Paced rows: the "
+        f"same {CONNECTIONS} connections, each pausing a random (exponential) time before "
+        f"each request, offered a fraction of the throughput the real endpoint reached in "
+        f"the same round (the reference offered the same rate), {DURATION * 2} s each: the "
+        f"latency below saturation.\n\n"
         f"- real / reference throughput, one worker each: {ratio('spread', 1):.2f} "
         f"(rounds {spread_of('spread', 1)}; target >= 0.5)\n"
         + "".join(
@@ -204,6 +259,14 @@ def main() -> None:
             f"- real p99, {w} workers: {results['spread', w].p99_ms:.1f} ms\n"
             for w in WORKERS
             if w != 1
+        )
+        + "".join(
+            f"- p99 paced at {f:.0%} of the real endpoint's capacity "
+            f"(~{results[f'paced {f}', 1].requests_per_s:,.0f} req/s): real "
+            f"{results[f'paced {f}', 1].p99_ms:.1f} ms, reference "
+            f"{results[f'reference paced {f}', 1].p99_ms:.1f} ms\n"
+            for f in PACED
+            if 1 in WORKERS
         )
         + f"- hot member / spread: {ratio('hot', 1, 'spread'):.2f} "
         f"(rounds {spread_of('hot', 1, 'spread')}; target >= 0.5)"
