@@ -88,39 +88,20 @@ def tier_changed(
     at: datetime,
 ) -> CloudEvent:
     """``loyalty.tier.changed.v1``: one shape for the order flow, ladder changes and evaluation."""
-    data = tier_changed_data(
+    return points_event(
+        TIER_CHANGED,
         member_id,
-        from_tier,
-        to_tier,
-        direction=direction,
-        reason=reason,
-        growth_value=growth_value,
-        at=at,
+        {
+            "member_id": member_id,
+            "from_tier": from_tier,
+            "to_tier": to_tier,
+            "direction": direction,
+            "reason": reason,
+            "growth_value": growth_value,
+            "occurred_at": at.isoformat(),
+        },
+        time=at,
     )
-    return points_event(TIER_CHANGED, member_id, data, time=at)
-
-
-def tier_changed_data(
-    member_id: str,
-    from_tier: str,
-    to_tier: str,
-    *,
-    direction: str,
-    reason: str,
-    growth_value: int,
-    at: datetime,
-) -> dict[str, Any]:
-    """The payload's ``data`` of ``tier_changed`` (the checkout's statement writes it as an
-    ``outbox_row`` of its own)."""
-    return {
-        "member_id": member_id,
-        "from_tier": from_tier,
-        "to_tier": to_tier,
-        "direction": direction,
-        "reason": reason,
-        "growth_value": growth_value,
-        "occurred_at": at.isoformat(),
-    }
 
 
 async def publish(session: AsyncSession, *events: CloudEvent) -> None:

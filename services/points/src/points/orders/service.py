@@ -48,6 +48,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from loyalty_shared import jsontext
 from loyalty_shared.db import CompiledStatement, DriverAutocommit, driver_connection
+from loyalty_shared.outbox import outbox_row
+from loyalty_shared.topics import POINTS_EVENTS
 from points import events
 from points.campaigns.calculator import Campaign, CampaignResult, OrderFacts, apply_campaigns
 from points.db import outbox
@@ -590,21 +592,16 @@ def _upgrade_params(data: OrderIn, held: str, plan: OrderPlan) -> dict[str, Any]
     """The upgrade's parameters: the new tier, and ``tier.changed`` as the third event,
     as the locked path publishes it."""
     assert plan.upgrade is not None
-    event_row = events.outbox_row(
-        events.TIER_CHANGED,
+    event = events.tier_changed(
         data.member_id,
-        events.tier_changed_data(
-            data.member_id,
-            held,
-            plan.upgrade.code,
-            direction="up",
-            reason="order",
-            growth_value=plan.new_growth,
-            at=data.occurred_at,
-        ),
-        time=data.occurred_at,
+        held,
+        plan.upgrade.code,
+        direction="up",
+        reason="order",
+        growth_value=plan.new_growth,
+        at=data.occurred_at,
     )
-    return {"p_new_tier": plan.upgrade.code, **_event_params(2, event_row)}
+    return {"p_new_tier": plan.upgrade.code, **_event_params(2, outbox_row(POINTS_EVENTS, event))}
 
 
 class _LockedPathNeeded(Exception):
