@@ -10,9 +10,8 @@ cache, and whether this is the first order); one statement of data-modifying CTE
 lot, entry, balance and the two outbox events). The tier ladder and the running campaigns
 come from the in-process ``RulesCache`` (a few seconds old at most). An order that moves
 the member up the ladder writes the member's tier and ``tier.changed`` in the same
-statement on the optimistic path (the locked path writes them after it). Only rare cases
-cost more, and always take the locked path: a member in debt (the repayment entries), a
-referred member's first order (referral credits).
+statement, on either path. Only rare cases cost more, and always take the locked path: a
+member in debt (the repayment entries), a referred member's first order (referral credits).
 
 Points: ``floor(base x tier multiplier) + campaign bonus``; the entry's ``details`` and
 the earned event's ``breakdown`` say how (base, tier bonus, campaigns).
@@ -296,15 +295,11 @@ class OrderPlan:
     params: dict[str, Any]  # the write statement's parameters
 
     def statement(self, *, if_version: bool = False) -> CompiledStatement:
-        """The write: order only (no points) or with its credit; ``if_version`` for the
-        optimistic path (written only if the balance row is at ``p_row_version``), which
-        also writes an upgrade (``p_new_tier`` and ``p_ev2_*``); the locked path writes
-        that itself."""
-        if self.earning.points <= 0:
-            return _ORDER_ONLY_IF if if_version else _ORDER_ONLY
-        if not if_version:
-            return _ORDER_AND_CREDIT
-        return _ORDER_AND_CREDIT_UPGRADE_IF if self.upgrade is not None else _ORDER_AND_CREDIT_IF
+        """The write: order only (no points) or with its credit, and the upgrade if there is
+        one (``p_new_tier``, ``p_ev2_*``); ``if_version`` for the optimistic path (written
+        only if the balance row is at ``p_row_version``)."""
+        order_only, with_credit = _WRITES[if_version, self.upgrade is not None]
+        return order_only if self.earning.points <= 0 else with_credit
 
 
 def plan_order(
@@ -406,6 +401,8 @@ def plan_order(
     }
     for i, event_row in enumerate((order_event, earned_event)):
         params.update(_event_params(i, event_row))
+    if upgrade is not None:
+        params.update(_upgrade_params(data, locked.tier, upgrade, new_growth))
     if points > 0:
         params.update(
             p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
@@ -563,7 +560,7 @@ async def _write_if_unchanged(
     facts may be read again. ``_LockedPathNeeded``: a rare case (debt, a referral: reading
     the facts again would not change that) or an order id already known; nothing was
     written either. An order that moves the member up the ladder writes the new tier and
-    ``tier.changed`` in the same statement.
+    ``tier.changed`` in the same statement (as on the locked path).
     """
     if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
         raise _LockedPathNeeded
@@ -575,10 +572,6 @@ async def _write_if_unchanged(
         "p_window_from": min(moved_from, member.window_start),
         "p_window_to": max(moved_from, member.window_start),
     }
-    if plan.upgrade is not None:
-        if plan.earning.points <= 0:  # growth without points: the locked path's writes
-            raise _LockedPathNeeded
-        params.update(_upgrade_params(data, member.locked.tier, plan))
     try:
         row = await plan.statement(if_version=True).fetchrow(conn, params)
     except asyncpg.UniqueViolationError:
@@ -588,20 +581,19 @@ async def _write_if_unchanged(
     return None if row is None else (plan, member, row)
 
 
-def _upgrade_params(data: OrderIn, held: str, plan: OrderPlan) -> dict[str, Any]:
-    """The upgrade's parameters: the new tier, and ``tier.changed`` as the third event,
-    as the locked path publishes it."""
-    assert plan.upgrade is not None
+def _upgrade_params(data: OrderIn, held: str, upgrade: Tier, growth: int) -> dict[str, Any]:
+    """The upgrade's parameters: the new tier, and ``tier.changed`` as the third event
+    (the CloudEvent every other tier change publishes)."""
     event = events.tier_changed(
         data.member_id,
         held,
-        plan.upgrade.code,
+        upgrade.code,
         direction="up",
         reason="order",
-        growth_value=plan.new_growth,
+        growth_value=growth,
         at=data.occurred_at,
     )
-    return {"p_new_tier": plan.upgrade.code, **_event_params(2, outbox_row(POINTS_EVENTS, event))}
+    return {"p_new_tier": upgrade.code, **_event_params(2, outbox_row(POINTS_EVENTS, event))}
 
 
 class _LockedPathNeeded(Exception):
@@ -645,27 +637,7 @@ async def record_order_once(
         return await _replay(session, data, plan.fingerprint), False
     lot_id = None if plan.earning.points <= 0 else int(row["id"])
     locked = member.locked
-    upgrade = plan.upgrade
     response = plan.response
-
-    if upgrade is not None:
-        await session.execute(
-            update(members_table)
-            .where(members_table.c.member_id == data.member_id)
-            .values(tier=upgrade.code)
-        )
-        await events.publish(
-            session,
-            events.tier_changed(
-                data.member_id,
-                locked.tier,
-                upgrade.code,
-                direction="up",
-                reason="order",
-                growth_value=plan.new_growth,
-                at=data.occurred_at,
-            ),
-        )
 
     if lot_id is not None and not plan.pending and locked.debt > 0:
         # the member owes points from an earlier refund: this credit repays it first
@@ -718,10 +690,11 @@ def _order_statements(*, if_version: bool = False, upgrade: bool = False) -> tup
     ``SELECT ... FOR UPDATE`` and then updated: a second pass over the row, a lock record
     in the WAL and a larger plan to start on every checkout.)
 
-    ``upgrade`` (with ``if_version``): the order also moves the member up the ladder. The
-    member's tier (``p_new_tier``) and a third event (``tier.changed``, ``p_ev2_*``) are
-    written from the balance update's row too, so the balance row is locked first and the
-    member row after it, the one lock order every writer of a member's tier keeps.
+    ``upgrade``: the order also moves the member up the ladder. The member's tier
+    (``p_new_tier``) and a third event (``tier.changed``, ``p_ev2_*``) are written only if
+    the balance row was (the order is new; on the optimistic path, the version held), and
+    after it: the balance row is locked first and the member row after it, the one lock
+    order every writer of a member's tier keeps.
     """
     at = DateTime(timezone=True)
     # the balance row's version after the write (the member facts cache keeps it)
@@ -799,7 +772,7 @@ def _order_statements(*, if_version: bool = False, upgrade: bool = False) -> tup
             )
         return insert_order.returning(orders.c.order_id).cte("new_order")
 
-    def events_of(order_cte: Any, count: int = 2) -> Any:
+    def events_of(order_cte: Any, count: int) -> Any:
         columns = ["event_id", "topic", "key", "event_type", "payload", "headers"]
         rows = [
             select(
@@ -832,11 +805,26 @@ def _order_statements(*, if_version: bool = False, upgrade: bool = False) -> tup
         order_cte = new_order(None)
         return order_cte, balance_after(order_cte, values, name)
 
+    def with_upgrade(statement: Any, balance_cte: Any) -> Any:
+        """The member's new tier, if the balance row was written (``upgrade`` above)."""
+        if not upgrade:
+            return statement
+        new_tier = (
+            update(members_table)
+            .where(members_table.c.member_id == member_id, exists(select(balance_cte.c.member_id)))
+            .values(tier=bindparam("p_new_tier", type_=String))
+            .returning(members_table.c.member_id)
+            .cte("new_tier")
+        )
+        return statement.add_cte(new_tier)
+
+    event_count = 3 if upgrade else 2
     order_cte, touch_cte = order_and_balance(balance_touch, "touched_balance")
-    without_points = (
+    without_points = with_upgrade(
         select(order_cte.c.order_id, touch_cte.c.row_version)
         .select_from(order_cte.outerjoin(touch_cte, true()))
-        .add_cte(events_of(order_cte))
+        .add_cte(events_of(order_cte, event_count)),
+        touch_cte,
     )
 
     # with points: order, lot, entry, balance
@@ -905,7 +893,7 @@ def _order_statements(*, if_version: bool = False, upgrade: bool = False) -> tup
         .returning(entries.c.id)
         .cte("new_entry")
     )
-    with_points = (
+    with_points = with_upgrade(
         select(
             order_cte.c.order_id,
             lot_cte.c.id,
@@ -917,27 +905,19 @@ def _order_statements(*, if_version: bool = False, upgrade: bool = False) -> tup
             .outerjoin(entry_cte, true())
             .outerjoin(balance_cte, true())
         )
-        .add_cte(events_of(order_cte, 3 if upgrade else 2))
+        .add_cte(events_of(order_cte, event_count)),
+        balance_cte,
     )
-    if upgrade:
-        new_tier = (
-            update(members_table)
-            .where(members_table.c.member_id == member_id, exists(select(balance_cte.c.member_id)))
-            .values(tier=bindparam("p_new_tier", type_=String))
-            .returning(members_table.c.member_id)
-            .cte("new_tier")
-        )
-        with_points = with_points.add_cte(new_tier)
     return without_points, with_points
 
 
-_ORDER_ONLY, _ORDER_AND_CREDIT = (CompiledStatement(s) for s in _order_statements())
-_ORDER_ONLY_IF, _ORDER_AND_CREDIT_IF = (
-    CompiledStatement(s) for s in _order_statements(if_version=True)
-)
-_ORDER_AND_CREDIT_UPGRADE_IF = CompiledStatement(
-    _order_statements(if_version=True, upgrade=True)[1]
-)
+# (order only, order with its credit) by (optimistic path, upgrade): ``OrderPlan.statement``
+_WRITES: dict[tuple[bool, bool], tuple[CompiledStatement, CompiledStatement]] = {
+    (if_version, upgrade): (CompiledStatement(only), CompiledStatement(credit))
+    for if_version in (False, True)
+    for upgrade in (False, True)
+    for only, credit in [_order_statements(if_version=if_version, upgrade=upgrade)]
+}
 
 
 async def _replay(session: AsyncSession, data: OrderIn, fingerprint: str) -> OrderOut:
