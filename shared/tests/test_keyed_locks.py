@@ -83,3 +83,27 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_a_key_handed_to_it_passes
         assert task.cancelled()
     assert got == ["first", "fourth"]
     assert len(locks) == 0
+
+
+async def test_a_key_handed_to_a_waiter_that_gives_up_with_nobody_behind_it_is_dropped() -> None:
+    locks = KeyedLocks()
+    release_first = asyncio.Event()
+
+    async def hold(wait: asyncio.Event | None = None) -> None:
+        async with locks.hold("k"):
+            if wait is not None:
+                await wait.wait()
+
+    first = asyncio.create_task(hold(release_first))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    release_first.set()
+    await asyncio.sleep(0)  # first releases: the key is handed to second...
+    second.cancel()  # ...which gives up before it runs, with nobody to pass it on to
+    await asyncio.wait_for(first, 1)
+    await asyncio.gather(second, return_exceptions=True)
+    assert second.cancelled()
+    assert len(locks) == 0  # not kept for a holder that never came
+    async with asyncio.timeout(1), locks.hold("k"):  # and the key is free
+        assert len(locks) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, cast
 
@@ -27,6 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from loyalty_shared import jsontext
+from loyalty_shared.fifo_slots import FifoSlots
 from loyalty_shared.settings import CommonSettings
 
 NAMING_CONVENTION = {
@@ -42,7 +42,7 @@ def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class FairGate:
+class FairGate(FifoSlots):
     """First come, first served admission to a connection pool.
 
     SQLAlchemy's async pool hands a returned connection to whoever asks next: a request
@@ -53,46 +53,25 @@ class FairGate:
     this gate before they take a connection: it has as many slots as the pool, a freed
     slot goes straight to the longest waiter, and a request that arrives meanwhile queues
     behind it. So the pool itself never has to wait, and the order is the arrival order.
+    (``FifoSlots``, with a timeout: ``sa_exc.TimeoutError``, a 503.)
     """
 
+    __slots__ = ("_timeout_s",)
+
     def __init__(self, slots: int, timeout_s: float) -> None:
-        self._free = slots
+        super().__init__(slots)
         self._timeout_s = timeout_s
-        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        if self.take_free():
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self._timeout_s):
-                await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot arrived as we gave up: pass it on
-            else:
-                waiter.cancel()
-                if waiter in self._waiters:  # release() may have dropped it already
-                    self._waiters.remove(waiter)
-            if isinstance(exc, TimeoutError):
-                raise sa_exc.TimeoutError(
-                    f"no database connection came free within {self._timeout_s:g} s"
-                ) from exc
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot changes hands; _free is unchanged
-                return
-        self._free += 1
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
+                await self.wait()
+        except TimeoutError as exc:
+            raise sa_exc.TimeoutError(
+                f"no database connection came free within {self._timeout_s:g} s"
+            ) from exc
 
 
 _GATES: weakref.WeakKeyDictionary[Engine, FairGate] = weakref.WeakKeyDictionary()
@@ -437,8 +416,7 @@ class DriverAutocommit:
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             if not self._reusable(exc):
-                await greenlet_spawn(self._fairy.invalidate)
-                await greenlet_spawn(self._fairy.close)
+                await _discard(self._fairy)
             else:
                 pool = self._fairy._pool
                 if not (isinstance(pool, ShelvingPool) and pool.shelve(self._fairy)):
@@ -477,9 +455,14 @@ async def _shelved(pool: Any) -> Any | None:
             return fairy
         # closed, older than a disconnect, or due for recycling: the pool opens it again at
         # its next checkout
-        await greenlet_spawn(fairy.invalidate)
-        await greenlet_spawn(fairy.close)
+        await _discard(fairy)
     return None
+
+
+async def _discard(fairy: Any) -> None:
+    """Give a connection back to be replaced: the pool opens a new one in its place."""
+    await greenlet_spawn(fairy.invalidate)
+    await greenlet_spawn(fairy.close)
 
 
 async def _pool_checkin(fairy: Any) -> None:

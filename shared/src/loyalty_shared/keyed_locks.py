@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
+from loyalty_shared.fifo_slots import FifoSlots
 
 
 class KeyedLocks:
@@ -18,8 +17,8 @@ class KeyedLocks:
     """
 
     def __init__(self) -> None:
-        # a key is here while someone holds it; its waiters (oldest first), if any
-        self._held: dict[str, deque[asyncio.Future[None]] | None] = {}
+        # a key is here while someone holds it (its one slot taken), with its waiters
+        self._held: dict[str, FifoSlots] = {}
 
     def hold(self, key: str) -> _Hold:
         """``async with locks.hold(key):`` (a plain object, not a generator: this is on
@@ -27,31 +26,24 @@ class KeyedLocks:
         return _Hold(self, key)
 
     async def _acquire(self, key: str) -> None:
-        if key not in self._held:
-            self._held[key] = None
+        slots = self._held.get(key)
+        if slots is None:
+            self._held[key] = FifoSlots(0)  # its one slot, taken by this caller
             return
-        waiters = self._held[key]
-        if waiters is None:
-            waiters = self._held[key] = deque()
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters.append(waiter)
         try:
-            await waiter
+            await slots.acquire()
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._release(key)  # the key was handed over as we gave up: pass it on
-            elif waiter in waiters:
-                waiters.remove(waiter)
+            self._drop_if_free(key, slots)  # gave up, passing the key on to nobody
             raise
 
     def _release(self, key: str) -> None:
-        waiters = self._held[key]
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the key changes hands
-                return
-        del self._held[key]
+        slots = self._held[key]
+        slots.release()
+        self._drop_if_free(key, slots)
+
+    def _drop_if_free(self, key: str, slots: FifoSlots) -> None:
+        if slots.free and self._held.get(key) is slots:
+            del self._held[key]  # nobody holds it: made again on demand
 
     def __len__(self) -> int:
         return len(self._held)
