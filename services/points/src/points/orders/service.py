@@ -19,6 +19,7 @@ the earned event's ``breakdown`` say how (base, tier bonus, campaigns).
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -458,10 +459,14 @@ async def record_order_optimistic(
     ladder, campaigns = rules
     window_start = tiers.growth_window_start(ladder, data.occurred_at)
     known = remembered.get(data.member_id) if remembered is not None else None
+
+    def plan_for(member: OrderMember) -> OrderPlan:
+        return plan_order(settings, data, ladder, campaigns, member, now)
+
     written = None
     try:
         written = await _write_optimistically(
-            engine, settings, data, ladder, campaigns, now, window_start, known, slot_held
+            engine, data.member_id, plan_for, window_start, known, slot_held
         )
     except _LockedPathNeeded:
         pass
@@ -497,16 +502,14 @@ async def record_order_optimistic(
 
 async def _write_optimistically(
     engine: AsyncEngine,
-    settings: PointsSettings,
-    data: OrderIn,
-    ladder: TierLadderIn,
-    campaigns: list[Campaign],
-    now: datetime,
+    member_id: str,
+    plan_for: Callable[[OrderMember], OrderPlan],
     window_start: datetime,
     known: RememberedFacts | None,
     slot_held: bool,
 ) -> tuple[OrderPlan, OrderMember, Any] | None:
-    """The write with remembered facts, else (or if refused) with facts read now."""
+    """The write with remembered facts, else (or if refused) with facts read now;
+    ``plan_for``: the order's plan from a member's facts (``plan_order``)."""
     written = None
     async with DriverAutocommit(engine, slot_held=slot_held) as conn:
         if known is not None:  # one statement, if what the last checkout left still holds
@@ -520,34 +523,20 @@ async def _write_optimistically(
                 known.latest_entry_id,
             )
             written = await _write_if_unchanged(
-                conn,
-                settings,
-                data,
-                ladder,
-                campaigns,
-                member,
-                now,
-                known.version,
-                window_moved_from=known.window_start,
+                conn, plan_for, member, known.version, window_moved_from=known.window_start
             )
         if written is None:  # read the facts, then the same write
-            read = await read_for_order(conn, data.member_id, window_start)
+            read = await read_for_order(conn, member_id, window_start)
             if read is not None:
                 member, version = read
-                written = await _write_if_unchanged(
-                    conn, settings, data, ladder, campaigns, member, now, version
-                )
+                written = await _write_if_unchanged(conn, plan_for, member, version)
     return written
 
 
 async def _write_if_unchanged(
     conn: asyncpg.Connection,
-    settings: PointsSettings,
-    data: OrderIn,
-    ladder: TierLadderIn,
-    campaigns: list[Campaign],
+    plan_for: Callable[[OrderMember], OrderPlan],
     member: OrderMember,
-    now: datetime,
     version: str,
     *,
     window_moved_from: datetime | None = None,
@@ -564,7 +553,7 @@ async def _write_if_unchanged(
     """
     if member.locked.debt > 0 or (not member.has_orders and member.referred_by is not None):
         raise _LockedPathNeeded
-    plan = plan_order(settings, data, ladder, campaigns, member, now)
+    plan = plan_for(member)
     moved_from = window_moved_from or member.window_start
     params = {
         **plan.params,
