@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import (
 
 from loyalty_shared.db import create_sessionmaker, make_metadata
 from loyalty_shared.events import CloudEvent, make_event
-from loyalty_shared.inbox import inbox_table
 from loyalty_shared.kafka import ensure_topics, make_producer
-from loyalty_shared.outbox import OUTBOX_NOTIFY_DDL, outbox_table
+from loyalty_shared.outbox import OUTBOX_NOTIFY_DDL
 from loyalty_shared.settings import CommonSettings
+from loyalty_shared.tables import pipeline_tables
 from loyalty_shared.testing import Infra, settings_overrides
 from loyalty_shared.topics import dlq_topic
 
@@ -167,8 +167,7 @@ async def events_db(infra: Infra) -> AsyncIterator[EventsDb]:
     url = await infra.create_database("events")
     engine = create_async_engine(url)
     metadata = make_metadata()
-    outbox = outbox_table(metadata)
-    inbox_table(metadata)
+    outbox = pipeline_tables(metadata).outbox
     Table(
         "effects",
         metadata,

@@ -184,6 +184,9 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
         poolclass=ShelvingPool,
+        # Errors (and the logs and dead letters they reach) show the SQL, never its
+        # parameters: those are members' data.
+        hide_parameters=True,
         # JSON/JSONB parameters and results through orjson (the stdlib's json showed up
         # in profiles of the hot paths: several documents per order).
         json_serializer=jsontext.dumps,

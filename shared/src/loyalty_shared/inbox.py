@@ -1,13 +1,18 @@
-"""Idempotent event consumer: inbox table + aiokafka loop with retries and a dead-letter topic.
+"""Idempotent event consumer: inbox table + aiokafka loop with retries and dead letters.
 
 - The event id goes into ``inbox`` with ON CONFLICT DO NOTHING in the same
   transaction as the handler's effect: a redelivered event changes nothing.
 - Offsets are committed only after the database commit.
 - A partition's batch runs in one transaction; if it fails, each event runs on
-  its own with retries and backoff; an event that still fails goes to
-  ``<topic>.dlq`` with the error in its headers, and the partition moves on.
-- Database outages are not the message's fault: they are retried without end,
-  never dead-lettered.
+  its own with retries and backoff; an event that still fails because of its own
+  content is kept in ``dead_letters`` (``loyalty_shared.dead_letters``: listed,
+  replayed, discarded) and sent to ``<topic>.dlq`` with the error in its headers,
+  and the partition moves on.
+- Transient failures are not the message's fault (``loyalty_shared.failures``: a
+  deadlock, a serialization failure, a lock or pool timeout, a lost connection):
+  they are retried with backoff without end, never dead-lettered.
+- Events about an erased member (``loyalty_shared.erasure``) are recorded in the
+  inbox and skipped; the erasure event itself leaves a tombstone first.
 - A broker that lost its data (the embedded one is memory-only) also lost the
   group's offsets; the consumer notices before its next commit and reads its
   partitions again from the start (the inbox makes that harmless).
@@ -16,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,11 +33,14 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from loyalty_shared.dead_letters import record_dead_letter
+from loyalty_shared.erasure import MEMBER_ERASED, erased_among, record_tombstone
 from loyalty_shared.events import CloudEvent
+from loyalty_shared.failures import describe, is_transient
 from loyalty_shared.kafka import make_producer
+from loyalty_shared.pipeline import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_RETRIES, HANDLER_SECONDS
 from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import dlq_topic
@@ -56,18 +65,11 @@ class PoisonMessage(Exception):
     """A record that can never be processed (not an envelope): dead-lettered at once."""
 
 
-def is_infrastructure_error(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | ConnectionError | TimeoutError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError):
-        return True
-    return type(exc).__name__ in {
-        "ConnectionDoesNotExistError",
-        "CannotConnectNowError",
-        "ConnectionFailureError",
-    }
+_CLAIM = text(
+    "INSERT INTO inbox (event_id, event_type, source) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
+    "CAST(:sources AS text[])) ON CONFLICT DO NOTHING RETURNING event_id"
+)
 
 
 @dataclass
@@ -76,6 +78,8 @@ class ConsumerStats:
     duplicates: int = 0
     dead_lettered: int = 0
     rewinds: int = 0
+    erased_skipped: int = 0
+    transient_retries: int = 0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -98,7 +102,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class EventConsumer:
-    """Consumes ``topics`` into ``handlers`` (event type -> handler) idempotently."""
+    """Consumes ``topics`` into ``handlers`` (event type -> handler) idempotently.
+
+    Subclasses that apply a batch differently (segmentation's set-based handlers) override
+    ``wants``, ``_begin``, ``_handle`` and ``_end``; the inbox, the erasure tombstones, the
+    retries and the dead letters stay here.
+    """
 
     def __init__(
         self,
@@ -115,10 +124,12 @@ class EventConsumer:
         self.handlers = dict(handlers)
         self.group_id = group_id or settings.service_name
         self.stats = ConsumerStats()
+        self._erasure_key = settings.erasure_secret()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: Any = None
         self._processed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._lag_at = 0.0
         # request ids carried in record headers, bound to the log context per event
         self._request_ids: dict[str, str] = {}
 
@@ -134,11 +145,11 @@ class EventConsumer:
                 log.warning(
                     "consumer_retrying",
                     group=self.group_id,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=describe(exc, 500),
                     retry_in_s=backoff,
                 )
                 await sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, self.settings.consumer_max_backoff_seconds)
             finally:
                 await self._close()
 
@@ -169,6 +180,22 @@ class EventConsumer:
                     await self._process_partition(tp, records, stop)
                     self._processed[tp] = records[-1].offset + 1
             await self._commit()
+            self._export_lag()
+
+    def _export_lag(self) -> None:
+        """The lag of each assigned partition, for the worker's metrics (every few seconds)."""
+        consumer = self._consumer
+        now = time.monotonic()
+        if consumer is None or now < self._lag_at:
+            return
+        self._lag_at = now + 5.0
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            done = self._processed.get(tp, self._committed.get(tp))
+            if end is not None and done is not None:
+                CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                    max(end - done, 0)
+                )
 
     async def _close(self) -> None:
         for client in (self._consumer, self._producer):
@@ -228,6 +255,8 @@ class EventConsumer:
         await consumer.seek_to_beginning(*assigned)
         return True
 
+    # -- one partition's batch ---------------------------------------------------------------
+
     async def _process_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
     ) -> None:
@@ -247,16 +276,11 @@ class EventConsumer:
         }
         if not events:
             return
-        try:
-            await self._apply([e for _, e in events])
-            return
-        except Exception as exc:
-            if is_infrastructure_error(exc):
-                await self._apply_until_db_back(events, stop)
-                return
-            log.info("consumer_batch_failed_one_by_one", error=f"{type(exc).__name__}: {exc}")
-        for record, event in events:
-            await self._process_one(record, event, stop)
+        started = time.perf_counter()
+        if not await self._apply_batch(events, stop):
+            for record, event in events:
+                await self._apply_one_or_dead_letter(record, event, stop)
+        HANDLER_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
 
     def _parse(self, record: ConsumerRecord[Any, Any]) -> CloudEvent:
         if record.value is None:
@@ -266,105 +290,167 @@ class EventConsumer:
         except (ValueError, ValidationError) as exc:
             raise PoisonMessage(f"not a CloudEvents envelope: {exc}") from exc
 
-    async def _apply(self, events: list[CloudEvent]) -> None:
-        relevant = [e for e in events if e.type in self.handlers]
-        if not relevant:
-            return
-        async with self.sessionmaker() as session, session.begin():
-            result = await session.execute(
-                text(
-                    "INSERT INTO inbox (event_id, event_type, source) "
-                    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
-                    "CAST(:sources AS text[])) ON CONFLICT DO NOTHING RETURNING event_id"
-                ),
-                {
-                    "ids": [e.id for e in relevant],
-                    "types": [e.type for e in relevant],
-                    "sources": [e.source for e in relevant],
-                },
-            )
-            fresh = {row[0] for row in result}
-            applied = duplicates = 0
-            for event in relevant:
-                if event.id not in fresh:
-                    duplicates += 1
-                    continue
-                fresh.discard(event.id)  # the same id twice in one batch runs once
-                structlog.contextvars.bind_contextvars(
-                    event_id=event.id,
-                    event_type=event.type,
-                    request_id=self._request_ids.get(event.id),
-                )
-                try:
-                    await self.handlers[event.type](session, event)
-                finally:
-                    structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
-                applied += 1
-        # counted once the transaction committed (a rolled-back batch is retried)
-        self.stats.processed += applied
-        self.stats.duplicates += duplicates
-
-    async def _apply_until_db_back(
+    async def _apply_batch(
         self, events: list[tuple[ConsumerRecord[Any, Any], CloudEvent]], stop: asyncio.Event
-    ) -> None:
+    ) -> bool:
+        """The whole batch in one transaction, through any number of transient failures;
+        False if it failed for another reason (then each event runs on its own)."""
         delay = self.settings.consumer_retry_backoff_seconds
         while True:
-            log.warning("consumer_database_unavailable_retrying", retry_in_s=delay)
-            await sleep_or_stop(stop, delay)
-            if stop.is_set():
-                raise asyncio.CancelledError
             try:
                 await self._apply([e for _, e in events])
-                return
+                return True
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                if not is_infrastructure_error(exc):
-                    # the database is back and the batch still fails: one by one, so
-                    # the event at fault is dead-lettered with its record
-                    for record, event in events:
-                        await self._apply_one_or_dlq(event, record, stop)
-                    return
-            delay = min(delay * 2, 5.0)
+                if not is_transient(exc):
+                    log.info("consumer_batch_failed_one_by_one", error=describe(exc, 500))
+                    return False
+                delay = await self._wait_out_transient(exc, stop, delay)
 
-    async def _process_one(
+    async def _apply_one_or_dead_letter(
         self, record: ConsumerRecord[Any, Any], event: CloudEvent, stop: asyncio.Event
-    ) -> None:
-        await self._apply_one_or_dlq(event, record, stop)
-
-    async def _apply_one_or_dlq(
-        self, event: CloudEvent, record: ConsumerRecord[Any, Any], stop: asyncio.Event
     ) -> None:
         attempts = 0
         delay = self.settings.consumer_retry_backoff_seconds
         while True:
-            attempts += 1
             try:
                 await self._apply([event])
                 return
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                if is_infrastructure_error(exc):
-                    attempts -= 1  # not the message's fault: does not use up attempts
-                elif attempts >= self.settings.consumer_max_attempts:
-                    log.error(
-                        "event_dead_lettered",
-                        event_id=event.id,
-                        event_type=event.type,
-                        error=f"{type(exc).__name__}: {exc}",
-                        attempts=attempts,
-                    )
-                    await self._dead_letter(record, exc, attempts=attempts)
+                if is_transient(exc):  # not the message's fault: does not use up attempts
+                    delay = await self._wait_out_transient(exc, stop, delay)
+                    continue
+                attempts += 1
+                if attempts >= self.settings.consumer_max_attempts:
+                    await self._dead_letter(record, exc, attempts=attempts, event=event)
                     return
                 await sleep_or_stop(stop, delay)
                 if stop.is_set():
                     raise asyncio.CancelledError from exc
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, self.settings.consumer_max_backoff_seconds)
+
+    async def _wait_out_transient(
+        self, exc: BaseException, stop: asyncio.Event, delay: float
+    ) -> float:
+        self.stats.transient_retries += 1
+        CONSUMER_RETRIES.labels(self.group_id).inc()
+        log.warning(
+            "consumer_transient_failure_retrying",
+            group=self.group_id,
+            error=describe(exc, 500),
+            retry_in_s=delay,
+        )
+        await sleep_or_stop(stop, delay)
+        if stop.is_set():
+            raise asyncio.CancelledError from exc
+        return min(delay * 2, self.settings.consumer_max_backoff_seconds)
+
+    # -- one transaction -------------------------------------------------------------------
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this consumer does anything with the type (an erasure always: tombstone)."""
+        return event_type in self.handlers or event_type == MEMBER_ERASED
+
+    async def _claim(self, session: AsyncSession, events: list[CloudEvent]) -> list[CloudEvent]:
+        """Record the ids in the inbox; the events not seen before, in order, each once."""
+        result = await session.execute(
+            _CLAIM,
+            {
+                "ids": [e.id for e in events],
+                "types": [e.type for e in events],
+                "sources": [e.source for e in events],
+            },
+        )
+        fresh = {row[0] for row in result}
+        out = []
+        for event in events:
+            if event.id in fresh:
+                fresh.discard(event.id)  # the same id twice in one batch runs once
+                out.append(event)
+        return out
+
+    async def _apply(self, events: list[CloudEvent]) -> None:
+        relevant = [e for e in events if self.wants(e.type)]
+        if not relevant:
+            return
+        applied = skipped = 0
+        async with self.sessionmaker() as session, session.begin():
+            fresh = await self._claim(session, relevant)
+            erased = await erased_among(
+                session, self._erasure_key, {e.subject for e in fresh if e.subject}
+            )
+            await self._begin(session)
+            for event in fresh:
+                if event.type == MEMBER_ERASED and event.subject:
+                    await record_tombstone(session, self._erasure_key, event.subject)
+                elif event.subject in erased:
+                    skipped += 1  # late, replayed or redelivered: nothing of theirs comes back
+                    continue
+                await self._handle(session, event)
+                applied += 1
+                if event.type == MEMBER_ERASED and event.subject:
+                    erased.add(event.subject)
+            await self._end(session)
+        # counted once the transaction committed (a rolled-back batch is retried)
+        duplicates = len(relevant) - len(fresh)
+        self.stats.processed += applied
+        self.stats.duplicates += duplicates
+        self.stats.erased_skipped += skipped
+        for outcome, n in (("applied", applied), ("duplicate", duplicates), ("erased", skipped)):
+            if n:
+                CONSUMER_EVENTS.labels(self.group_id, outcome).inc(n)
+
+    async def _begin(self, session: AsyncSession) -> None:
+        """Before the batch's first event (a subclass may prepare set-based work)."""
+
+    async def _handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        handler = self.handlers.get(event.type)
+        if handler is None:
+            return
+        structlog.contextvars.bind_contextvars(
+            event_id=event.id,
+            event_type=event.type,
+            request_id=self._request_ids.get(event.id),
+        )
+        try:
+            await handler(session, event)
+        finally:
+            structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
+
+    async def _end(self, session: AsyncSession) -> None:
+        """After the batch's last event, in its transaction."""
+
+    # -- dead letters ------------------------------------------------------------------------
 
     async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], exc: BaseException, *, attempts: int
+        self,
+        record: ConsumerRecord[Any, Any],
+        exc: BaseException,
+        *,
+        attempts: int,
+        event: CloudEvent | None = None,
     ) -> None:
+        """Keep the record in ``dead_letters`` and send it to ``<topic>.dlq``; a failure of
+        either (the database or the broker away) raises, and the record is read again."""
         assert self._producer is not None
+        error = describe(exc)
+        async with self.sessionmaker() as session, session.begin():
+            await record_dead_letter(
+                session,
+                group=self.group_id,
+                record=record,
+                event_id=event.id if event else None,
+                event_type=event.type if event else None,
+                error=error,
+                error_type=type(exc).__name__,
+                attempts=attempts,
+            )
         headers = list(record.headers or [])
         headers += [
-            ("dlq-error", f"{type(exc).__name__}: {exc}"[:2000].encode()),
+            ("dlq-error", error.encode()),
             ("dlq-error-type", type(exc).__name__.encode()),
             ("dlq-original-topic", record.topic.encode()),
             ("dlq-original-partition", str(record.partition).encode()),
@@ -377,10 +463,14 @@ class EventConsumer:
             dlq_topic(record.topic), record.value, key=record.key, headers=headers
         )
         self.stats.dead_lettered += 1
+        CONSUMER_EVENTS.labels(self.group_id, "dead_lettered").inc()
         log.error(
             "message_dead_lettered",
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            error=f"{type(exc).__name__}: {exc}"[:500],
+            event_id=event.id if event else None,
+            event_type=event.type if event else None,
+            attempts=attempts,
+            error=error[:500],
         )

@@ -24,6 +24,7 @@ def make_producer(settings: CommonSettings, client_id: str) -> AIOKafkaProducer:
         request_timeout_ms=settings.kafka_request_timeout_ms,
         linger_ms=2,
         max_batch_size=256 * 1024,
+        max_request_size=settings.kafka_max_message_bytes,
     )
 
 

@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "production"]
 
+DEV_ERASURE_KEY = "dev-erasure-key-not-secret"
+
 
 class CommonSettings(BaseSettings):
     """What every service reads. A subclass sets ``env_prefix`` (``POINTS_`` ...)."""
@@ -50,6 +52,10 @@ class CommonSettings(BaseSettings):
     kafka_topic_partitions: int = 6
     kafka_replication_factor: int = 1
     kafka_request_timeout_ms: int = 10_000
+    # The largest record the producer sends (aiokafka's max_request_size). Keep it at or
+    # below the broker's message.max.bytes (Apache Kafka's default: 1,048,588); a row
+    # above it is parked by the relay instead of blocking the outbox.
+    kafka_max_message_bytes: int = Field(default=1_000_000, ge=1024)
 
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
@@ -57,9 +63,35 @@ class CommonSettings(BaseSettings):
     outbox_retention_hours: float = 168.0
     outbox_broker_check_seconds: float = 5.0
 
-    consumer_max_attempts: int = 3
+    consumer_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Tries of one event that fails for its own content before it is "
+        "dead-lettered (transient failures are retried without end and never count)",
+    )
     consumer_retry_backoff_seconds: float = 0.2
+    consumer_max_backoff_seconds: float = Field(default=5.0, gt=0)
     consumer_batch_size: int = 500
+
+    # The worker's Prometheus metrics (outbox, consumers, jobs) on this port; 0: not served.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    pipeline_monitor_seconds: float = Field(default=5.0, gt=0)
+
+    # Erasure tombstones are HMAC-SHA256(erasure_key, member_id) (loyalty_shared.erasure).
+    # Required outside dev and test; keep it stable (a new key forgets every tombstone).
+    erasure_key: str = Field(default="", repr=False)
+
+    def erasure_secret(self) -> str:
+        if self.erasure_key:
+            return self.erasure_key
+        if self.environment in ("dev", "test"):
+            return DEV_ERASURE_KEY
+        prefix = self.model_config.get("env_prefix", "")
+        raise RuntimeError(
+            f"{prefix}ERASURE_KEY is not set: erasure tombstones need a secret key "
+            "outside dev and test (any long random string, the same for the service's "
+            "every replica)"
+        )
 
     def sqlalchemy_url(self) -> str:
         if not self.database_url:

@@ -4,12 +4,12 @@ from sqlalchemy.orm import DeclarativeBase
 
 from loyalty_shared.db import make_metadata
 from loyalty_shared.idempotency import idempotency_table
-from loyalty_shared.inbox import inbox_table
-from loyalty_shared.outbox import outbox_table
+from loyalty_shared.tables import pipeline_tables
 
 metadata = make_metadata()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
+pipeline = pipeline_tables(metadata)
+outbox = pipeline.outbox
+inbox = pipeline.inbox
 idempotency_keys = idempotency_table(metadata)
 
 
