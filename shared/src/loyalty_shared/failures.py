@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from aiokafka import errors as kafka_errors
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -76,6 +77,24 @@ def is_transient(exc: BaseException) -> bool:
         if type(link).__name__ in _TRANSIENT_NAMES:
             return True
     return False
+
+
+# What a broker answers about one record that no retry will change: the relay parks the row.
+_REFUSED_FOR_GOOD: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.PolicyViolationError,
+)
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """The broker (or the producer, before sending) refuses this record whatever happens."""
+    return isinstance(exc, _REFUSED_FOR_GOOD)
 
 
 def describe(exc: BaseException, limit: int = 2000) -> str:

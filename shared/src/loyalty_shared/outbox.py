@@ -15,13 +15,17 @@ Guarantees (see docs/events.md):
   the broker lost its data (the embedded broker is memory-only), it publishes
   every retained row again; the idempotent consumers make the replay harmless.
 - only one relay per database publishes at a time (a Postgres advisory lock),
-  so a member's events are never reordered by two relays racing.
+  so a member's events are never reordered by two relays racing;
+- a row the broker refuses for good (larger than its limit, an invalid topic) is moved
+  to ``outbox_parked`` (``loyalty_shared.dead_letters``: listed, replayed, discarded)
+  and the rows behind it go out: one bad row never stops the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -43,8 +47,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from loyalty_shared.dead_letters import PARK_SQL
 from loyalty_shared.events import CloudEvent
+from loyalty_shared.failures import describe, refused_for_good
 from loyalty_shared.kafka import ensure_topics, make_producer
+from loyalty_shared.pipeline import OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISHED
 from loyalty_shared.request_context import current_request_id
 from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.settings import CommonSettings
@@ -163,6 +170,7 @@ class OutboxRelay:
         self._next_prune = 0.0
         self.published = 0
         self.replays = 0
+        self.parked = 0  # rows the broker refused for good, moved to outbox_parked
         self.failures = 0  # broker or database errors the relay recovered from
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -335,49 +343,75 @@ class OutboxRelay:
             log.info("outbox_broker_epoch_marked", relay=self.name)
 
     async def _publish_pending(self) -> int:
+        """Send the next unsent rows; mark the acknowledged prefix sent and park the rows the
+        broker refused for good (too large, ...), so that no row blocks the ones behind it.
+        Returns how many rows left the queue."""
         assert self._producer is not None
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT id, topic, key, payload::text AS payload, headers::text AS headers "
-                        "FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT :n"
+                        "SELECT id, event_id, topic, key, payload::text AS payload, "
+                        "headers::text AS headers FROM outbox WHERE sent_at IS NULL "
+                        "ORDER BY id LIMIT :n"
                     ),
                     {"n": self.settings.outbox_batch_size},
                 )
             ).all()
         if not rows:
             return 0
-        futures: list[asyncio.Future[Any]] = []
+        outcomes = await self._send_all(rows)
+        sent: list[tuple[int, int, int]] = []
+        parked: list[tuple[Any, BaseException]] = []
         failure: BaseException | None = None
+        # Only the unbroken prefix: after a transient failure the rest is sent again
+        # (possibly twice, never lost), in order.
+        for row, outcome in zip(rows, outcomes, strict=False):
+            if isinstance(outcome, BaseException):
+                if not refused_for_good(outcome):
+                    failure = outcome
+                    break
+                parked.append((row, outcome))
+                continue
+            sent.append((row.id, outcome.partition, outcome.offset))
+        await self._mark(sent, parked)
+        if failure is not None:
+            self._next_check = 0.0
+            raise failure
+        return len(sent) + len(parked)
+
+    async def _send_all(self, rows: Sequence[Any]) -> list[Any]:
+        """Each row's broker acknowledgement or exception, in order; stops at the first
+        exception that is not a refusal of that one record."""
+        assert self._producer is not None
+        pending: list[Any] = []
         for row in rows:
             headers = [(k, str(v).encode()) for k, v in orjson.loads(row.headers).items()]
             try:
-                fut = await self._producer.send(
-                    row.topic,
-                    value=row.payload.encode(),
-                    key=row.key.encode(),
-                    headers=headers,
+                pending.append(
+                    await self._producer.send(
+                        row.topic,
+                        value=row.payload.encode(),
+                        key=row.key.encode(),
+                        headers=headers,
+                    )
                 )
             except Exception as exc:
-                failure = exc
-                break
-            futures.append(fut)
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        ids: list[int] = []
-        partitions: list[int] = []
-        offsets: list[int] = []
-        # Mark only the unbroken prefix that the broker acknowledged: the rest is
-        # published again (possibly twice, never lost).
-        for row, res in zip(rows, results, strict=False):
-            if isinstance(res, BaseException):
-                failure = failure or res
-                break
-            ids.append(row.id)
-            partitions.append(res.partition)
-            offsets.append(res.offset)
-        if ids:
-            async with self.engine.begin() as conn:
+                pending.append(exc)
+                if not refused_for_good(exc):
+                    break
+        futures = [p for p in pending if not isinstance(p, BaseException)]
+        results = iter(await asyncio.gather(*futures, return_exceptions=True))
+        return [p if isinstance(p, BaseException) else next(results) for p in pending]
+
+    async def _mark(
+        self, sent: list[tuple[int, int, int]], parked: list[tuple[Any, BaseException]]
+    ) -> None:
+        if not sent and not parked:
+            return
+        async with self.engine.begin() as conn:
+            if sent:
+                ids, partitions, offsets = (list(col) for col in zip(*sent, strict=True))
                 await conn.execute(
                     text(
                         "UPDATE outbox SET sent_at = now(), kafka_partition = v.p, "
@@ -387,11 +421,24 @@ class OutboxRelay:
                     ),
                     {"ids": ids, "ps": partitions, "os": offsets},
                 )
-            self.published += len(ids)
-        if failure is not None:
-            self._next_check = 0.0
-            raise failure
-        return len(ids)
+            for row, exc in parked:
+                await conn.execute(
+                    PARK_SQL, {"id": row.id, "err": describe(exc), "errtype": type(exc).__name__}
+                )
+        self.published += len(sent)
+        self.parked += len(parked)
+        if sent:
+            OUTBOX_PUBLISHED.labels(self.name).inc(len(sent))
+        for row, exc in parked:
+            OUTBOX_PARKED_TOTAL.labels(self.name, type(exc).__name__).inc()
+            log.error(
+                "outbox_row_parked",
+                relay=self.name,
+                event_id=row.event_id,
+                topic=row.topic,
+                payload_bytes=len(row.payload),
+                error=describe(exc, 500),
+            )
 
     async def _prune(self) -> None:
         async with self.engine.begin() as conn:
