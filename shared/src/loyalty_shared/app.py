@@ -22,6 +22,7 @@ from loyalty_shared.docs import install_offline_docs
 from loyalty_shared.kafka import broker_reachable
 from loyalty_shared.lean import FastLane, add_schemas, fast_routes
 from loyalty_shared.logs import configure_logging
+from loyalty_shared.ops import ops_router
 from loyalty_shared.problems import install_problem_handlers
 from loyalty_shared.request_context import HttpMetrics, RequestContextMiddleware
 from loyalty_shared.settings import CommonSettings
@@ -142,8 +143,12 @@ def create_service_app(
     serve_openapi: bool = True,
     extra_schemas: Sequence[type[BaseModel]] = (),
     front_routers: Sequence[APIRouter] = (),
+    probe_routers: Sequence[APIRouter] | None = None,
 ) -> FastAPI:
     """``serve_openapi=False``: the caller serves /openapi.json itself (the gateway merges).
+
+    ``probe_routers``: serve /health, /ready and /metrics with these instead of the
+    standard ones (the gateway, exposed to the world, shows less to callers without a key).
 
     ``extra_schemas``: models that endpoints document by reference rather than by a typed
     parameter (bodies read with ``loyalty_shared.lean.read_json``).
@@ -196,8 +201,14 @@ def create_service_app(
         app.router.routes.extend(front.routes)  # prefix, tags, responses are already applied
     for router in routers:
         app.include_router(router)
-    app.include_router(health_router(checks))
-    app.include_router(metrics_router(registry))
+    if with_database:
+        app.include_router(ops_router())
+    for probes in (
+        (health_router(checks), metrics_router(registry))
+        if probe_routers is None
+        else probe_routers
+    ):
+        app.include_router(probes)
     install_offline_docs(app, title)
     if extra_schemas:
         _document_extra_schemas(app, tuple(extra_schemas))

@@ -19,6 +19,7 @@ from loyalty_shared.db import create_engine, create_sessionmaker
 from loyalty_shared.kafka import ensure_topics
 from loyalty_shared.logs import configure_logging
 from loyalty_shared.migrations import upgrade_head
+from loyalty_shared.pipeline import PipelineMonitor
 from loyalty_shared.runtime import run_until_stopped
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import all_topics
@@ -103,7 +104,8 @@ async def _run_workers(settings: CommonSettings, worker_factory: WorkerFactory) 
             await ensure_topics(settings, all_topics())
         except Exception as exc:  # the relay keeps retrying; topics are made when it connects
             log.warning("topics_not_created_yet", error=f"{type(exc).__name__}: {exc}")
-        workers = worker_factory(settings, engine, sessionmaker)
+        workers = [*worker_factory(settings, engine, sessionmaker)]
+        workers.append(PipelineMonitor(settings, engine).run)
         log.info("worker_started", service=settings.service_name, workers=len(workers))
         await run_until_stopped(*workers)
     finally:

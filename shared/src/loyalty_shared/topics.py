@@ -12,6 +12,13 @@ FEEDBACK_EVENTS = "loyalty.feedback.events"
 
 ALL_EVENT_TOPICS = (POINTS_EVENTS, SEGMENTATION_EVENTS, FEEDBACK_EVENTS)
 
+# Which topics each service's consumer group (named after the service) reads.
+CONSUMED_BY: dict[str, tuple[str, ...]] = {
+    "points": (FEEDBACK_EVENTS,),
+    "segmentation": (POINTS_EVENTS, FEEDBACK_EVENTS),
+    "feedback": (POINTS_EVENTS, SEGMENTATION_EVENTS),
+}
+
 
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
