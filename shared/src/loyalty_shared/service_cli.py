@@ -15,6 +15,7 @@ import structlog
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from loyalty_shared import dead_letters_cli
 from loyalty_shared.db import create_engine, create_sessionmaker
 from loyalty_shared.kafka import ensure_topics
 from loyalty_shared.logs import configure_logging
@@ -70,6 +71,7 @@ def service_main(
         sub.add_parser("worker", help="run the outbox relay, the event consumers and the jobs")
     if service_dir is not None:
         sub.add_parser("migrate", help="apply this service's database migrations")
+        dead_letters_cli.add_parser(sub)
     args = parser.parse_args(argv)
     settings = settings_factory()
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
@@ -94,6 +96,8 @@ def service_main(
     elif args.command == "worker":
         assert worker_factory is not None
         asyncio.run(_run_workers(settings, worker_factory))
+    elif args.command == "dead-letters":
+        raise SystemExit(dead_letters_cli.run(settings, args))
 
 
 async def _run_workers(settings: CommonSettings, worker_factory: WorkerFactory) -> None:
