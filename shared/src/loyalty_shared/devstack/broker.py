@@ -94,11 +94,11 @@ class TansuBroker:
                 raise TimeoutError(f"tansu did not listen on {self.bootstrap} within {timeout}s")
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def stop(self, grace_seconds: float = 1.0) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
-                self._proc.wait(10)
+                self._proc.wait(grace_seconds)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
@@ -109,6 +109,10 @@ class TansuBroker:
         deadline = time.monotonic() + 10
         while port_open(self.host, self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:

@@ -1,16 +1,21 @@
-"""``loyalty-dev run``: the embedded stack behind ``make run``."""
+"""``loyalty-dev run``: the embedded stack behind ``make run``; ``loyalty-dev stop``."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
-from loyalty_shared.devstack.stack import DEV_KEYS, DEV_MEMBER_TOKEN_SECRET, Stack, StackConfig
+from loyalty_shared.devstack.signals import StopRequest
+from loyalty_shared.devstack.stack import (
+    DEV_KEYS,
+    DEV_MEMBER_TOKEN_SECRET,
+    Stack,
+    StackConfig,
+    StartInterrupted,
+)
+from loyalty_shared.devstack.state import live_launcher, stop_leftovers
 
 
 def _banner(stack: Stack) -> str:
@@ -23,8 +28,8 @@ def _banner(stack: Stack) -> str:
         "=" * 72,
         f"  Gateway        {gw}",
         f"  API docs       {gw}/docs      (merged OpenAPI: {gw}/openapi.json)",
-        f"  Ready          {gw}/ready",
-        f"  Metrics        {gw}/metrics",
+        f"  Ready          {gw}/ready      (per-service detail with an ops or admin key)",
+        f"  Metrics        {gw}/metrics    (with an ops or admin key)",
         f"  Services       points :{cfg.ports['points']}  segmentation :{cfg.ports['segmentation']}"
         f"  feedback :{cfg.ports['feedback']}",
         f"  Kafka          127.0.0.1:{cfg.kafka_port} (memory only)",
@@ -38,61 +43,93 @@ def _banner(stack: Stack) -> str:
         f"-H 'Content-Type: application/json' \\",
         f'          -d \'{{"member_id":"m-1"}}\' {gw}/v1/members',
         "",
-        "  Ctrl-C stops everything.",
+        "  Ctrl-C (or SIGTERM) stops everything. Should this launcher be killed,",
+        "  `make stop` (or the next `make run`) stops what it left running.",
         "=" * 72,
     ]
     return "\n".join(lines)
 
 
-def run(data_dir: Path) -> int:
-    config = StackConfig.from_env(data_dir)
-    stack = Stack(config)
+def _say(msg: str) -> None:
+    print(f"[loyalty-dev] {msg}", flush=True)
+
+
+def _refuse_taken_ports(stack: Stack) -> bool:
     taken = stack.taken_ports()
-    if taken:
-        for name, port in taken.items():
-            print(
-                f"[loyalty-dev] port {port} ({name}) is already in use; free it or set "
-                f"{'KAFKA' if name == 'kafka broker' else name.upper()}_PORT to another port",
-                file=sys.stderr,
-            )
+    for name, port in taken.items():
+        print(
+            f"[loyalty-dev] port {port} ({name}) is already in use; free it or set "
+            f"{'KAFKA' if name == 'kafka broker' else name.upper()}_PORT to another port",
+            file=sys.stderr,
+        )
+    return bool(taken)
+
+
+def _supervise(stack: Stack, stop: StopRequest) -> int:
+    """Wait for a stop signal; 1 if a process of the stack dies first."""
+    while not stop.wait(1.0):
+        dead = stack.dead_processes()
+        if dead:
+            print(f"[loyalty-dev] stopped unexpectedly: {', '.join(dead)}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def run(data_dir: Path) -> int:
+    stop = StopRequest()
+    stop.install()
+    other = live_launcher(data_dir)
+    if other is not None:
+        print(
+            f"[loyalty-dev] another loyalty-dev run (pid {other.pid}) uses {data_dir}; "
+            f"stop it first (Ctrl-C there, or: loyalty-dev stop --data-dir {data_dir})",
+            file=sys.stderr,
+        )
         return 1
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    left = stop_leftovers(data_dir, _say)
+    if left:
+        _say(f"stopped what an earlier run left running: {', '.join(left)}")
+    stack = Stack(StackConfig.from_env(data_dir), stop_requested=stop.requested)
+    if _refuse_taken_ports(stack):
+        return 1
     code = 0
     try:
         stack.start()
-        if not stopping.is_set():
-            print(_banner(stack), flush=True)
-        while not stopping.wait(1.0):
-            dead = stack.dead_processes()
-            if dead:
-                print(f"[loyalty-dev] stopped unexpectedly: {', '.join(dead)}", file=sys.stderr)
-                code = 1
-                break
+        print(_banner(stack), flush=True)
+        code = _supervise(stack, stop)
+    except StartInterrupted:
+        pass
     except Exception as exc:
         print(f"[loyalty-dev] start-up failed: {exc}", file=sys.stderr)
         code = 1
     finally:
         stack.stop()
-        print("[loyalty-dev] stopped", flush=True)
+        _say("stopped")
     return code
+
+
+def stop(data_dir: Path) -> int:
+    """Stop the ``loyalty-dev run`` on ``data_dir``, or what a killed one left running."""
+    stopped = stop_leftovers(data_dir, _say)
+    _say(f"stopped: {', '.join(stopped)}" if stopped else f"nothing was running on {data_dir}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="loyalty-dev")
     sub = parser.add_subparsers(dest="command", required=True)
+    default_dir = Path(os.environ.get("LOYALTY_DATA_DIR", ".data"))
     run_p = sub.add_parser("run", help="start the whole platform on the embedded stack")
-    run_p.add_argument(
-        "--data-dir", type=Path, default=Path(os.environ.get("LOYALTY_DATA_DIR", ".data"))
+    run_p.add_argument("--data-dir", type=Path, default=default_dir)
+    stop_p = sub.add_parser(
+        "stop",
+        help="stop the run using this data dir, or whatever a killed run left behind "
+        "(its services, the broker, Postgres)",
     )
+    stop_p.add_argument("--data-dir", type=Path, default=default_dir)
     args = parser.parse_args(argv)
-    if args.command == "run":
-        sys.exit(run(args.data_dir.resolve()))
+    data_dir = args.data_dir.resolve()
+    sys.exit(run(data_dir) if args.command == "run" else stop(data_dir))
 
 
 if __name__ == "__main__":

@@ -65,12 +65,23 @@ class EmbeddedPostgres:
         self._touch_log()
         self._run("pg_ctl", *args, "start")
 
-    def stop(self) -> None:
-        if self.is_running():
+    def stop(self, timeout_seconds: int = 30) -> None:
+        """Fast shutdown (clients cut off, a clean checkpoint); immediate if that overruns.
+
+        An immediate shutdown is a crash as far as Postgres knows: the next start replays
+        the WAL, losing nothing committed.
+        """
+        for mode in ("fast", "immediate"):
+            if not self.is_running():
+                return
             try:
-                self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop")
+                self._run(
+                    "pg_ctl", "-D", str(self.pgdata), "-w", "-t", str(timeout_seconds),
+                    "-m", mode, "stop",
+                )  # fmt: skip
+                return
             except subprocess.CalledProcessError:
-                pass
+                continue
 
     def is_running(self) -> bool:
         pid_file = self.pgdata / "postmaster.pid"

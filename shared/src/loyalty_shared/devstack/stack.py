@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from loyalty_shared.devstack.broker import TansuBroker, die_with_parent, port_open
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
+from loyalty_shared.devstack.state import Recorded, State, forget
 
 DEV_KEYS = {
     "admin": "dev-admin-key",
@@ -35,6 +37,10 @@ KAFKA_DEFAULT_PORT = 9092
 
 def _say(msg: str) -> None:
     print(f"[loyalty-dev] {msg}", flush=True)
+
+
+class StartInterrupted(Exception):
+    """A stop was asked for while the stack was starting."""
 
 
 @dataclass
@@ -66,8 +72,14 @@ class StackConfig:
 
 
 class Stack:
-    def __init__(self, config: StackConfig) -> None:
+    """``stop_requested`` is asked between the start-up steps and while they wait: once it
+    answers True, ``start`` stops what it started so far and raises ``StartInterrupted``."""
+
+    def __init__(
+        self, config: StackConfig, stop_requested: Callable[[], bool] = lambda: False
+    ) -> None:
         self.config = config
+        self.stop_requested = stop_requested
         self.postgres = EmbeddedPostgres(config.data_dir / "postgres", fast=config.fast_postgres)
         self.broker = TansuBroker(config.kafka_port, log_path=config.data_dir / "tansu.log")
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -128,31 +140,63 @@ class Stack:
             preexec_fn=die_with_parent,
         )
         self.procs.append((name, proc))
+        self._record()
         return proc
 
-    # -- lifecycle ----------------------------------------------------------
-    def start(self, timeout: float = 180.0) -> None:
-        cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        _say(f"postgres: starting (data in {self.postgres.data_dir})")
-        self.postgres.start()
-        self.postgres.wait_ready()
-        for service in SERVICES:
-            if self.postgres.create_database(self.database_name(service)):
-                _say(f"postgres: created database {self.database_name(service)}")
-        _say(f"kafka broker (tansu, memory storage): starting on {self.broker.bootstrap}")
-        self.broker.start()
-        _say(f"applying migrations: {', '.join(SERVICES)}")
+    def _record(self) -> None:
+        """Write down every process started so far (``state.py``: for a killed launcher)."""
+        processes = [Recorded.of(name, proc.pid) for name, proc in self.procs]
+        if self.broker.pid is not None:
+            processes.append(Recorded.of("kafka broker", self.broker.pid))
+        State(Recorded.of("loyalty-dev run", os.getpid()), tuple(processes)).write(
+            self.config.data_dir
+        )
+
+    def _check_stop(self) -> None:
+        if self.stop_requested():
+            raise StartInterrupted("stop requested during start-up")
+
+    def _migrate(self) -> None:
         migrations = {
             service: subprocess.Popen(
                 [sys.executable, "-m", service, "migrate"], env=self.env_for(service)
             )
             for service in SERVICES
         }
-        failed = [name for name, proc in migrations.items() if proc.wait() != 0]
+        try:
+            while any(proc.poll() is None for proc in migrations.values()):
+                self._check_stop()
+                time.sleep(0.1)
+        finally:
+            for proc in migrations.values():
+                if proc.poll() is None:  # interrupted: a migration is one transaction
+                    proc.terminate()
+                    proc.wait()
+        failed = [name for name, proc in migrations.items() if proc.returncode != 0]
         if failed:
             raise RuntimeError(f"migrations failed for {', '.join(failed)}")
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self, timeout: float = 180.0) -> None:
+        cfg = self.config
+        self._check_stop()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self._record()
+        _say(f"postgres: starting (data in {self.postgres.data_dir})")
+        self.postgres.start()
+        self.postgres.wait_ready()
         for service in SERVICES:
+            if self.postgres.create_database(self.database_name(service)):
+                _say(f"postgres: created database {self.database_name(service)}")
+        self._check_stop()
+        _say(f"kafka broker (tansu, memory storage): starting on {self.broker.bootstrap}")
+        self.broker.start()
+        self._record()
+        self._check_stop()
+        _say(f"applying migrations: {', '.join(SERVICES)}")
+        self._migrate()
+        for service in SERVICES:
+            self._check_stop()
             _say(f"{service}: starting API on :{cfg.ports[service]} and its worker")
             self._spawn(f"{service}-api", service, "api")
             self._spawn(f"{service}-worker", service, "worker")
@@ -167,6 +211,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         url = self.gateway_url() + "/ready"
         while time.monotonic() < deadline:
+            self._check_stop()
             dead = self.dead_processes()
             if dead:
                 raise RuntimeError(f"exited during start-up: {', '.join(dead)}")
@@ -176,38 +221,47 @@ class Stack:
                         return
             except OSError:
                 pass
-            time.sleep(0.3)
+            time.sleep(0.2)
         raise TimeoutError(f"{url} was not ready within {timeout:.0f}s")
 
     def dead_processes(self) -> list[str]:
         return [f"{n} (exit {p.returncode})" for n, p in self.procs if p.poll() is not None]
 
-    def stop(self, grace_seconds: float = 3.0) -> None:
-        """Stop everything within a few seconds (supervisors often SIGKILL after ~5 s).
+    def stop(self, grace_seconds: float = 2.0) -> None:
+        """Stop everything within about five seconds (supervisors often SIGKILL after ~5 s).
 
-        Children get SIGTERM together and ``grace_seconds`` to finish; whatever is still
-        running is killed, which loses nothing (outbox and inbox make that safe). Then the
-        broker and Postgres (fast shutdown).
+        Each child's process group gets SIGTERM together and ``grace_seconds`` to finish;
+        whatever is still running is killed, which loses nothing (outbox and inbox make
+        that safe). Then the broker and Postgres (fast shutdown, immediate if that overruns).
+        The state file goes last: until then a later run can still find what is left.
         """
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 _say(f"stopping {name}")
-                proc.send_signal(signal.SIGTERM)
+                _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         for name, proc in self.procs:
-            remaining = max(0.05, deadline - time.monotonic())
             try:
-                proc.wait(remaining)
+                proc.wait(max(0.05, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _say(f"{name} did not stop in {grace_seconds:.0f}s; killing it")
-                proc.kill()
+                _say(f"{name} did not stop in {grace_seconds:.1f}s; killing it")
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
         if self.broker.running:
             _say("stopping kafka broker")
-            self.broker.stop()
+        self.broker.stop(grace_seconds=0.5)  # memory only: nothing to lose by killing it
         _say("stopping postgres")
-        self.postgres.stop()
+        self.postgres.stop(timeout_seconds=2)
+        forget(self.config.data_dir)
 
     def kafka_alive(self) -> bool:
         return port_open("127.0.0.1", self.config.kafka_port)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """The child leads a process group of its own (uvicorn's worker processes included)."""
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:  # already gone (its group with it)
+        pass
