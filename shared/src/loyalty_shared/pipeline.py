@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy import Column, DateTime, Float, Integer, MetaData, Table, Text, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from loyalty_shared import dead_letters
 from loyalty_shared.failures import describe, is_transient
@@ -152,10 +152,14 @@ class Jobs:
     """Runs a service's periodic job steps with retries and a record of each outcome."""
 
     def __init__(
-        self, service: str, engine: AsyncEngine, *, max_backoff_seconds: float = 30.0
+        self,
+        service: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        max_backoff_seconds: float = 30.0,
     ) -> None:
         self.service = service
-        self.engine = engine
+        self.sessionmaker = sessionmaker
         self.max_backoff_seconds = max_backoff_seconds
 
     async def step(
@@ -191,8 +195,8 @@ class Jobs:
 
     async def _record(self, statement: Any, **params: Any) -> None:
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(statement, params)
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(statement, params)
         except Exception as exc:  # the record is for people; never fail the job over it
             log.warning("job_record_failed", job=params.get("job"), error=describe(exc, 300))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,6 +19,7 @@ from feedback.sla.service import detect_breaches
 from loyalty_shared import idempotency
 from loyalty_shared.inbox import EventConsumer
 from loyalty_shared.outbox import OutboxRelay
+from loyalty_shared.pipeline import Jobs
 from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.service_cli import Worker
 from loyalty_shared.settings import CommonSettings
@@ -73,30 +75,34 @@ async def run_periodic_jobs(
 
 
 class PeriodicJobs:
+    """SLA breaches every ``breach_check_seconds``; this month's high-value follow-ups and
+    the pruning of old Idempotency-Keys once an hour. Each step is retried through transient
+    failures and recorded in ``job_runs`` (``loyalty_shared.pipeline.Jobs``)."""
+
     def __init__(
         self, settings: FeedbackSettings, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
+        self.jobs = Jobs(settings.service_name, sessionmaker)
         # the monthly follow-ups are scheduled once per hour, not on every breach pass
         self._monthly_at: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                now = datetime.now(UTC)
-                due = self._monthly_at is None or now - self._monthly_at >= timedelta(hours=1)
-                breached, monthly = await run_periodic_jobs(
-                    self.settings, self.sessionmaker, now, monthly=due
-                )
+            now = datetime.now(UTC)
+            due = self._monthly_at is None or now - self._monthly_at >= timedelta(hours=1)
+            done = await self.jobs.step(
+                "sla-breaches" if not due else "sla-breaches-and-monthly-follow-ups",
+                partial(run_periodic_jobs, self.settings, self.sessionmaker, now, monthly=due),
+                stop,
+            )
+            if done is not None:
+                breached, monthly = done
                 if due:
                     self._monthly_at = now
                 if breached or monthly:
                     log.info("periodic_jobs", breaches=breached, monthly_follow_ups=monthly)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("periodic_jobs_failed", error=f"{type(exc).__name__}: {exc}")
             await sleep_or_stop(stop, self.settings.breach_check_seconds)
 
 

@@ -2,14 +2,16 @@
 (maturing, expiry, tier evaluation, birthday bonuses)."""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from loyalty_shared.inbox import EventConsumer
 from loyalty_shared.outbox import OutboxRelay
+from loyalty_shared.pipeline import Jobs
 from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.service_cli import Worker
 from loyalty_shared.settings import CommonSettings
@@ -19,21 +21,32 @@ from points.jobs.service import run_ledger_jobs
 from points.jobs.tiers import birthday_bonuses, evaluate_tiers
 from points.settings import PointsSettings
 
-log = structlog.get_logger("points.worker")
+
+async def _as_of_now(
+    step: Callable[[async_sessionmaker[AsyncSession], PointsSettings, datetime], Awaitable[Any]],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: PointsSettings,
+) -> Any:
+    return await step(sessionmaker, settings, datetime.now(UTC))
 
 
 def ledger_jobs_worker(
     settings: PointsSettings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> Worker:
+    """Maturing and expiry, tier evaluation, birthday bonuses: each step retried through
+    transient failures and recorded in ``job_runs`` (``loyalty_shared.pipeline.Jobs``)."""
+    jobs = Jobs(settings.service_name, sessionmaker)
+
     async def run(stop: asyncio.Event) -> None:
+        steps = (
+            ("maturing-and-expiry", run_ledger_jobs),
+            ("tier-evaluation", evaluate_tiers),
+            ("birthday-bonuses", birthday_bonuses),
+        )
         while not stop.is_set():
-            try:
-                now = datetime.now(UTC)
-                await run_ledger_jobs(sessionmaker, settings, now)
-                await evaluate_tiers(sessionmaker, settings, now)
-                await birthday_bonuses(sessionmaker, settings, now)
-            except Exception as exc:  # a database hiccup: try again next round
-                log.exception("ledger_jobs_failed", error=f"{type(exc).__name__}: {exc}")
+            for name, step in steps:
+                # "now" when the step (or its retry) starts
+                await jobs.step(name, partial(_as_of_now, step, sessionmaker, settings), stop)
             await sleep_or_stop(stop, settings.ledger_jobs_interval_seconds)
 
     return run

@@ -25,6 +25,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -33,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_shared import idempotency
+from loyalty_shared.pipeline import Jobs
 from loyalty_shared.problems import Conflict, NotFound
 from loyalty_shared.runtime import sleep_or_stop
 from segmentation.analytics.models import Job
@@ -387,20 +389,28 @@ class DailyRecompute:
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
+        self.jobs = Jobs(settings.service_name, sessionmaker)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await recover_jobs(self.sessionmaker, self.settings)
+        await self.jobs.step(
+            "recover-stale-jobs", partial(recover_jobs, self.sessionmaker, self.settings), stop
+        )
         due = next_daily_run(datetime.now(UTC), self.settings.recompute_hour_utc)
         while not stop.is_set():
             now = datetime.now(UTC)
             if now >= due:
-                await self.run_once(due)
+                # retried through transient failures; recorded in job_runs
+                await self.jobs.step("daily-recompute", partial(self.run_once, due), stop)
                 due = next_daily_run(datetime.now(UTC), self.settings.recompute_hour_utc)
                 continue
             wait = min((due - now).total_seconds(), self.settings.job_stale_after_seconds)
             await sleep_or_stop(stop, wait)
             if not stop.is_set() and datetime.now(UTC) < due:
-                await recover_jobs(self.sessionmaker, self.settings)
+                await self.jobs.step(
+                    "recover-stale-jobs",
+                    partial(recover_jobs, self.sessionmaker, self.settings),
+                    stop,
+                )
 
     async def run_once(self, as_of: datetime) -> str | None:
         async with self.sessionmaker() as session, session.begin():
