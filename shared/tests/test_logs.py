@@ -59,3 +59,23 @@ def test_info_line_follows_the_level_and_the_console_format(
     logs.info_line("request", {"status": 200})
     line = captured.getvalue()
     assert "request" in line and "status=200" in line and not line.startswith("{")
+
+
+def test_personal_data_is_redacted_at_any_depth(
+    captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdout", captured)
+    logs.configure_logging("log-test", "INFO", json=True)
+    structlog.get_logger("t").warning(
+        "event_failed",
+        payload={"data": {"member": {"email": "a@b.c", "phone": "138"}, "points": 5}},
+        rows=[{"name": "Ann", "id": 1}, ({"birthday": "2000-01-01"},)],
+        status=200,
+    )
+    logs.info_line("request", {"body": {"attributes": {"address": "5 Main St"}}, "status": 200})
+    first, second = (json.loads(line) for line in captured.getvalue().splitlines())
+    assert first["payload"] == {"data": {"member": {"email": "***", "phone": "***"}, "points": 5}}
+    assert first["rows"] == [{"name": "***", "id": 1}, [{"birthday": "***"}]]
+    assert first["status"] == 200
+    assert second["body"] == {"attributes": "***"}
+    assert "a@b.c" not in captured.getvalue() and "Main St" not in captured.getvalue()

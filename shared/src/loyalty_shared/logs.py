@@ -10,16 +10,53 @@ import structlog
 
 from loyalty_shared import jsontext
 
-# Keys that must never reach a log line (personal data).
-_REDACTED_KEYS = frozenset({"email", "phone", "birthday", "name", "password", "token", "api_key"})
+# Keys that must never reach a log line (personal data, credentials), at any depth.
+_REDACTED_KEYS = frozenset(
+    {
+        "email",
+        "phone",
+        "birthday",
+        "name",
+        "address",
+        "password",
+        "token",
+        "api_key",
+        "authorization",
+        "secret",
+        "description",
+        "note",
+        "notes",
+        "attributes",
+    }
+)
+_MAX_DEPTH = 8  # deeper than any document we log; below it, values are replaced whole
+
+
+def redact(value: object, depth: int = 0) -> object:
+    """``value`` with every redacted key's value replaced by ``***``, in nested dicts and
+    lists too. Returns the value itself when nothing in it needs redacting."""
+    if depth > _MAX_DEPTH:
+        return "***"
+    if isinstance(value, dict):
+        out = None
+        for key, item in value.items():
+            new = "***" if key in _REDACTED_KEYS else redact(item, depth + 1)
+            if new is not item:
+                out = dict(value) if out is None else out
+                out[key] = new
+        return value if out is None else out
+    if isinstance(value, list | tuple):
+        items = [redact(item, depth + 1) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 def _redact(
     _logger: object, _method: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
-    for key in _REDACTED_KEYS.intersection(event_dict):
-        event_dict[key] = "***"
-    return event_dict
+    redacted = redact(event_dict)
+    assert isinstance(redacted, dict)
+    return redacted
 
 
 def _json_dumps(obj: object, **_: object) -> str:
@@ -48,8 +85,7 @@ def info_line(event: str, fields: dict[str, object]) -> None:
     line = dict(fields)
     for key, value in structlog.contextvars.get_contextvars().items():
         line.setdefault(key, value)  # as merge_contextvars: the line's own keys win
-    for key in _REDACTED_KEYS.intersection(line):
-        line[key] = "***"
+    line = redact(line)  # type: ignore[assignment]
     line["level"] = "info"
     line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     line["msg"] = event
