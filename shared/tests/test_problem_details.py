@@ -162,3 +162,27 @@ async def test_an_unreachable_database_is_a_503_problem_with_retry_after() -> No
             assert response.headers["retry-after"] == "1"
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["type"].endswith("/database-unavailable")
+
+
+async def test_a_deadlock_is_a_503_to_retry_never_a_500(infra) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from loyalty_shared.db import Session
+
+    router = APIRouter()
+
+    @router.post("/collide")
+    async def collide(session: Session) -> None:
+        # what Postgres raises when two writers wait on each other (SQLSTATE 40P01)
+        await session.execute(
+            text("DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$")
+        )
+
+    url = await infra.create_database("busy")
+    settings = CommonSettings(environment="test", service_name="demo", database_url=url)
+    service = create_service_app(settings, title="demo", description="demo", routers=[router])
+    async with running_app(service) as started, asgi_client(started) as client:
+        response = await client.post("/collide")
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["type"].endswith("/database-busy")

@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loyalty_shared.failures import is_transient, sqlstate
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://loyalty-platform.dev/problems/"
 
@@ -194,6 +196,8 @@ def database_unreachable(exc: BaseException) -> bool:
 
 async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
     if not database_unreachable(exc):
+        if is_transient(exc):
+            return _database_busy(request, exc)
         return await _handle_unexpected(request, exc)
     # an outage, not a bug: clients and the gateway may retry (nothing was committed)
     log.warning("database_unreachable", path=request.url.path, error_type=type(exc).__name__)
@@ -202,6 +206,26 @@ async def _handle_database_error(request: Request, exc: Exception) -> JSONRespon
         "Database unavailable",
         "The service cannot reach its database right now; nothing was changed. Retry shortly.",
         slug="database-unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
+def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    """A deadlock, a serialization failure, a lock timeout: the transaction was rolled back
+    whole, so the same request is safe to send again (writes take Idempotency-Keys)."""
+    log.warning(
+        "database_busy",
+        path=request.url.path,
+        error_type=type(exc).__name__,
+        sqlstate=sqlstate(exc),
+    )
+    return problem_response(
+        503,
+        "Database busy",
+        "The request collided with other writes and was rolled back; nothing was changed. "
+        "Retry it.",
+        slug="database-busy",
         instance=request.url.path,
         headers={"Retry-After": "1"},
     )
