@@ -166,11 +166,25 @@ async def test_events_about_an_erased_member_are_skipped_also_later_in_the_same_
         (member, db.event(member, 2).to_json_bytes()),  # late: after the erasure
         (other, db.event(other, 1).to_json_bytes()),
     )
+    # what this service's own pipeline holds about the member: an event it published, an
+    # event it dead-lettered
+    async with db.engine.begin() as conn:
+        await enqueue(conn, db.outbox, db.topic, db.event(member, 9), db.event(other, 9))
+        await conn.execute(
+            text(
+                "INSERT INTO dead_letters (consumer_group, topic, kafka_partition, "
+                "kafka_offset, key, value, error, error_type, attempts) "
+                "VALUES ('g', 't', 0, 1, :m, 'x', 'e', 'E', 3)"
+            ),
+            {"m": member},
+        )
     consumer = _consumer(db)
     async with background(consumer.run):
         await eventually(lambda: _count(db, other, 1), timeout=60)
         await eventually(lambda: consumer.stats.erased_skipped >= 1, timeout=60)
     assert (await db.effects())[member] == 1  # the event before the erasure only
+    assert [r.key for r in await db.outbox_rows()] == [other]
+    assert await _rows(db, "SELECT 1 FROM dead_letters WHERE key = :m", m=member) == []
     tombstones = await _rows(db, "SELECT member_hash FROM erased_members")
     assert [t.member_hash for t in tombstones] == [
         member_hash(db.settings.erasure_secret(), member)

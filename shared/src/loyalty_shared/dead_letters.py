@@ -431,9 +431,3 @@ async def open_refs(conn: AsyncConnection, service: str, kind: Kind | None = Non
         rows = await conn.execute(text(f"SELECT id FROM {table} WHERE status = 'open' ORDER BY id"))
         refs += [item_ref(service, item_kind, r.id) for r in rows]  # type: ignore[arg-type]
     return refs
-
-
-async def forget_member(conn: AsyncConnection | AsyncSession, member_id: str) -> None:
-    """Erasure: drop the member's undeliverable events (their payloads hold the member's data)."""
-    for table in ("dead_letters", "outbox_parked"):
-        await conn.execute(text(f"DELETE FROM {table} WHERE key = :m"), {"m": member_id})

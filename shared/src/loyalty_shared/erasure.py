@@ -88,3 +88,11 @@ async def forget_outbox(conn: AsyncConnection | AsyncSession, member_id: str) ->
     anonymous aggregates at most)."""
     result = await conn.execute(text("DELETE FROM outbox WHERE key = :m"), {"m": member_id})
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def forget_member(conn: AsyncConnection | AsyncSession, member_id: str) -> None:
+    """What the event pipeline holds about the member: outbox rows (sent and unsent), dead
+    letters and parked rows (their payloads hold the member's data)."""
+    await forget_outbox(conn, member_id)
+    for table in ("dead_letters", "outbox_parked"):
+        await conn.execute(text(f"DELETE FROM {table} WHERE key = :m"), {"m": member_id})

@@ -12,7 +12,9 @@
   deadlock, a serialization failure, a lock or pool timeout, a lost connection):
   they are retried with backoff without end, never dead-lettered.
 - Events about an erased member (``loyalty_shared.erasure``) are recorded in the
-  inbox and skipped; the erasure event itself leaves a tombstone first.
+  inbox and skipped; the erasure event itself leaves a tombstone, and after the
+  service's own handler, the service's outbox rows, dead letters and parked rows
+  about the member are dropped in the same transaction.
 - A broker that lost its data (the embedded one is memory-only) also lost the
   group's offsets; the consumer notices before its next commit and reads its
   partitions again from the start (the inbox makes that harmless).
@@ -36,7 +38,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_shared.dead_letters import record_dead_letter
-from loyalty_shared.erasure import MEMBER_ERASED, erased_among, record_tombstone
+from loyalty_shared.erasure import MEMBER_ERASED, erased_among, forget_member, record_tombstone
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.failures import describe, is_transient
 from loyalty_shared.kafka import make_producer
@@ -393,6 +395,7 @@ class EventConsumer:
                 applied += 1
                 if event.type == MEMBER_ERASED and event.subject:
                     erased.add(event.subject)
+                    await forget_member(session, event.subject)
             await self._end(session)
         # counted once the transaction committed (a rolled-back batch is retried)
         duplicates = len(relevant) - len(fresh)
