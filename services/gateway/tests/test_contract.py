@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -353,6 +354,38 @@ async def test_integers_beyond_64_bits_are_refused_not_a_server_error(
     body["attributes"] = {"sku": "a-1", "n": 2**63 - 1}
     r = await contract_client.post("/v1/interactions", json=body, headers=admin)
     assert r.status_code == 202, r.text
+
+
+def _requires_idempotency_key(operation: dict[str, Any]) -> bool:
+    return any(
+        p.get("in") == "header" and p["name"].lower() == "idempotency-key" and p.get("required")
+        for p in operation.get("parameters", [])
+    )
+
+
+async def test_idempotency_key_is_required_exactly_where_its_absence_is_a_428(
+    contract_client: httpx.AsyncClient,
+) -> None:
+    """Every write of the merged document is sent without an ``Idempotency-Key`` (an empty
+    JSON object, made-up ids in the path, the admin key): the operations that answer 428
+    Precondition Required are exactly those whose document marks the header required."""
+    admin = bearer(TEST_KEYS["admin"])
+    answered_428: set[str] = set()
+    marked: set[str] = set()
+    for path, item in MERGED["paths"].items():
+        for method, operation in item.items():
+            if method not in ("post", "put", "patch", "delete"):
+                continue
+            concrete = re.sub(r"\{[^}]+\}", lambda _: f"x-{uuid.uuid4().hex[:8]}", path)
+            r = await contract_client.request(method.upper(), concrete, json={}, headers=admin)
+            assert r.status_code < 500, (method, path, r.text)
+            if r.status_code == 428:
+                answered_428.add(f"{method.upper()} {path}")
+            if _requires_idempotency_key(operation):
+                marked.add(f"{method.upper()} {path}")
+    # API.md: a redemption takes an Idempotency-Key (a retry must not spend twice)
+    assert "POST /v1/members/{member_id}/redemptions" in answered_428
+    assert marked == answered_428
 
 
 @schema.parametrize()

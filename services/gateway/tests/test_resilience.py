@@ -1,6 +1,7 @@
 """Rate limits, timeouts, retries, circuit breaker, body limit, CORS and security headers."""
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
@@ -198,7 +199,7 @@ async def test_half_open_trial_failure_reopens_the_circuit() -> None:
 
         async def trial_failed() -> bool:
             body = (await client.get("/v1/members/m-1")).json()
-            return body["type"].endswith("/upstream-unavailable")
+            return bool(body["type"].endswith("/upstream-unavailable"))
 
         await eventually(trial_failed, timeout=5)
         r = await client.get("/v1/members/m-1")
@@ -217,7 +218,7 @@ async def test_body_over_the_limit_is_a_413_problem() -> None:
         assert r.json()["type"].endswith("/body-too-large")
         assert "x-request-id" in r.headers
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             for _ in range(4):
                 yield b"x" * 1024
 
@@ -225,6 +226,38 @@ async def test_body_over_the_limit_is_a_413_problem() -> None:
         assert r.status_code == 413
         r = await client.post("/v1/orders", json={"order_id": "o-1"})
         assert r.status_code == 200
+
+
+async def test_body_limit_reads_no_more_of_the_body_than_it_must() -> None:
+    """Over the limit by its Content-Length: refused before one byte of the body is read.
+    A chunked body: cut off once it passes the limit, never read (or held) to its end."""
+    pulled = 0
+
+    async def kilobytes(count: int) -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(count):
+            pulled += 1
+            yield b"x" * 1024
+
+    async with gateway_over(_transport(), max_body_bytes=2048) as client:
+        declared = {"Content-Length": str(1024 * 1024)}
+        r = await client.post("/v1/orders", content=kilobytes(1024), headers=declared)
+        assert r.status_code == 413
+        assert r.json()["type"].endswith("/body-too-large")
+        assert pulled == 0
+        r = await client.post("/v1/orders", content=kilobytes(1024))  # 1 MiB, chunked
+        assert r.status_code == 413
+        assert r.headers["content-type"] == "application/problem+json"
+        assert pulled == 3  # 1 + 1 KiB reach the limit; the third passes it
+
+
+async def test_an_unreadable_content_length_is_a_400_problem() -> None:
+    async with gateway_over(_transport(), max_body_bytes=2048) as client:
+        for value in ("-1", "12abc", "1, 5000"):
+            r = await client.post("/v1/orders", content=b"{}", headers={"Content-Length": value})
+            assert r.status_code == 400, value
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["type"].endswith("/invalid-content-length")
 
 
 async def test_security_headers_on_api_and_docs() -> None:

@@ -42,12 +42,36 @@ class MemberTokenOut(BaseModel):
     expires_at: datetime
 
 
-async def _admit(request: Request) -> Admitted | Response:
+async def admit(request: Request) -> Admitted | Response:
+    """The guard's decision on a request for one of the gateway's own routes."""
     guard: Guard = request.app.state.guard
     try:
         return await guard.admit(request)
     except Denied as denied:
         return denied.response
+
+
+def check_member_id(member_id: str) -> None:
+    """422 (``path.member_id``) for an id no service would accept."""
+    try:
+        _MEMBER_ID.validate_python(member_id)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("path", "member_id")} for e in exc.errors()]
+        ) from exc
+
+
+def not_found(request: Request, member_id: str, admitted: Admitted) -> Response:
+    return with_headers(
+        problem_response(
+            404,
+            "Not found",
+            f"No member {member_id!r}",
+            slug="member-not-found",
+            instance=request.url.path,
+        ),
+        admitted.rate_headers,
+    )
 
 
 @router.post(
@@ -69,7 +93,7 @@ async def _admit(request: Request) -> Admitted | Response:
     },
 )
 async def issue_member_token(request: Request) -> Response:
-    admitted = await _admit(request)
+    admitted = await admit(request)
     if isinstance(admitted, Response):
         return admitted
     try:
@@ -168,15 +192,10 @@ async def _get_json(
 async def member_status(
     request: Request, member_id: Annotated[str, Path(description="The shop's customer id")]
 ) -> Response:
-    admitted = await _admit(request)
+    admitted = await admit(request)
     if isinstance(admitted, Response):
         return admitted
-    try:
-        _MEMBER_ID.validate_python(member_id)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("path", "member_id")} for e in exc.errors()]
-        ) from exc
+    check_member_id(member_id)
     upstreams: Upstreams = request.app.state.upstreams
     budget: float = request.app.state.settings.status_part_timeout_seconds
     headers = [(k, v) for k, v in forward_headers(request, admitted) if k != b"content-type"]
@@ -199,16 +218,7 @@ async def member_status(
         else:
             parts[name] = StatusPart(status="ok")
     if parts["points"].status == "ok" and membership is None:
-        return with_headers(
-            problem_response(
-                404,
-                "Not found",
-                f"No member {member_id!r}",
-                slug="member-not-found",
-                instance=request.url.path,
-            ),
-            admitted.rate_headers,
-        )
+        return not_found(request, member_id, admitted)
     out = MemberStatusOut(
         member_id=member_id,
         membership=membership if isinstance(membership, dict) else None,

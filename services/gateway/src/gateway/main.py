@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
-from gateway import endpoints, openapi, proxy
+from gateway import endpoints, member_export, openapi, probes, proxy
 from gateway.auth import Authenticator
 from gateway.fast_transport import FastTransport
 from gateway.guard import Guard, GuardMetrics
@@ -18,24 +18,8 @@ from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamMetrics, Upstreams
-from loyalty_shared.app import ReadinessCheck, create_service_app
+from loyalty_shared.app import create_service_app
 from loyalty_shared.request_context import RequestContextMiddleware
-
-
-def _upstream_check(name: str) -> ReadinessCheck:
-    async def check(app: FastAPI) -> tuple[bool, str]:
-        settings: GatewaySettings = app.state.settings
-        client: httpx.AsyncClient = app.state.http
-        try:
-            response = await client.get(settings.upstreams()[name] + "/ready", timeout=2.0)
-        except httpx.HTTPError as exc:
-            return False, f"unreachable ({type(exc).__name__})"
-        if response.status_code != 200:
-            return False, f"not ready (HTTP {response.status_code})"
-        state = app.state.upstreams.breakers[name].state
-        return True, "ok" if state == "closed" else f"ok (circuit {state})"
-
-    return check
 
 
 def _production_transport(settings: GatewaySettings) -> httpx.AsyncBaseTransport:
@@ -87,13 +71,14 @@ def create_app(
         settings,
         title="Loyalty platform gateway",
         description="Authentication, route policy, rate limits, routing, one OpenAPI.",
-        routers=[openapi.router, endpoints.router, proxy.router],
+        routers=[openapi.router, endpoints.router, member_export.router, proxy.router],
         with_database=False,
-        readiness={name: _upstream_check(name) for name in settings.upstreams()},
+        probe_routers=[probes.router],
         on_startup=[open_client],
         on_shutdown=[close_client],
         serve_openapi=False,
     )
+    app.state.readiness_checks = probes.readiness_checks(settings)
     registry = app.state.metrics_registry
     app.state.authenticator = authenticator
     app.state.upstream_metrics = UpstreamMetrics(registry)
@@ -125,7 +110,12 @@ def create_app(
             )
         )
     ours.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
-    own_routes = [r.path_regex for r in endpoints.router.routes if isinstance(r, APIRoute)]
+    own_routes = [
+        r.path_regex
+        for router in (endpoints.router, member_export.router)
+        for r in router.routes
+        if isinstance(r, APIRoute)
+    ]
     shortcut = Middleware(proxy.ProxyShortcut, own_routes=own_routes)
     app.user_middleware[:] = [*context, *ours, *others, shortcut]
     return app

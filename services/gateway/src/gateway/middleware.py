@@ -9,20 +9,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from loyalty_shared.problems import PROBLEM_JSON, problem_type
 
 
-async def _send_413(send: Send, limit: int, path: str) -> None:
+async def _send_problem(
+    send: Send, status: int, slug: str, title: str, detail: str, path: str
+) -> None:
     body = json.dumps(
         {
-            "type": problem_type("body-too-large"),
-            "title": "Request body too large",
-            "status": 413,
-            "detail": f"The request body exceeds {limit} bytes",
+            "type": problem_type(slug),
+            "title": title,
+            "status": status,
+            "detail": detail,
             "instance": path,
         }
     ).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
@@ -33,8 +35,25 @@ async def _send_413(send: Send, limit: int, path: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_413(send: Send, limit: int, path: str) -> None:
+    detail = f"The request body exceeds {limit} bytes"
+    await _send_problem(send, 413, "body-too-large", "Request body too large", detail, path)
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The Content-Length (None without one); ValueError unless it is one plain number."""
+    values = {value.strip() for name, value in headers if name.lower() == b"content-length"}
+    if not values:
+        return None
+    if len(values) > 1 or not all(v.isdigit() for v in values):
+        raise ValueError(values)
+    return int(values.pop())
+
+
 class BodyLimitMiddleware:
-    """413 for a body over the limit: at once from Content-Length, else while it arrives."""
+    """413 for a body over the limit: at once from Content-Length, before any of the body is
+    read; else while a chunked body arrives, as soon as it passes the limit (it is never
+    read to its end). An unreadable Content-Length is a 400."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -44,15 +63,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await _send_413(send, self.max_bytes, scope["path"])
-                    return
+        try:
+            declared = _declared_length(scope["headers"])
+        except ValueError:
+            detail = "Content-Length must be one non-negative number of bytes"
+            title = "Invalid Content-Length"
+            await _send_problem(send, 400, "invalid-content-length", title, detail, scope["path"])
+            return
+        if declared is not None and declared > self.max_bytes:
+            await _send_413(send, self.max_bytes, scope["path"])
+            return
         # Buffer the body (the gateway reads it whole anyway), counting what really arrives.
         chunks: list[bytes] = []
         received = 0

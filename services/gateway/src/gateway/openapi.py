@@ -178,10 +178,19 @@ def _document_problems(path: str, operation: dict[str, Any]) -> None:
         operation["parameters"] = parameters
     responses: dict[str, Any] = operation.setdefault("responses", {})
     answers = dict(_GATEWAY_ANSWERS)
-    if any(
-        p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
+    keys = [
+        p
         for p in parameters
-    ):
+        if p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
+    ]
+    if "428" in responses:
+        # The service answers 428 Precondition Required without the key (a route where a
+        # retry must not spend twice): the key is not optional there, whatever the
+        # service's own document says (FastAPI declares the header optional so that its
+        # absence is the service's 428 rather than a 422).
+        for parameter in keys:
+            parameter["required"] = True
+    if keys:
         # API.md: the same key with a different body is a 409, on every write that takes one.
         answers["409"] = "Conflict (e.g. the Idempotency-Key was used with a different request)"
     if "{" in path:
