@@ -250,7 +250,7 @@ class Stack:
         self.procs.clear()
         if self.broker.running:
             _say("stopping kafka broker")
-        self.broker.stop(grace_seconds=0.5)  # memory only: nothing to lose by killing it
+        self.broker.stop(grace_seconds=0.2)  # memory only: nothing to lose by killing it
         _say("stopping postgres")
         self.postgres.stop(timeout_seconds=2)
         forget(self.config.data_dir)
