@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
-from gateway import endpoints, member_export, openapi, probes, proxy
+from gateway import endpoints, member_export, openapi, ops, probes, proxy
 from gateway.auth import Authenticator
 from gateway.fast_transport import FastTransport
 from gateway.guard import Guard, GuardMetrics
@@ -71,7 +71,13 @@ def create_app(
         settings,
         title="Loyalty platform gateway",
         description="Authentication, route policy, rate limits, routing, one OpenAPI.",
-        routers=[openapi.router, endpoints.router, member_export.router, proxy.router],
+        routers=[
+            openapi.router,
+            endpoints.router,
+            member_export.router,
+            ops.router,
+            proxy.router,
+        ],
         with_database=False,
         probe_routers=[probes.router],
         on_startup=[open_client],

@@ -97,6 +97,7 @@ POLICY: tuple[Rule, ...] = (
     _r("PUT", "/v1/earning-rules", OPS),
     _r("GET", "/v1/earning-rules/{action}", OPS, SF),
     _r("PUT", "/v1/earning-rules/{action}", OPS),
+    _r("GET", "/v1/ops/ledger/verify", ADM),  # reconciliation: every balance against its ledger
     # -- segmentation ------------------------------------------------------------
     _r("GET", "/v1/profiles", OPS),
     _r("GET", "/v1/profiles/{member_id}", OPS, SF),
@@ -146,6 +147,13 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/v1/surveys/{survey_id}/responses", SF, member_self=True),
     _r("GET", "/v1/feedback/metrics", OPS),
     _r("POST", "/v1/ahp/weights", OPS),
+    # -- pipeline operations (every service; the gateway fans out) -----------------------
+    _r("GET", "/v1/ops/pipeline", OPS),
+    _r("GET", "/v1/ops/dead-letters", ADM),
+    _r("POST", "/v1/ops/dead-letters/replay", ADM),
+    _r("GET", "/v1/ops/dead-letters/{ref}", ADM),
+    _r("POST", "/v1/ops/dead-letters/{ref}/replay", ADM),
+    _r("POST", "/v1/ops/dead-letters/{ref}/discard", ADM),
 )
 
 # More literal segments first: /v1/orders/batch beats /v1/orders/{order_id}.

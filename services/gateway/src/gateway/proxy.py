@@ -116,8 +116,10 @@ async def forward(request: Request) -> Response:
     except Denied as denied:
         return denied.response
     path: str = request.scope["path"]
-    if admitted.service is None:  # a gateway route reached with the wrong method
-        return problem_response(405, "Method not allowed", f"{request.method} is not allowed")
+    if admitted.service is None:  # the policy lists it, but no service holds it
+        return problem_response(
+            404, "Not found", f"No service holds {path}", slug="not-found", instance=path
+        )
     upstreams: Upstreams = request.app.state.upstreams
     query = request.scope.get("query_string", b"").decode("latin-1")
     # The path as the client encoded it: the service decodes it exactly as the gateway did

@@ -9,6 +9,7 @@ ROUTES: dict[str, str] = {
     "/v1/rewards": "points",
     "/v1/campaigns": "points",
     "/v1/earning-rules": "points",
+    "/v1/ops/ledger": "points",
     "/v1/profiles": "segmentation",
     "/v1/segments": "segmentation",
     "/v1/contacts": "segmentation",
@@ -27,8 +28,29 @@ ROUTES: dict[str, str] = {
 
 _BY_LENGTH = sorted(ROUTES.items(), key=lambda kv: len(kv[0]), reverse=True)
 
+SERVICES = ("points", "segmentation", "feedback")
+
+# Routes the gateway answers itself by asking several services (never forwarded as they are).
+COMPOSED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/v1/members/{member_id}/status"),
+        ("GET", "/v1/members/{member_id}/export"),
+        ("GET", "/v1/ops/pipeline"),
+        ("GET", "/v1/ops/dead-letters"),
+        ("POST", "/v1/ops/dead-letters/replay"),
+    }
+)
+
+# One dead letter or parked row: its ref names the service that holds it (points.dlq.7).
+# (The lists over every service, /v1/ops/pipeline and /v1/ops/dead-letters, are the
+# gateway's own routes: gateway.ops.)
+_DEAD_LETTER_ITEM = "/v1/ops/dead-letters/"
+
 
 def owner_of(path: str) -> str | None:
+    if path.startswith(_DEAD_LETTER_ITEM):
+        owner = path.removeprefix(_DEAD_LETTER_ITEM).split(".", 1)[0]
+        return owner if owner in SERVICES else None
     for prefix, service in _BY_LENGTH:
         if path == prefix or path.startswith(prefix + "/"):
             return service
