@@ -1,6 +1,6 @@
 """Erased stays erased: a tombstone per erased member, kept as a keyed hash, never the id.
 
-When a member is erased, each service records ``HMAC-SHA256(erasure_key, member_id)`` in
+When a member is erased, each service records ``HMAC-SHA256(erasure_hmac_secret, member_id)`` in
 its ``erased_members`` table. From then on:
 
 - the consumers (``loyalty_shared.inbox``) skip every event about that member except the

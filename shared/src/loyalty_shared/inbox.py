@@ -126,7 +126,7 @@ class EventConsumer:
         self.handlers = dict(handlers)
         self.group_id = group_id or settings.service_name
         self.stats = ConsumerStats()
-        self._erasure_key = settings.erasure_secret()
+        self._erasure_key = settings.erasure_key()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: Any = None
         self._processed: dict[TopicPartition, int] = {}

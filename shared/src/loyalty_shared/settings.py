@@ -77,20 +77,21 @@ class CommonSettings(BaseSettings):
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     pipeline_monitor_seconds: float = Field(default=5.0, gt=0)
 
-    # Erasure tombstones are HMAC-SHA256(erasure_key, member_id) (loyalty_shared.erasure).
-    # Required outside dev and test; keep it stable (a new key forgets every tombstone).
-    erasure_key: str = Field(default="", repr=False)
+    # Erasure tombstones are HMAC-SHA256(this secret, member_id) (loyalty_shared.erasure).
+    # Required outside dev and test; keep it stable (a new secret forgets every tombstone).
+    erasure_hmac_secret: str = Field(default="", repr=False)
 
-    def erasure_secret(self) -> str:
-        if self.erasure_key:
-            return self.erasure_key
+    def erasure_key(self) -> str:
+        """The tombstones' HMAC key: the setting, or the dev key in dev and test."""
+        if self.erasure_hmac_secret:
+            return self.erasure_hmac_secret
         if self.environment in ("dev", "test"):
             return DEV_ERASURE_KEY
         prefix = self.model_config.get("env_prefix", "")
         raise RuntimeError(
-            f"{prefix}ERASURE_KEY is not set: erasure tombstones need a secret key "
-            "outside dev and test (any long random string, the same for the service's "
-            "every replica)"
+            f"{prefix}ERASURE_HMAC_SECRET is not set: erasure tombstones need a secret key "
+            "outside dev and test (a long random string, the same for every replica of the "
+            "service, kept for as long as its data)"
         )
 
     def sqlalchemy_url(self) -> str:

@@ -30,6 +30,9 @@ def _banner(stack: Stack) -> str:
         f"  API docs       {gw}/docs      (merged OpenAPI: {gw}/openapi.json)",
         f"  Ready          {gw}/ready      (per-service detail with an ops or admin key)",
         f"  Metrics        {gw}/metrics    (with an ops or admin key)",
+        f"  Pipeline       {gw}/v1/ops/pipeline  (ops key); workers' Prometheus metrics on"
+        f" :{cfg.worker_metrics_port('points')} :{cfg.worker_metrics_port('segmentation')}"
+        f" :{cfg.worker_metrics_port('feedback')}",
         f"  Services       points :{cfg.ports['points']}  segmentation :{cfg.ports['segmentation']}"
         f"  feedback :{cfg.ports['feedback']}",
         f"  Kafka          127.0.0.1:{cfg.kafka_port} (memory only)",
@@ -54,12 +57,19 @@ def _say(msg: str) -> None:
     print(f"[loyalty-dev] {msg}", flush=True)
 
 
+def _port_variable(name: str) -> str:
+    if name == "kafka broker":
+        return "KAFKA_PORT"
+    service = name.removesuffix(" worker metrics")
+    return f"{service.upper()}_PORT" + (" (the worker's is that + 100)" if service != name else "")
+
+
 def _refuse_taken_ports(stack: Stack) -> bool:
     taken = stack.taken_ports()
     for name, port in taken.items():
         print(
             f"[loyalty-dev] port {port} ({name}) is already in use; free it or set "
-            f"{'KAFKA' if name == 'kafka broker' else name.upper()}_PORT to another port",
+            f"{_port_variable(name)} to another port",
             file=sys.stderr,
         )
     return bool(taken)

@@ -67,8 +67,17 @@ class StackConfig:
             kafka_port=int(env.get("KAFKA_PORT", KAFKA_DEFAULT_PORT)),
         )
 
+    def worker_metrics_port(self, service: str) -> int:
+        """The worker's Prometheus port: its API's port + 100 (points :8101)."""
+        return self.ports[service] + 100
+
     def all_ports(self) -> dict[str, int]:
-        return {"gateway": self.gateway_port, **self.ports, "kafka broker": self.kafka_port}
+        return {
+            "gateway": self.gateway_port,
+            **self.ports,
+            **{f"{s} worker metrics": self.worker_metrics_port(s) for s in self.ports},
+            "kafka broker": self.kafka_port,
+        }
 
 
 class Stack:
@@ -128,6 +137,7 @@ class Stack:
                 ),
                 f"{prefix}_KAFKA_BOOTSTRAP": self.broker.bootstrap,
                 f"{prefix}_KAFKA_IDEMPOTENT_PRODUCER": "false",
+                f"{prefix}_WORKER_METRICS_PORT": str(self.config.worker_metrics_port(service)),
             }
         )
         return env
