@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql
 
 from loyalty_shared.events import CloudEvent
 from segmentation.conditions.language import parse
-from segmentation.segments.service import _live_plan
+from segmentation.segments.live import _live_plan
 from segmentation.testing import FreshSegmentation
 from segmentation.testing_events import enrolled, erased, interaction, member_id, order
 

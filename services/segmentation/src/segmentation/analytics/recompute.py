@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from segmentation import events
 from segmentation.analytics import clv
 from segmentation.analytics.config import LOYALTY_INDICATORS, loyalty_weights
-from segmentation.segments.service import refresh_all
+from segmentation.segments.batch import refresh_all
 from segmentation.settings import SegmentationSettings
 from segmentation.strategies.service import apply_strategies
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, cast, false, func, literal, not_, or_
+from sqlalchemy import ColumnElement, Numeric, Text, and_, cast, false, func, literal, not_, or_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from segmentation.conditions.fields import FIELDS, RULE_TAG_FIELDS, FieldSpec
@@ -21,8 +20,12 @@ def field_expr(name: str, *, rule_ctx: bool = False) -> ColumnElement[Any]:
 
 
 def _value(spec: FieldSpec, value: object) -> object:
+    """A literal as a SQL value: numbers are compared as ``numeric`` whatever the column
+    (an integer column against 2.5 must not round it, nor fail to bind it)."""
     if spec.kind == "time" and isinstance(value, str):
         return datetime.fromisoformat(value)
+    if spec.kind == "number":
+        return literal(value, Numeric())
     return value
 
 
@@ -74,6 +77,3 @@ def compiled(text: str, rule_ctx: bool = False) -> tuple[Node, ColumnElement[boo
     """Parse and compile once per distinct condition text (stored conditions repeat)."""
     node = parse(text, allowed=RULE_TAG_FIELDS if rule_ctx else FIELDS)
     return node, to_sql(node, rule_ctx=rule_ctx)
-
-
-_ = Decimal

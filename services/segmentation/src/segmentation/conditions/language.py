@@ -1,4 +1,4 @@
-"""The condition language of tags and segments: tokenizer, recursive-descent parser, SQL compiler.
+"""The condition language of tags and segments: tokenizer and recursive-descent parser.
 
 Grammar (keywords are case-insensitive)::
 
@@ -16,14 +16,18 @@ Grammar (keywords are case-insensitive)::
 The text is never evaluated: it is parsed into an AST whose fields must be
 known profile fields (``fields.FIELDS``) and whose literals must match the
 field's type; the AST is compiled to a SQLAlchemy expression with bound
-parameters. A comparison with a missing (NULL) value is false.
+parameters (``compile.py``). A comparison with a missing (NULL) value is false.
+
+Limits (checked while parsing, so nothing recurses past them): at most
+``MAX_LENGTH`` characters, ``MAX_CLAUSES`` comparisons, and ``MAX_DEPTH``
+levels of parentheses and ``not`` around any clause.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from segmentation.conditions.fields import FIELDS, FieldSpec
@@ -38,6 +42,15 @@ class ConditionError(ValueError):
         super().__init__(f"{message} (at position {position})")
         self.message = message
         self.position = position
+
+
+class ConditionLimit(ConditionError):
+    """A condition over one of the size limits (``limit_name`` is ``clauses`` or ``depth``)."""
+
+    def __init__(self, message: str, position: int, *, limit_name: str, limit: int) -> None:
+        super().__init__(message, position)
+        self.limit_name = limit_name
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -64,11 +77,23 @@ _TOKEN_RE = re.compile(
 )
 _KEYWORDS = {"and", "or", "not", "in", "contains", "true", "false", "is", "null"}
 MAX_LENGTH = 4000
+# A condition has at most this many comparisons, and nests parentheses and ``not`` at
+# most this deep. The parser refuses the first token over either limit, so it never
+# recurses deeper than MAX_DEPTH levels (a few Python frames each), and the compiled
+# SQL stays far below Python's and Postgres's own recursion limits.
+MAX_CLAUSES = 200
+MAX_DEPTH = 32
+
+
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+MAX_NUMBER_DIGITS = 30  # compared with float8 columns too: far inside their range
 
 
 def tokenize(text: str) -> list[Token]:
     if len(text) > MAX_LENGTH:
         raise ConditionError(f"a condition has at most {MAX_LENGTH} characters", MAX_LENGTH)
+    if "\x00" in text:  # Postgres text cannot hold it (the condition is stored as text)
+        raise ConditionError("a condition cannot contain the NUL character", text.index("\x00"))
     tokens: list[Token] = []
     pos = 0
     while pos < len(text):
@@ -123,6 +148,8 @@ class _Parser:
         self.tokens = tokenize(text)
         self.i = 0
         self.allowed = allowed
+        self.depth = 0  # parentheses and "not"s open around the current token
+        self.clauses = 0
 
     @property
     def tok(self) -> Token:
@@ -161,21 +188,39 @@ class _Parser:
             items.append(self._not())
         return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
 
+    def _nest(self) -> None:
+        """One level deeper (an opening parenthesis or a ``not``), refused over MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ConditionLimit(
+                f"a condition nests parentheses and 'not' at most {MAX_DEPTH} levels deep",
+                self.tok.position,
+                limit_name="depth",
+                limit=MAX_DEPTH,
+            )
+        self._advance()
+
     def _not(self) -> Node:
-        if self._is_kw("not"):
-            self._advance()
-            return Not(self._not())
-        return self._primary()
+        nots = 0
+        while self._is_kw("not"):  # a loop, not recursion: "not not ... not" is flat here
+            self._nest()
+            nots += 1
+        node = self._primary()
+        self.depth -= nots
+        for _ in range(nots):
+            node = Not(node)
+        return node
 
     def _primary(self) -> Node:
         if self.tok.kind == "LPAREN":
-            self._advance()
+            self._nest()
             node = self._or()
             if self.tok.kind != "RPAREN":
                 raise ConditionError(
                     f"expected ')' but found {self._show(self.tok)}", self.tok.position
                 )
             self._advance()
+            self.depth -= 1
             return node
         return self._comparison()
 
@@ -184,6 +229,14 @@ class _Parser:
         if start.kind != "IDENT":
             raise ConditionError(
                 f"expected a field name but found {self._show(start)}", start.position
+            )
+        self.clauses += 1
+        if self.clauses > MAX_CLAUSES:
+            raise ConditionLimit(
+                f"a condition has at most {MAX_CLAUSES} clauses",
+                start.position,
+                limit_name="clauses",
+                limit=MAX_CLAUSES,
             )
         spec = self.allowed.get(start.value)
         if spec is None:
@@ -274,6 +327,19 @@ class _Parser:
         self._advance()
         return tuple(items)
 
+    def _number(self, spec: FieldSpec, tok: Token) -> Decimal:
+        """A number in plain decimal notation (quoted or not): no exponent, NaN or infinity,
+        at most MAX_NUMBER_DIGITS digits."""
+        if _NUMBER_RE.fullmatch(tok.value) is None:
+            raise ConditionError(
+                f"{spec.name!r} is a number field; {tok.value!r} is not a number like 12 or -3.5",
+                tok.position,
+            )
+        if sum(ch.isdigit() for ch in tok.value) > MAX_NUMBER_DIGITS:
+            raise ConditionError(f"a number has at most {MAX_NUMBER_DIGITS} digits", tok.position)
+        self._advance()
+        return Decimal(tok.value)
+
     def _literal(self, spec: FieldSpec) -> Literal:
         tok = self.tok
         if tok.kind == "NUMBER":
@@ -281,18 +347,10 @@ class _Parser:
                 raise ConditionError(
                     f"{spec.name!r} is a {spec.kind} field; {tok.value} is a number", tok.position
                 )
-            self._advance()
-            return Decimal(tok.value)
+            return self._number(spec, tok)
         if tok.kind == "STRING":
             if spec.kind == "number":
-                try:
-                    number = Decimal(tok.value)
-                except InvalidOperation:
-                    raise ConditionError(
-                        f"{spec.name!r} is a number field; {tok.value!r} is text", tok.position
-                    ) from None
-                self._advance()
-                return number
+                return self._number(spec, tok)
             if spec.kind == "bool":
                 raise ConditionError(
                     f"{spec.name!r} is true/false; {tok.value!r} is text", tok.position

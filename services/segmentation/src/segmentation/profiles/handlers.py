@@ -5,7 +5,7 @@ keyed by their natural ids (order_id, refund_id), so a re-published event with
 a new id is still counted once. Order tolerance: first/last times use
 least/greatest, the points balance and the tier keep the newest by event time.
 Optional fields may be missing. After each event the member's rule tags and
-segment memberships are brought up to date (segments.service.refresh_member; in
+segment memberships are brought up to date (segments.live.refresh_member; in
 the consumer, once per batch for every member it touched).
 """
 
@@ -29,7 +29,7 @@ from segmentation.profiles.models import (
     Profile,
     TierChange,
 )
-from segmentation.segments.service import refresh_member, refresh_members
+from segmentation.segments.live import refresh_member, refresh_members
 
 PROFILES: Any = Profile.__table__
 P = PROFILES.c

@@ -1,0 +1,276 @@
+"""The live refresh: rule tags and segment memberships of the members an event touched.
+
+After every consumed batch the rule tags and every segment's condition are evaluated
+against the profiles of the members it touched, in two set-based statements
+(``refresh_members`` / ``flush_refresh``, ``_live_plan``); API changes to a member's tags
+do the same for that member at once. Each change writes a history row (with the clause
+values that caused it) and a ``loyalty.segment.entered.v1`` / ``left.v1`` event to the
+outbox, in the same statement.
+
+The statements are built once per set of definitions, as SQL text with the conditions'
+literals inlined (asyncpg prepares each once). The literals are rendered by the dialect
+the statements run on (asyncpg's), so that a ``%``, ``_``, quote, backslash or colon in a
+literal means itself here exactly as in the batch refresh's bound parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from segmentation import events
+from segmentation.conditions.compile import compiled
+from segmentation.segments.expressions import reason_expr, rule_tags_expr
+
+
+async def refresh_member(session: AsyncSession, member_id: str, trigger: str) -> None:
+    """Bring one member's rule tags and segment memberships up to date with the profile."""
+    await refresh_members(session, [member_id], trigger)
+
+
+async def refresh_members(session: AsyncSession, member_ids: list[str], trigger: str) -> None:
+    """The same for many members at once: two statements whatever their number.
+
+    Inside a consumer batch (``defer_refresh``) the members are only noted here and
+    evaluated once, at the end of the batch (``flush_refresh``).
+    """
+    if not member_ids:
+        return
+    pending: dict[str, str] | None = session.info.get(_PENDING)
+    if pending is not None:
+        for member_id in member_ids:
+            pending.pop(member_id, None)  # keep the latest trigger, in arrival order
+            pending[member_id] = trigger
+        return
+    await _refresh_now(session, member_ids, trigger)
+
+
+_PENDING = "segmentation.pending_refresh"
+
+
+def defer_refresh(session: AsyncSession) -> None:
+    """From now on in this transaction, note members to refresh instead of refreshing them."""
+    session.info.setdefault(_PENDING, {})
+
+
+async def flush_refresh(session: AsyncSession) -> None:
+    """Refresh every member noted since ``defer_refresh`` (one pass per distinct trigger)."""
+    pending: dict[str, str] | None = session.info.get(_PENDING)
+    if not pending:
+        return
+    by_trigger: dict[str, list[str]] = {}
+    for member_id, trigger in pending.items():
+        by_trigger.setdefault(trigger, []).append(member_id)
+    pending.clear()
+    for trigger, members in by_trigger.items():
+        await _refresh_now(session, members, trigger)
+
+
+# Taken (transaction-level) before memberships are written: shared by live refreshes,
+# which touch disjoint members or wait on each other's profile rows; exclusive by the
+# batch refresh (``batch.refresh_segment``), which reads every profile and membership of
+# a segment and must not meet a live refresh halfway.
+MEMBERSHIPS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('segmentation-memberships'))")
+_MEMBERSHIPS_LOCK_SHARED = text(
+    "SELECT pg_advisory_xact_lock_shared(hashtext('segmentation-memberships'))"
+)
+
+
+async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: str) -> None:
+    rule_tags, segments = await _definitions(session)
+    plan = _live_plan(
+        tuple((n, c) for n, c in rule_tags if c),
+        tuple((s.segment_id, s.name, s.condition) for s in segments),
+    )
+    if plan.tags is not None:
+        await session.execute(plan.tags, {"ids": member_ids})
+    if plan.segments is not None:
+        await session.execute(_MEMBERSHIPS_LOCK_SHARED)
+        await session.execute(
+            plan.segments,
+            {
+                "ids": member_ids,
+                "trigger": trigger,
+                "seg_ids": plan.segment_ids,
+                "seg_names": plan.segment_names,
+                "headers": _headers(),
+            },
+        )
+
+
+def _headers() -> dict[str, str]:
+    from loyalty_shared.request_context import current_request_id
+
+    request_id = current_request_id()
+    return {"x-request-id": request_id} if request_id else {}
+
+
+_DEFINITIONS = "segmentation.definitions"
+
+
+async def _definitions(session: AsyncSession) -> tuple[list[Any], list[Any]]:
+    """Rule tags and segments, read once per transaction (a consumer batch is one)."""
+    cached: tuple[list[Any], list[Any]] | None = session.info.get(_DEFINITIONS)
+    if cached is None:
+        rows = (await session.execute(_DEFINITIONS_SQL)).all()
+        tags = [_TagDef(r.key, r.condition) for r in rows if r.kind == "tag"]
+        segments = [_SegmentDef(r.key, r.name, r.condition) for r in rows if r.kind == "segment"]
+        cached = (tags, segments)
+        session.info[_DEFINITIONS] = cached
+    return cached
+
+
+class _TagDef(NamedTuple):
+    name: str
+    condition: str | None
+
+
+class _SegmentDef(NamedTuple):
+    segment_id: str
+    name: str
+    condition: str
+
+
+# one round trip for both (read at the start of every consumer batch)
+_DEFINITIONS_SQL = text(
+    "SELECT 'tag' AS kind, name AS key, CAST(NULL AS text) AS name, condition "
+    "FROM tags WHERE kind = 'rule' "
+    "UNION ALL "
+    "SELECT 'segment', segment_id, name, condition FROM segments "
+    "ORDER BY kind DESC, key"
+)
+
+
+def forget_definitions(session: AsyncSession) -> None:
+    session.info.pop(_DEFINITIONS, None)
+
+
+# the dialect the statements run on: it renders literals as they will be read (asyncpg's
+# paramstyle is $n, so a "%" is not doubled as the default psycopg2 dialect would)
+_DIALECT = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
+def inline_sql(expr: Any) -> str:
+    """An expression as SQL text with its literals inlined, for ``text()``.
+
+    The literals come from parsed, type-checked conditions and are quoted by the dialect;
+    colons are escaped so that ``text()`` takes none of them for a parameter.
+    """
+    rendered = str(expr.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+    return rendered.replace(":", "\\:")
+
+
+@dataclass(frozen=True)
+class _LivePlan:
+    tags: TextClause | None
+    segments: TextClause | None
+    segment_ids: list[str]
+    segment_names: list[str]
+
+
+_LIVE_SEGMENTS = """
+WITH p AS (
+    SELECT profiles.member_id, ARRAY[{flags}] AS flags
+    FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
+), wanted AS (
+    SELECT p.member_id, s.segment_id, s.i, p.flags[s.i] AS inside
+    FROM p CROSS JOIN unnest(CAST(:seg_ids AS text[])) WITH ORDINALITY AS s(segment_id, i)
+), changes AS (
+    SELECT w.member_id, w.segment_id, w.i, w.inside AS entering
+    FROM wanted w
+    LEFT JOIN segment_members m ON m.member_id = w.member_id AND m.segment_id = w.segment_id
+    WHERE w.inside <> (m.member_id IS NOT NULL)
+), entered AS (
+    INSERT INTO segment_members (segment_id, member_id, entered_at)
+    SELECT segment_id, member_id, now() FROM changes WHERE entering
+    ON CONFLICT DO NOTHING
+    RETURNING segment_id, member_id
+), left_ AS (
+    DELETE FROM segment_members m USING changes c
+    WHERE NOT c.entering AND m.segment_id = c.segment_id AND m.member_id = c.member_id
+    RETURNING m.segment_id, m.member_id
+), done AS (
+    SELECT segment_id, member_id, 'entered' AS action FROM entered
+    UNION ALL
+    SELECT segment_id, member_id, 'left' FROM left_
+), named AS (
+    SELECT d.segment_id, d.member_id, d.action, s.i, s.name,
+           CAST(gen_random_uuid() AS text) AS event_id,
+           CASE d.action WHEN 'entered' THEN '{entered_type}' ELSE '{left_type}' END AS type
+    FROM done d
+    JOIN unnest(CAST(:seg_ids AS text[]), CAST(:seg_names AS text[])) WITH ORDINALITY
+        AS s(segment_id, name, i) ON s.segment_id = d.segment_id
+), history AS (
+    INSERT INTO segment_history (segment_id, member_id, action, at, trigger, reason)
+    SELECT n.segment_id, n.member_id, n.action, now(), CAST(:trigger AS text),
+           CASE n.i {reasons} END
+    FROM named n LEFT JOIN profiles ON profiles.member_id = n.member_id
+), counted AS (
+    UPDATE segments SET member_count = segments.member_count + x.delta
+    FROM (
+        SELECT segment_id,
+               count(*) FILTER (WHERE action = 'entered')
+               - count(*) FILTER (WHERE action = 'left') AS delta
+        FROM done GROUP BY segment_id
+    ) x
+    WHERE segments.segment_id = x.segment_id
+)
+INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
+SELECT n.event_id, '{topic}', n.member_id, n.type,
+       jsonb_build_object(
+           'specversion', '1.0', 'id', n.event_id, 'source', '{source}', 'type', n.type,
+           'time', to_jsonb(now()), 'subject', n.member_id,
+           'datacontenttype', 'application/json',
+           'data', jsonb_build_object(
+               'segment_id', n.segment_id, 'segment_name', n.name, 'member_id', n.member_id,
+               'at', to_jsonb(now()), 'trigger', CAST(:trigger AS text))),
+       jsonb_build_object('ce_type', n.type) || CAST(:headers AS jsonb)
+FROM named n
+"""
+
+
+@lru_cache(maxsize=64)
+def _live_plan(
+    rule_tags: tuple[tuple[str, str], ...], segments: tuple[tuple[str, str, str], ...]
+) -> _LivePlan:
+    """The two statements that refresh a list of members (``:ids``) for these definitions.
+
+    1. rule tags: one UPDATE, only of the rows whose tags change;
+    2. segments: every condition evaluated over the members' profiles in one SELECT,
+       compared with the current memberships; the differences are inserted/deleted,
+       and only the rows actually inserted or deleted get a history row (with the
+       clause values), a count change and an entered/left event in the outbox.
+    Built once per set of definitions (they change rarely); asyncpg prepares each once.
+    """
+    from loyalty_shared.topics import SEGMENTATION_EVENTS
+
+    tags_stmt: TextClause | None = None
+    if rule_tags:
+        expr = inline_sql(rule_tags_expr(list(rule_tags)))
+        tags_stmt = text(
+            f"UPDATE profiles SET rule_tags = {expr} "
+            "WHERE profiles.member_id = ANY(CAST(:ids AS text[])) "
+            f"AND profiles.rule_tags IS DISTINCT FROM {expr}"
+        )
+    segments_stmt: TextClause | None = None
+    if segments:
+        segments_stmt = text(
+            _LIVE_SEGMENTS.format(
+                flags=", ".join(inline_sql(compiled(c)[1]) for _, _, c in segments),
+                reasons=" ".join(
+                    f"WHEN {i} THEN {inline_sql(reason_expr(c))}"
+                    for i, (_, _, c) in enumerate(segments, start=1)
+                ),
+                entered_type=events.SEGMENT_ENTERED,
+                left_type=events.SEGMENT_LEFT,
+                topic=SEGMENTATION_EVENTS,
+                source=events.SOURCE,
+            )
+        ).bindparams(bindparam("headers", type_=JSONB))
+    return _LivePlan(tags_stmt, segments_stmt, [s[0] for s in segments], [s[1] for s in segments])
