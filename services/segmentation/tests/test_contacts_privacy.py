@@ -111,3 +111,35 @@ async def test_erasure_removes_personal_data_and_keeps_aggregates(
     assert after["revenue"] == before["revenue"]
     assert (after["revenue"]["current"], after["revenue"]["previous"]) == ("120.00", "0.00")
     assert after["buyers"]["current"] == 2  # the anonymous orders still count
+
+
+async def test_nothing_brings_an_erased_profile_back(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    """Late events are skipped (the tombstone), writes naming the member are refused."""
+    env = fresh_segmentation
+    m = member_id()
+    await env.feed(enrolled(m), order(m, "2025-12-05", "100.00"))
+    assert (await env.client.get(f"/v1/profiles/{m}")).status_code == 200
+    await env.feed(erased(m))
+    # an order published before the erasure but delivered after it, and a complaint
+    await env.feed(order(m, "2025-12-06", "30.00"), complaint(m, "2025-12-06"))
+    assert (await env.client.get(f"/v1/profiles/{m}")).status_code == 404
+    left = await env.sql(
+        "SELECT (SELECT count(*) FROM profiles WHERE member_id = :m) "
+        "+ (SELECT count(*) FROM member_orders WHERE member_id = :m)",
+        m=m,
+    )
+    assert left[0][0] == 0
+    refused = [
+        await env.client.post("/v1/contacts", json={"member_id": m, "channel": "email"}),
+        await env.client.post("/v1/contacts/check", json={"member_id": m, "channel": "sms"}),
+        await env.client.put(
+            f"/v1/profiles/{m}/contact-preferences",
+            json={"preferred_channels": ["email"], "opted_out_channels": []},
+        ),
+    ]
+    for response in refused:
+        assert response.status_code == 409, response.text
+        assert response.json()["type"].endswith("/member-erased")
+    assert (await env.sql("SELECT count(*) FROM contacts WHERE member_id = :m", m=m))[0][0] == 0

@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, Response
 
+from loyalty_shared import erasure
 from loyalty_shared.db import Session
 from segmentation.contacts import service
 from segmentation.contacts.schemas import (
@@ -20,6 +21,13 @@ router = APIRouter(tags=["contacts"])
 MemberId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
+async def _refuse_erased(request: Request, session: Session, member_id: str, field: str) -> None:
+    """409 ``member-erased``: a contact or a preference would bring the member's data back."""
+    await erasure.refuse_if_erased(
+        session, _settings(request).erasure_key(), member_id, field=field
+    )
+
+
 def _settings(request: Request) -> SegmentationSettings:
     settings: SegmentationSettings = request.app.state.settings
     return settings
@@ -33,6 +41,7 @@ def _settings(request: Request) -> SegmentationSettings:
 async def check_contact(
     body: ContactCheckIn, request: Request, session: Session
 ) -> ContactCheckOut:
+    await _refuse_erased(request, session, body.member_id, "body.member_id")
     return await service.check(session, _settings(request), body.member_id, body.channel, body.at)
 
 
@@ -42,7 +51,7 @@ async def check_contact(
     response_model=ContactOut,
     responses={
         200: {"model": ContactOut, "description": "Already recorded: the existing contact"},
-        409: {"description": "cap reached or channel opted out"},
+        409: {"description": "cap reached, channel opted out, or the member was erased"},
     },
     summary="Record a contact (refused with 409 when the policy does not allow it)",
 )
@@ -62,6 +71,7 @@ async def record_contact(
         ),
     ] = None,
 ) -> ContactOut:
+    await _refuse_erased(request, session, body.member_id, "body.member_id")
     out, created = await service.record(
         session,
         _settings(request),
@@ -101,8 +111,9 @@ async def get_preferences(member_id: MemberId, session: Session) -> PreferencesO
     summary="Set a member's channel preferences and opt-outs",
 )
 async def put_preferences(
-    member_id: MemberId, body: PreferencesIn, session: Session
+    member_id: MemberId, body: PreferencesIn, session: Session, request: Request
 ) -> PreferencesOut:
+    await _refuse_erased(request, session, member_id, "path.member_id")
     return await service.set_preferences(
         session, member_id, list(body.preferred_channels), list(body.opted_out_channels)
     )
