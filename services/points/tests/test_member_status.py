@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from points.testing import import_history
+
 
 async def test_expiring_soon_lists_the_next_dates_in_order_summed_and_limited(
     points_client: httpx.AsyncClient,
@@ -14,17 +16,16 @@ async def test_expiring_soon_lists_the_next_dates_in_order_summed_and_limited(
     now = datetime.now(UTC).replace(microsecond=0)
     placed = [(10, "6"), (300, "1"), (100, "5"), (250, "2"), (50, "7"), (200, "3"), (150, "4")]
     placed.append((250, "10"))  # the same moment as another order: one date, summed
-    for days, amount in placed:
-        answer = await points_client.post(
-            "/v1/orders",
-            json={
-                "order_id": f"o-{uuid.uuid4().hex[:12]}",
-                "member_id": member,
-                "amount": amount,
-                "occurred_at": (now - timedelta(days=days)).isoformat(),
-            },
-        )
-        assert answer.status_code == 201, answer.text
+    history = [
+        {
+            "order_id": f"o-{uuid.uuid4().hex[:12]}",
+            "member_id": member,
+            "amount": amount,
+            "occurred_at": (now - timedelta(days=days)).isoformat(),
+        }
+        for days, amount in placed
+    ]
+    await import_history(points_client, *history)
     status = (await points_client.get(f"/v1/members/{member}")).json()
     soon = status["balance"]["expiring_soon"]
     assert [x["points"] for x in soon] == [1, 12, 3, 4, 5]  # the default limit: 5 dates

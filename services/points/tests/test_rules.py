@@ -1,6 +1,7 @@
 """Earning rules for actions: GET/PUT /v1/earning-rules and the pure cap logic."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,15 +20,23 @@ from points.main import create_app
 from points.rules.schemas import ACTION_TYPES, EarningRuleFields
 from points.rules.service import allowed_points
 from points.settings import PointsSettings
-from points.testing import SERVICE_DIR
+from points.testing import SERVICE_DIR, backdate_enrolment
 
 # Earning rules are global: these tests change them on their own database.
 
 
 @pytest.fixture(scope="module")
-async def client(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
-    db = await migrated_database(infra, "points_rules", SERVICE_DIR)
-    app = create_app(PointsSettings(**settings_overrides(infra, db)))
+async def rules_db(infra: Infra) -> str:
+    return await migrated_database(infra, "points_rules", SERVICE_DIR)
+
+
+@pytest.fixture(scope="module")
+async def client(rules_db: str, infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
+    # check-ins of past days (a month's cap): a real-time window of 100 days
+    settings = PointsSettings(
+        **settings_overrides(infra, rules_db), client_time_window_hours=24 * 100
+    )
+    app = create_app(settings)
     async with running_app(app), asgi_client(app) as c:
         yield c
 
@@ -193,20 +202,22 @@ async def test_login_and_page_view_earn_only_once_configured(client: httpx.Async
 
 
 async def test_a_capped_check_in_is_recorded_earns_zero_and_says_why(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, rules_db: str
 ) -> None:
     from uuid import uuid4
 
     member = f"m-{uuid4().hex[:12]}"
     enrolled = await client.post("/v1/members", json={"member_id": member, "timezone": "UTC"})
     assert enrolled.status_code == 201
+    await backdate_enrolment(rules_db, member, 70)
     rule = {"points": 5, "daily_cap": 5, "monthly_cap": 10, "enabled": True}
     assert (await client.put("/v1/earning-rules/check_in", json=rule)).status_code == 200
     answers = []
-    for day in (10, 11, 12):
+    last_month = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).replace(day=10, hour=8)
+    for day in range(3):  # the 10th, 11th and 12th of last month
         response = await client.post(
             f"/v1/members/{member}/check-ins",
-            json={"occurred_at": f"2026-01-{day}T08:00:00+00:00"},
+            json={"occurred_at": (last_month + timedelta(days=day)).isoformat()},
         )
         answers.append((response.status_code, response.json()["points"], response.json()["reason"]))
     # the day is taken either way; the capped one is accepted (202) and earns 0, saying why

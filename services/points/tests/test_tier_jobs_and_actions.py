@@ -5,6 +5,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from points.jobs.tiers import birthday_bonuses, evaluate_tiers
 from points.settings import PointsSettings
-from points.testing import enrol, order, outbox_events, sql
+from points.testing import backdate_enrolment, enrol, order, outbox_events, sql
 
 
 @pytest.fixture
@@ -204,14 +205,27 @@ async def test_birthday_bonus_once_a_year_on_the_local_day(
 # ---------------------------------------------------------------------------- check-ins
 
 
-async def test_check_in_once_per_local_day(earning_client: httpx.AsyncClient) -> None:
+def last_midnight(zone: str, at_least_ago: timedelta) -> datetime:
+    """The latest local midnight in ``zone`` at least ``at_least_ago`` before now (UTC)."""
+    now = datetime.now(ZoneInfo(zone))
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if now - midnight < at_least_ago:
+        midnight = (midnight - timedelta(hours=12)).replace(hour=0)
+    return midnight.astimezone(UTC)
+
+
+async def test_check_in_once_per_local_day(
+    earning_client: httpx.AsyncClient, earning_db: str
+) -> None:
     member = await enrol(earning_client, timezone="America/New_York")
+    await backdate_enrolment(earning_db, member, 3)
     url = f"/v1/members/{member}/check-ins"
-    # 23:30 on 1 March in New York, then 00:30 on 2 March (UTC: both on 2 March)
-    late = datetime(2026, 3, 2, 4, 30, tzinfo=UTC)
+    # 23:30 in New York, then 00:30 the next day (both within the 48 h real-time window)
+    late = last_midnight("America/New_York", timedelta(hours=1)) - timedelta(minutes=30)
     first = await earning_client.post(url, json={"occurred_at": late.isoformat()})
     assert first.status_code == 201, first.text
-    assert first.json()["points"] == 5 and first.json()["local_day"] == "2026-03-01"
+    day_before = late.astimezone(ZoneInfo("America/New_York")).date()
+    assert first.json()["points"] == 5 and first.json()["local_day"] == day_before.isoformat()
     twice = await earning_client.post(
         url, json={"occurred_at": (late + timedelta(minutes=10)).isoformat()}
     )
@@ -220,7 +234,8 @@ async def test_check_in_once_per_local_day(earning_client: httpx.AsyncClient) ->
     next_day = await earning_client.post(
         url, json={"occurred_at": (late + timedelta(hours=1)).isoformat()}
     )
-    assert next_day.status_code == 201 and next_day.json()["local_day"] == "2026-03-02"
+    assert next_day.status_code == 201, next_day.text
+    assert next_day.json()["local_day"] == (day_before + timedelta(days=1)).isoformat()
     status = (await earning_client.get(f"/v1/members/{member}")).json()
     assert status["balance"]["available"] == 10
 
@@ -260,6 +275,7 @@ async def test_interactions_earn_until_capped_and_say_why(
         **{k: unknown.json()[k] for k in ("event_id", "member_id", "type")},
         "points": 0,
         "reason": "no_rule",
+        "recorded": True,
     }
     status = (await earning_client.get(f"/v1/members/{member}")).json()
     assert status["balance"]["available"] == 30
@@ -344,7 +360,7 @@ async def test_bad_check_ins_are_problems_and_write_nothing(
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     for body, field in (
         ({"occurred_at": "2026-01-01T08:00:00"}, "body.occurred_at"),
-        ({"occurred_at": future}, "body"),
+        ({"occurred_at": future}, "body.occurred_at"),
         ({"mood": "happy"}, "body.mood"),
     ):
         response = await earning_client.post(url, json=body)

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -14,6 +16,18 @@ class FeedbackSettings(CommonSettings):
     # used only when no SLA policy sets a clock (the policies table is the real source)
     first_response_hours: float = 24.0
     resolution_hours: float = 48.0
+    # Trust at the edges (docs/security.md)
+    complaints_daily_limit: int = Field(
+        default=5,
+        ge=0,
+        description="Complaints a member (or a storefront for them) may open in 24 hours; "
+        "more are refused (429 complaint-limit-reached). Ops are not held by it. 0 = no limit",
+    )
+    default_severity: Literal["low", "medium", "high", "critical"] = Field(
+        default="medium",
+        description="The severity (and so the SLA) of a complaint until ops set one; what a "
+        "member or storefront sends is kept as reported_severity",
+    )
     reopen_window_hours: float = Field(
         default=168.0, description="a resolved/closed complaint can be reopened this long after"
     )

@@ -7,12 +7,14 @@ from loyalty_shared.keyed_locks import KeyedLocks
 from points import rules_api
 from points.actions.endpoints import router as actions_router
 from points.adjustments.endpoints import router as adjustments_router
+from points.client_times import TimeBounds
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.members.endpoints import status_router
 from points.orders.endpoints import checkout_batches, checkout_router
 from points.orders.endpoints import router as orders_router
 from points.orders.facts_cache import OrderFactsCache
+from points.orders.realtime import EnrolmentTimes
 from points.orders.schemas import OrderIn
 from points.redemptions.endpoints import router as redemptions_router
 from points.rules_cache import RulesCache
@@ -51,4 +53,7 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
     # what a member's last checkout left, so the next one writes in one statement
     app.state.order_facts = OrderFactsCache(settings.order_facts_members)
     app.state.checkouts = checkout_batches(app)  # a burst for one member: batches
+    # the bounds on client-given times (docs/security.md) and what they read
+    app.state.time_bounds = TimeBounds.of(settings)
+    app.state.enrolment_times = EnrolmentTimes()
     return app

@@ -58,3 +58,38 @@ class PointsSettings(CommonSettings):
     ledger_jobs_interval_seconds: float = Field(
         default=300.0, gt=0, description="How often the worker matures and expires lots"
     )
+
+    # Trust at the edges (docs/security.md)
+    client_time_window_hours: float = Field(
+        default=48.0,
+        gt=0,
+        le=24 * 366,
+        description="How old a client-given time (occurred_at) may be on the real-time routes "
+        "(check-ins, interactions, POST /v1/orders, refunds); history goes through "
+        "POST /v1/orders/batch",
+    )
+    client_time_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="How far a client-given time may be ahead of this service's clock, and "
+        "before the member's enrolment (the two come from different clocks)",
+    )
+    interaction_attributes_max_bytes: int = Field(
+        default=16 * 1024,
+        ge=256,
+        le=1024 * 1024,
+        description="The largest `attributes` of POST /v1/interactions, serialized as JSON",
+    )
+    interactions_daily_limit: int = Field(
+        default=200,
+        ge=0,
+        description="Interactions recorded per member per local day; more are answered "
+        "without being recorded (reason capped_interactions_daily). 0 = no limit",
+    )
+    goodwill_monthly_cap: int = Field(
+        default=1000,
+        ge=0,
+        description="Goodwill points (complaint SLA breaches) credited per member per local "
+        "month; what is over it is not credited (reason capped_monthly). 0 = no cap",
+    )

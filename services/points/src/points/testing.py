@@ -108,6 +108,25 @@ async def sql(db: str, statement: str, **params: Any) -> list[Any]:
         await engine.dispose()
 
 
+async def backdate_enrolment(db: str, member: str, days: float) -> None:
+    """Make ``member`` enrolled ``days`` ago, as a member enrolled before the test would be:
+    the real-time routes refuse a time before the enrolment (docs/security.md)."""
+    await sql(
+        db,
+        "UPDATE members SET enrolled_at = now() - make_interval(secs => :s) WHERE member_id = :m",
+        s=days * 86400,
+        m=member,
+    )
+
+
+async def import_history(client: httpx.AsyncClient, *orders: dict[str, Any]) -> None:
+    """Record past orders the way history is recorded: ``POST /v1/orders/batch`` (the
+    real-time ``POST /v1/orders`` takes the last 48 hours only)."""
+    response = await client.post("/v1/orders/batch", json={"orders": list(orders)})
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == len(orders), response.text
+
+
 async def outbox_events(db: str, member: str) -> list[tuple[str, dict[str, Any]]]:
     rows = await sql(
         db, "SELECT event_type, payload FROM outbox WHERE key = :m ORDER BY id", m=member

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Header, Query, Request, status
 from feedback.clock import Now
 from feedback.complaints import service
 from feedback.complaints.schemas import ActionIn, ComplaintIn, ComplaintOut, ComplaintPage
-from feedback.idempotency.endpoints import IdempotencyKeyHeader
+from feedback.idempotency.endpoints import IdempotencyKey
 from feedback.idempotency.service import once
+from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
@@ -29,13 +30,20 @@ OperatorId = Annotated[
     status_code=status.HTTP_201_CREATED,
     response_model=ComplaintOut,
     summary="Open a complaint; the answer carries its SLA deadlines",
+    responses={
+        429: {
+            "description": "The member opened as many complaints in 24 hours as allowed "
+            "(complaint-limit-reached; retry_after_seconds says when)"
+        }
+    },
 )
 async def open_complaint(
     body: ComplaintIn,
     session: Session,
     request: Request,
     now: Now,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: IdempotencyKey,
+    caller: CurrentCaller,
     operator: Annotated[str | None, Header(alias="X-Operator-Id", max_length=128)] = None,
 ) -> ComplaintOut:
     return await once(
@@ -45,7 +53,7 @@ async def open_complaint(
         body.model_dump(mode="json"),
         ComplaintOut,
         lambda: service.open_complaint(
-            session, request.app.state.settings, body, now, opened_by=operator
+            session, request.app.state.settings, body, now, opened_by=operator, caller=caller
         ),
     )
 
@@ -105,7 +113,7 @@ async def take_action(
     request: Request,
     operator: OperatorId,
     now: Now,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: IdempotencyKey,
 ) -> ComplaintOut:
     return await once(
         session,

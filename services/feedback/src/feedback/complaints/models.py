@@ -25,6 +25,8 @@ class Complaint(Base):
     __table_args__ = (
         Index("ix_complaints_status_created", "status", "created_at", "id"),
         Index("ix_complaints_owner_created", "owner_id", "created_at", "id"),
+        # a member's complaints of the last 24 hours (the per-member daily limit)
+        Index("ix_complaints_member_created", "member_id", "created_at"),
         Index(
             "ix_complaints_next_due",
             "next_due_at",
@@ -41,7 +43,10 @@ class Complaint(Base):
     description: Mapped[str] = mapped_column(Text, nullable=False)
     order_id: Mapped[str | None] = mapped_column(String(128))
     product_ref: Mapped[str | None] = mapped_column(String(128))
+    # the severity the SLA uses: ops' (given by ops, or set later with an action), else the
+    # default; what a member or storefront said is only ``reported_severity`` (a hint)
     severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    reported_severity: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(32), nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()

@@ -58,7 +58,12 @@ class ComplaintIn(BaseModel):
     description: str = Field(min_length=1, max_length=10_000)
     order_id: str | None = Field(default=None, max_length=128)
     product_ref: str | None = Field(default=None, max_length=128)
-    severity: Severity = Severity.medium
+    severity: Severity | None = Field(
+        default=None,
+        description="From ops: the complaint's severity (its SLA). From a member or a "
+        "storefront: kept as reported_severity, a hint; the SLA uses the default severity "
+        "until ops set one (docs/security.md)",
+    )
 
 
 class ActionIn(BaseModel):
@@ -71,6 +76,11 @@ class ActionIn(BaseModel):
     )
     cause: str | None = Field(
         default=None, max_length=64, description="set or refine the root cause with any action"
+    )
+    severity: Severity | None = Field(
+        default=None,
+        description="set the severity with any action: the SLA policies are matched again and "
+        "the running clocks keep the working time already spent",
     )
 
 
@@ -114,7 +124,10 @@ class ComplaintOut(BaseModel):
     description: str
     order_id: str | None
     product_ref: str | None
-    severity: Severity
+    severity: Severity = Field(description="ops' severity (the SLA's), or the default")
+    reported_severity: Severity | None = Field(
+        description="the severity a member or storefront gave when opening it (a hint)"
+    )
     status: str
     created_at: datetime
     updated_at: datetime | None

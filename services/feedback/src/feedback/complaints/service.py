@@ -12,6 +12,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback import events
+from feedback.complaints import limits, triage
 from feedback.complaints.models import Complaint, ComplaintAction
 from feedback.complaints.schemas import (
     Action,
@@ -27,6 +28,7 @@ from feedback.followups import service as follow_ups
 from feedback.members.models import MemberProjection
 from feedback.settings import FeedbackSettings
 from feedback.sla import service as sla
+from loyalty_shared.caller import INTERNAL, Caller
 from loyalty_shared.problems import Conflict, Forbidden, NotFound, Unprocessable
 
 ACTIVE_STATES = ("open", "acknowledged", "in_progress", "escalated")
@@ -148,6 +150,7 @@ def to_out(c: Complaint, view: View, history: list[ComplaintAction] | None = Non
         order_id=c.order_id,
         product_ref=c.product_ref,
         severity=c.severity,
+        reported_severity=c.reported_severity,
         status=c.status,
         created_at=c.created_at,
         updated_at=c.updated_at,
@@ -216,7 +219,11 @@ async def open_complaint(
     now: datetime,
     *,
     opened_by: str | None = None,
+    caller: Caller = INTERNAL,
 ) -> ComplaintOut:
+    """Open with the SLA of ops' severity (``triage``), within the member's daily limit."""
+    await limits.check_daily_limit(session, settings, data.member_id, caller, now)
+    severity, reported = triage.opening_severity(settings, data.severity, caller)
     member = await session.get(MemberProjection, data.member_id)
     tier = member.tier if member else None
     value_tier = member.value_tier if member else None
@@ -227,7 +234,7 @@ async def open_complaint(
         channel=data.channel.value,
         tier=tier,
         value_tier=value_tier,
-        severity=data.severity.value,
+        severity=severity,
     )
     clock = await sla.clock_for(session, applied.calendar_id)
     complaint = Complaint(
@@ -240,7 +247,8 @@ async def open_complaint(
         description=data.description,
         order_id=data.order_id,
         product_ref=data.product_ref,
-        severity=data.severity.value,
+        severity=severity,
+        reported_severity=reported,
         status="open",
         created_at=now,
         updated_at=now,
@@ -290,6 +298,7 @@ async def open_complaint(
             "category": complaint.category,
             "cause": complaint.cause,
             "severity": complaint.severity,
+            "reported_severity": complaint.reported_severity,
             "order_id": complaint.order_id,
             "opened_at": now.isoformat(),
             "first_response_due_at": complaint.first_response_due_at.isoformat(),
@@ -424,6 +433,10 @@ async def take_action(
         details["credited_seconds"] = await _resume(session, c, now)
     if data.cause:
         c.cause = data.cause
+    if data.severity is not None:
+        change = await triage.set_severity(session, settings, c, data.severity, now)
+        if change is not None:
+            details["severity"] = change
 
     to_status = table[from_status]
     event_type: str | None = None

@@ -13,7 +13,7 @@ from feedback.followups.schemas import (
     OutcomeIn,
     Reason,
 )
-from feedback.idempotency.endpoints import IdempotencyKeyHeader
+from feedback.idempotency.endpoints import IdempotencyKey
 from feedback.idempotency.service import once
 from loyalty_shared.db import Session
 
@@ -72,7 +72,7 @@ async def record_outcome(
     session: Session,
     operator: OperatorId,
     now: Now,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: IdempotencyKey,
 ) -> FollowUpOut:
     return await once(
         session,

@@ -1,5 +1,5 @@
-"""The ``Idempotency-Key`` request header, as a dependency alias for write endpoints."""
+"""The ``Idempotency-Key`` request header with its caller, as a dependency for write endpoints."""
 
-from loyalty_shared.idempotency import IdempotencyKeyHeader
+from loyalty_shared.idempotency import IdempotencyKey
 
-__all__ = ["IdempotencyKeyHeader"]
+__all__ = ["IdempotencyKey"]

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback.idempotency.models import IdempotencyKey
 from loyalty_shared import idempotency
-from loyalty_shared.idempotency import IdempotencyKeyReused, fingerprint
+from loyalty_shared.idempotency import IdempotencyKeyReused, RequestKey, fingerprint
 
-__all__ = ["IdempotencyKeyReused", "fingerprint", "once"]
+__all__ = ["TABLE", "IdempotencyKeyReused", "fingerprint", "once"]
 
 M = TypeVar("M", bound=BaseModel)
 
-TABLE = cast(Table, IdempotencyKey.__table__)
+TABLE = IdempotencyKey
 
 
 async def once(
     session: AsyncSession,
     scope: str,
-    key: str | None,
+    key: RequestKey,
     request: Any,
     model: type[M],
     write: Callable[[], Awaitable[M]],

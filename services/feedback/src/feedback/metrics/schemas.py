@@ -1,8 +1,9 @@
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from feedback.ahp.schemas import WeightsOut
+from feedback.ahp.schemas import Matrix, WeightsOut
 
 KEY = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
 
@@ -28,9 +29,10 @@ class HierarchyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     criteria: list[CriterionIn] = Field(min_length=1, max_length=10)
-    criteria_matrix: list[list[float]]
-    factor_matrices: dict[str, list[list[float]]] = Field(
-        description="criterion key -> pairwise matrix of its factors (in the listed order)"
+    criteria_matrix: Matrix
+    factor_matrices: dict[Annotated[str, StringConstraints(max_length=64)], Matrix] = Field(
+        max_length=10,
+        description="criterion key -> pairwise matrix of its factors (in the listed order)",
     )
 
 

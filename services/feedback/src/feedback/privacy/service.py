@@ -23,6 +23,7 @@ from feedback.members.models import MemberProjection
 from feedback.orders.models import OrderFact
 from feedback.sla.models import SlaBreach
 from feedback.surveys.models import SurveyResponse
+from loyalty_shared import idempotency
 
 ERASED = "[erased]"
 
@@ -76,9 +77,7 @@ async def erase_member(session: AsyncSession, member_id: str) -> str:
         ),
         {"p": pseudonym, "m": member_id},
     )
-    await session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.response["member_id"].astext == member_id)
-    )
+    await idempotency.forget_member(session, IdempotencyKey, member_id)
     await session.execute(delete(MemberProjection).where(MemberProjection.member_id == member_id))
     return pseudonym
 

@@ -1,7 +1,8 @@
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from feedback.sla.calendar import WEEKDAYS
 
@@ -73,12 +74,19 @@ class SlaPolicyOut(SlaPolicyIn):
     updated_at: datetime
 
 
+Weekday = Annotated[str, StringConstraints(max_length=3)]
+# [start, end] as HH:MM (the calendar checks them); a day has at most 24 working intervals
+Interval = Annotated[list[Annotated[str, StringConstraints(max_length=5)]], Field(max_length=2)]
+DayHours = Annotated[list[Interval], Field(max_length=24)]
+
+
 class CalendarIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     timezone: str = Field(min_length=1, max_length=64, examples=["Asia/Shanghai"])
-    hours: dict[str, list[list[str]]] = Field(
+    hours: dict[Weekday, DayHours] = Field(
+        max_length=len(WEEKDAYS),
         description=f"working intervals per weekday ({', '.join(WEEKDAYS)}), "
         'e.g. {"mon": [["09:00", "12:00"], ["13:00", "18:00"]]}; a missing day is off',
     )

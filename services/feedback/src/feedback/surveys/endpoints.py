@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from feedback.clock import Now
-from feedback.idempotency.endpoints import IdempotencyKeyHeader
+from feedback.idempotency.endpoints import IdempotencyKey
 from feedback.idempotency.service import once
 from feedback.surveys import service
 from feedback.surveys.schemas import ResponseIn, ResponseOut, SurveyIn, SurveyOut
@@ -47,7 +47,7 @@ async def submit_response(
     session: Session,
     request: Request,
     now: Now,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: IdempotencyKey,
 ) -> ResponseOut:
     return await once(
         session,

@@ -1,8 +1,8 @@
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 MEMBER_ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")
 
@@ -33,6 +33,10 @@ SCALED = (QuestionType.likert5, QuestionType.rating)
 CHOICE = (QuestionType.single_choice, QuestionType.multiple_choice)
 
 
+# a question's id as an answer names it (at most as many answers as a survey has questions)
+QuestionId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class QuestionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,7 +44,7 @@ class QuestionIn(BaseModel):
     type: QuestionType
     text: str = Field(min_length=1, max_length=1000)
     required: bool = False
-    options: list[str] | None = Field(
+    options: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=100, description="single_choice / multiple_choice only"
     )
     metric: Metric | None = Field(
@@ -127,10 +131,11 @@ class ResponseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     member_id: str = MEMBER_ID
-    answers: dict[str, Any] = Field(
+    answers: dict[QuestionId, Any] = Field(
+        max_length=100,
         description="question id -> answer; a skipped question is absent or null (not an answer). "
         "likert5: 1-5 or very_dissatisfied..very_satisfied; nps: 0-10; rating: 1-5; "
-        "single_choice: an option; multiple_choice: a list of options; text: a string"
+        "single_choice: an option; multiple_choice: a list of options; text: a string",
     )
     complaint_id: str | None = Field(default=None, max_length=36)
     order_id: str | None = Field(default=None, max_length=128)

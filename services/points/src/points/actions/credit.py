@@ -35,6 +35,7 @@ class ActionMember:
     timezone: str
     birthday: Any
     referred_by: str | None
+    enrolled_at: datetime
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,18 @@ async def lock_action_member(session: AsyncSession, member_id: str) -> ActionMem
         return None
     row = (
         await session.execute(
-            select(Member.timezone, Member.birthday, Member.referred_by, Member.erased_at).where(
-                Member.member_id == member_id
-            )
+            select(
+                Member.timezone,
+                Member.birthday,
+                Member.referred_by,
+                Member.erased_at,
+                Member.enrolled_at,
+            ).where(Member.member_id == member_id)
         )
     ).one()
     if row.erased_at is not None:
         return None
-    return ActionMember(locked, row.timezone, row.birthday, row.referred_by)
+    return ActionMember(locked, row.timezone, row.birthday, row.referred_by, row.enrolled_at)
 
 
 async def require_action_member(session: AsyncSession, member_id: str) -> ActionMember:

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
+from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
 from points.actions import flows
 from points.actions.schemas import CheckInIn, CheckInOut, InteractionIn, InteractionOut
@@ -25,6 +26,10 @@ router = APIRouter(tags=["actions"])
         },
         404: {"description": "No such member"},
         409: {"description": "Already checked in that day (already-checked-in)"},
+        422: {
+            "description": "occurred_at outside the accepted window, or given by a member token "
+            "(time-out-of-bounds)"
+        },
     },
 )
 async def check_in(
@@ -32,13 +37,19 @@ async def check_in(
     session: Session,
     request: Request,
     idempotency: Idempotency,
+    caller: CurrentCaller,
     body: CheckInIn | None = None,
 ) -> Response:
     data = body or CheckInIn()
 
     async def produce() -> tuple[CheckInOut, int]:
         out = await flows.check_in(
-            session, request.app.state.settings, request.app.state.rules_cache, member_id, data
+            session,
+            request.app.state.settings,
+            request.app.state.rules_cache,
+            member_id,
+            data,
+            caller=caller,
         )
         # like every capped action: accepted (the day is taken) and earning 0, saying why
         return out, status.HTTP_201_CREATED if out.points > 0 else status.HTTP_202_ACCEPTED
@@ -53,7 +64,10 @@ async def check_in(
     summary="Record a member interaction (review, share, ...); earns points where a rule applies",
     responses={
         409: {"description": "event_id already sent with a different body"},
-        422: {"description": "Invalid interaction or unknown member"},
+        422: {
+            "description": "Invalid interaction, unknown member, attributes too large, or "
+            "occurred_at outside the accepted window"
+        },
     },
 )
 async def record_interaction(

@@ -10,9 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.caller import INTERNAL, Caller
 from loyalty_shared.problems import Conflict
 from points import events
-from points.actions.credit import earn_for_action, lock_action_member, require_action_member
+from points.actions import limits
+from points.actions.credit import (
+    ActionMember,
+    earn_for_action,
+    lock_action_member,
+    require_action_member,
+)
 from points.actions.models import check_ins, interactions
 from points.actions.schemas import CheckInIn, CheckInOut, InteractionIn, InteractionOut
 from points.actions.service import (
@@ -21,6 +28,7 @@ from points.actions.service import (
     interaction_key,
     local_day,
 )
+from points.client_times import TimeBounds, chosen_by_member
 from points.errors import IdempotencyConflict, UnknownMember
 from points.rules_cache import RulesCache
 from points.settings import PointsSettings
@@ -40,9 +48,17 @@ async def check_in(
     data: CheckInIn,
     *,
     now: datetime | None = None,
+    caller: Caller = INTERNAL,
 ) -> CheckInOut:
-    at = data.occurred_at or now or datetime.now(UTC)
+    """Once per member and local day; a given ``occurred_at`` is bounded (``client_times``),
+    and a member token may not give one at all."""
+    if data.occurred_at is not None and caller.is_member:
+        raise chosen_by_member()
+    now = now or datetime.now(UTC)
+    at = data.occurred_at or now
     member = await require_action_member(session, member_id)
+    if data.occurred_at is not None:
+        TimeBounds.of(settings).check(at, now, enrolled_at=member.enrolled_at)
     ladder = await cache.ladder(session, at) if cache else await load_ladder(session)
     day = local_day(at, member.timezone)
     claimed = (
@@ -88,14 +104,19 @@ def _fingerprint(data: InteractionIn) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-async def _existing(session: AsyncSession, data: InteractionIn, digest: str) -> InteractionOut:
+async def _existing(
+    session: AsyncSession, data: InteractionIn, digest: str
+) -> InteractionOut | None:
+    """The stored answer for an event id sent before (409 for another body); None if new."""
     row = (
         await session.execute(
             select(interactions.c.request_hash, interactions.c.response).where(
                 interactions.c.event_id == data.event_id
             )
         )
-    ).one()
+    ).first()
+    if row is None:
+        return None
     if row.request_hash != digest:
         raise IdempotencyConflict(
             f"Interaction {data.event_id!r} was already recorded with a different body",
@@ -112,13 +133,34 @@ async def record_interaction(
     *,
     now: datetime | None = None,
 ) -> InteractionOut:
-    """Once per event id: the earning rule of its type (with caps) and an interaction event."""
+    """Once per event id: the earning rule of its type (with caps) and an interaction event.
+
+    Bounded first (docs/security.md): the attributes' size, the time (``client_times``),
+    and how many interactions one member records per local day: over that limit the
+    interaction is answered without being recorded or published, saying why.
+    """
+    limits.check_attributes(data, settings)
+    now = now or datetime.now(UTC)
     digest = _fingerprint(data)
     member = await lock_action_member(session, data.member_id)
     if member is None:
         raise UnknownMember(
             f"Member {data.member_id!r} is not enrolled",
+            member_id=data.member_id,
             errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
+        )
+    TimeBounds.of(settings).check(data.occurred_at, now, enrolled_at=member.enrolled_at)
+    replay = await _existing(session, data, digest)
+    if replay is not None:
+        return replay
+    if await limits.day_is_full(session, settings, member, data.occurred_at):
+        return InteractionOut(
+            event_id=data.event_id,
+            member_id=data.member_id,
+            type=data.type,
+            points=0,
+            reason=limits.CAPPED_DAILY,
+            recorded=False,
         )
     claimed = (
         await session.execute(
@@ -138,10 +180,23 @@ async def record_interaction(
             .returning(interactions.c.event_id)
         )
     ).first()
-    if claimed is None:  # sent before (a concurrent first send has committed by now)
-        return await _existing(session, data, digest)
+    if claimed is None:  # the same event id, sent for another member meanwhile
+        replay = await _existing(session, data, digest)
+        assert replay is not None
+        return replay
+    return await _earn_and_publish(session, settings, cache, member, data, now)
+
+
+async def _earn_and_publish(
+    session: AsyncSession,
+    settings: PointsSettings,
+    cache: RulesCache | None,
+    member: ActionMember,
+    data: InteractionIn,
+    now: datetime,
+) -> InteractionOut:
     at = data.occurred_at
-    ladder = await cache.ladder(session, now or datetime.now(UTC)) if cache else None
+    ladder = await cache.ladder(session, now) if cache else None
     if ladder is None:
         ladder = await load_ladder(session)
     earned = await earn_for_action(

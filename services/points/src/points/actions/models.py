@@ -24,7 +24,11 @@ class CheckIn(Base):
 
 class Interaction(Base):
     __tablename__ = "interactions"
-    __table_args__ = (Index("ix_interactions_member", "member_id", "type"),)
+    __table_args__ = (
+        Index("ix_interactions_member", "member_id", "type"),
+        # a member's interactions of one local day (the daily limit counts them)
+        Index("ix_interactions_member_time", "member_id", "occurred_at"),
+    )
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     member_id: Mapped[str] = mapped_column(

@@ -4,7 +4,8 @@
   earning rule's points (caps apply), once per response (natural key
   ``survey:<response_id>``);
 - ``loyalty.complaint.goodwill_granted.v1`` {grant_id, member_id, points, reason}: the
-  granted points, once per grant (natural key ``goodwill:<grant_id>``).
+  granted points within the member's monthly goodwill cap (``goodwill.py``), once per
+  grant (natural key ``goodwill:<grant_id>``).
 
 The inbox makes each event id run once; the natural keys make a re-published event with a
 new id harmless too. An event for a member this service does not know is logged and
@@ -22,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.inbox import Handler
-from points.actions.credit import credit, earn_for_action, lock_action_member
+from points.actions.credit import earn_for_action, lock_action_member
+from points.consumers.goodwill import credit_goodwill
 from points.ledger.models import entries
 from points.settings import PointsSettings
 from points.tiers.service import load_ladder
@@ -98,19 +100,15 @@ def build_handlers(settings: PointsSettings) -> dict[str, Handler]:
             return
         if data.points == 0 or await _already(session, key):
             return
-        await credit(
+        await credit_goodwill(
             session,
             settings,
             member,
-            action="goodwill",
-            points=data.points,
-            growth=0,
-            key=key,
-            source_id=data.grant_id,
+            grant_id=data.grant_id,
+            requested=data.points,
+            reason=data.reason,
+            complaint_id=data.complaint_id,
             at=event.time or datetime.now(UTC),
-            reason=data.reason or "complaint goodwill",
-            details={"complaint_id": data.complaint_id},
-            source="goodwill",
         )
 
     return {SURVEY_COMPLETED: survey_completed, GOODWILL_GRANTED: goodwill_granted}

@@ -1,10 +1,13 @@
-"""``Idempotency-Key``: the same key and body replay the first answer; another body is a 409.
+"""``Idempotency-Key``: the same caller, route, key and body replay the first answer; another
+body is a 409. The store is the platform's one (``loyalty_shared.idempotency``).
 
 The key is claimed with ``INSERT ... ON CONFLICT DO NOTHING`` inside the request's
 own transaction. A concurrent request with the same key waits on that row until
 the first one commits (then it replays the stored answer) or rolls back (then it
 runs itself). Only successful answers are stored: a request that failed wrote
-nothing, so retrying it with the same key runs it again.
+nothing, so retrying it with the same key runs it again. A key is the caller's own
+(``scope`` = method and route template, ``caller`` = ``Caller.owner``): another caller's
+use of the same key is another key.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared import idempotency
 from loyalty_shared.lean import json_response
-from points.errors import IdempotencyConflict
 from points.idempotency.models import records
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -45,12 +47,20 @@ def payload_of(body: BaseModel | dict[str, Any] | None) -> Any:
 
 
 class IdempotencyGuard:
-    """What the dependency hands an endpoint: the key (if any) and where the request went."""
+    """What the dependency hands an endpoint: the key (if any), who sent it, where it went.
 
-    def __init__(self, key: str | None, method: str, path: str) -> None:
+    ``route`` is the route's template (``/v1/members/{member_id}/redemptions``): with the
+    method it is the key's scope; ``path`` (the concrete one) is part of the request.
+    """
+
+    def __init__(
+        self, key: str | None, method: str, path: str, *, route: str = "", caller: str = ""
+    ) -> None:
         self.key = key
         self.method = method
         self.path = path
+        self.route = route or path
+        self.caller = caller
 
     async def run(
         self,
@@ -62,38 +72,24 @@ class IdempotencyGuard:
         if self.key is None:
             result, status = await produce()
             return json_response(result, status)
-        request_hash = fingerprint(self.method, self.path, payload_of(body))
-        claimed = (
-            await session.execute(
-                insert(records)
-                .values(key=self.key, request_hash=request_hash, method=self.method, path=self.path)
-                .on_conflict_do_nothing(index_elements=[records.c.key])
-                .returning(records.c.key)
-            )
-        ).first()
-        if claimed is None:
-            stored = (
-                await session.execute(
-                    select(records.c.request_hash, records.c.status_code, records.c.response).where(
-                        records.c.key == self.key
-                    )
-                )
-            ).one()
-            if stored.request_hash != request_hash:
-                raise IdempotencyConflict(
-                    "This Idempotency-Key was already used with a different request",
-                    idempotency_key=self.key,
-                )
+        scope = f"{self.method} {self.route}"
+        digest = fingerprint(self.method, self.path, payload_of(body))
+        stored = await idempotency.claim(session, records, scope, self.caller, self.key, digest)
+        if stored is not None:
             return JSONResponse(
                 stored.response,
-                status_code=stored.status_code,
+                status_code=stored.status_code or 200,
                 headers={REPLAYED_HEADER: "true"},
             )
         result, status = await produce()
-        await session.execute(
-            update(records)
-            .where(records.c.key == self.key)
-            .values(status_code=status, response=result.model_dump(mode="json"))
+        await idempotency.record(
+            session,
+            records,
+            scope,
+            self.caller,
+            self.key,
+            result.model_dump(mode="json"),
+            status,
         )
         return json_response(result, status)
 

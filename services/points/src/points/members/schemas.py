@@ -15,7 +15,9 @@ class MemberIn(BaseModel):
     email: EmailStr | None = None
     phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 \-()]{5,32}$")
     birthday: date | None = None
-    timezone: str | None = Field(default=None, description="IANA zone, e.g. Asia/Shanghai")
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA zone, e.g. Asia/Shanghai"
+    )
     referral_code: str | None = Field(
         default=None, max_length=32, description="Code of the member who referred this one"
     )

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.problems import ProblemError, problem_type
+from points.client_times import TimeBounds
 from points.errors import IdempotencyConflict, UnknownMember
 from points.members import service as members
 from points.members.schemas import MemberIn
@@ -110,8 +111,10 @@ async def import_orders(
     now = now or datetime.now(UTC)
     parsed = parse_rows(rows, result)
     parsed.sort(key=lambda item: (item[1].occurred_at, item[0]))
+    bounds = TimeBounds.of(settings)
     for index, data in parsed:
         try:
+            bounds.check_not_ahead(data.occurred_at, now)
             async with session.begin_nested():
                 if enrol_missing:
                     await members.enrol(

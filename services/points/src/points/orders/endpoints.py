@@ -10,6 +10,7 @@ from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard
 from points.idempotency.service import IdempotencyGuard
 from points.identifiers import ClientId
 from points.orders import batch, service
+from points.orders.realtime import check_order_time
 from points.orders.schemas import OrderBatchIn, OrderBatchOut, OrderIn, OrderOut
 from points.refunds import service as refunds
 from points.refunds.schemas import RefundIn, RefundOut
@@ -26,7 +27,10 @@ checkout_router = APIRouter(prefix="/v1/orders", tags=["orders"])
     summary="Record a completed order and earn its points (idempotent by order_id)",
     responses={
         409: {"description": "order_id (or Idempotency-Key) already used with a different body"},
-        422: {"description": "Invalid order or unknown member"},
+        422: {
+            "description": "Invalid order, unknown member, or occurred_at outside the real-time "
+            "window (time-out-of-bounds: history goes through POST /v1/orders/batch)"
+        },
     },
     openapi_extra={**json_body(OrderIn), "parameters": [HEADER_PARAMETER]},
 )
@@ -36,6 +40,8 @@ async def record_order(request: Request) -> Response:
     # pydantic in one pass, the header read directly, and the transaction opened here
     # (committed before the response, as the Session dependency does).
     body = await read_json(request, OrderIn)
+    state = request.app.state
+    await check_order_time(state.time_bounds, state.enrolment_times, state.engine, body)
     idempotency = guard_for(request)
     if idempotency.key is None:
         checkouts: KeyedBatches[str, OrderIn, OrderOut] = request.app.state.checkouts

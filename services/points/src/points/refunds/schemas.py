@@ -15,7 +15,11 @@ class RefundIn(BaseModel):
 
     refund_id: ClientId = Field(description="The shop's refund id: the idempotency key")
     amount: Annotated[Money, Field(gt=0, description="Amount refunded to the customer")]
-    occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    occurred_at: AwareDatetime | None = Field(
+        default=None,
+        description="Defaults to now; not before the order, not older than the real-time "
+        "window, not ahead of the service's clock (docs/security.md)",
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 

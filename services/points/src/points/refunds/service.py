@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points import events
+from points.client_times import TimeBounds, out_of_bounds
 from points.errors import IdempotencyConflict, OrderNotFound, RefundExceedsOrder
 from points.ledger import models as lm
 from points.ledger import service as ledger
@@ -30,6 +31,14 @@ from points.settings import PointsSettings
 def refund_fingerprint(order_id: str, data: RefundIn) -> str:
     payload = {"order_id": order_id, **data.model_dump(mode="json", exclude={"occurred_at"})}
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_refund_time(bounds: TimeBounds, at: datetime, order_at: datetime, now: datetime) -> None:
+    """A refund's given time: bounded like every client-given time, and not before its order
+    (a reversal dated out of the growth window would leave the member's tier untouched)."""
+    bounds.check(at, now)
+    if at < order_at:
+        raise out_of_bounds("before_order", f"is before the order ({order_at.isoformat()})")
 
 
 def reversed_through(points_earned: int, order_amount: Decimal, refunded: Decimal) -> int:
@@ -57,11 +66,14 @@ async def refund_order(
                 orders.c.points_earned,
                 orders.c.growth_points,
                 orders.c.currency,
+                orders.c.occurred_at,
             ).where(orders.c.order_id == order_id)
         )
     ).first()
     if order is None:
         raise OrderNotFound(f"No order with id {order_id!r}", order_id=order_id)
+    if data.occurred_at is not None:
+        check_refund_time(TimeBounds.of(settings), data.occurred_at, order.occurred_at, now)
     locked = await ledger.lock_member(session, order.member_id)
 
     previous = await _existing(session, data.refund_id, fingerprint)

@@ -3,11 +3,11 @@
 import itertools
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-TierCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+TierCode = Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 GrowthPointType = Literal["purchase", "tier_bonus", "campaign_bonus", "action", "adjustment"]
 """Kinds of credited points; the ladder lists which of them count toward growth value.
@@ -61,6 +61,7 @@ class TierLadderIn(BaseModel):
     )
     growth_point_types: list[GrowthPointType] = Field(
         default_factory=lambda: list(DEFAULT_GROWTH_POINT_TYPES),
+        max_length=len(get_args(GrowthPointType)),
         description="Which credited points count toward growth value",
     )
     downgrade_grace_days: int = Field(

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from loyalty_shared.db import Session
-from loyalty_shared.idempotency import IdempotencyKeyHeader, once
+from loyalty_shared.idempotency import IdempotencyKey, once
 from segmentation.db import idempotency_keys
 from segmentation.segments import service
 from segmentation.segments.schemas import (
@@ -44,9 +44,7 @@ async def list_tags(session: Session) -> list[TagOut]:
     },
     summary="Create a manual tag or a rule tag (condition language: docs/segmentation.md)",
 )
-async def create_tag(
-    body: TagIn, session: Session, idempotency_key: IdempotencyKeyHeader = None
-) -> TagOut:
+async def create_tag(body: TagIn, session: Session, idempotency_key: IdempotencyKey) -> TagOut:
     async def write() -> TagOut:
         tag = await service.create_tag(
             session, body.name, body.kind, body.condition, body.description
@@ -73,7 +71,7 @@ async def tag_profile(
     member_id: MemberId,
     body: ProfileTagsIn,
     session: Session,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: IdempotencyKey,
 ) -> ProfileTagsOut:
     async def write() -> ProfileTagsOut:
         manual = await service.tag_member(session, member_id, body.add, body.remove)
@@ -106,7 +104,7 @@ async def list_segments(session: Session) -> SegmentList:
     responses={409: {"description": "The Idempotency-Key was used with another request"}},
 )
 async def create_segment(
-    body: SegmentIn, session: Session, idempotency_key: IdempotencyKeyHeader = None
+    body: SegmentIn, session: Session, idempotency_key: IdempotencyKey
 ) -> SegmentOut:
     async def write() -> SegmentOut:
         segment = await service.create_segment(session, body.name, body.condition, body.description)
