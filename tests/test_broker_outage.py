@@ -119,3 +119,9 @@ async def test_orders_posted_while_the_broker_is_down_arrive_exactly_once(  # ty
     assert later is not None
     assert later["order_count"] == ORDERS
     assert Decimal(later["total_spend"]) == Decimal("10.00") * ORDERS
+
+    # every balance still equals its ledger (the reconciliation, through the gateway: admin)
+    reconciled = await gateway_client.get("/v1/ops/ledger/verify")
+    assert reconciled.status_code == 200, reconciled.text
+    assert reconciled.json()["drift"] == [] and reconciled.json()["drift_count"] == 0
+    assert reconciled.json()["members"] >= 1

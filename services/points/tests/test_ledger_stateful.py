@@ -48,6 +48,8 @@ from points.members import service as members
 from points.members.schemas import MemberIn
 from points.orders import service as orders
 from points.orders.schemas import OrderIn
+from points.reconciliation.schemas import LedgerReport
+from points.reconciliation.service import verify_ledger
 from points.redemptions import service as redemptions
 from points.redemptions.schemas import RedemptionIn
 from points.refunds import service as refunds
@@ -467,3 +469,12 @@ def test_ledger_invariants_hold_over_random_sequences(machine: type[LedgerMachin
     run_state_machine_as_test(machine, settings=PROFILE)
     # the sequences did reach the debt policy (spent points refunded, then repaid)
     assert machine.debts_seen > 0
+
+    # and the reconciliation finds every balance of every sequence equal to its ledger
+    async def reconcile() -> LedgerReport:
+        async with machine.sessionmaker() as session:
+            return await verify_ledger(await session.connection())
+
+    report = machine.runner.run(reconcile())
+    assert report.drift == [] and report.drift_count == 0
+    assert report.members >= 2 and report.lots > 0

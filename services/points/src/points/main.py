@@ -16,6 +16,7 @@ from points.orders.endpoints import router as orders_router
 from points.orders.facts_cache import OrderFactsCache
 from points.orders.realtime import EnrolmentTimes
 from points.orders.schemas import OrderIn
+from points.reconciliation.endpoints import router as reconciliation_router
 from points.redemptions.endpoints import router as redemptions_router
 from points.rules_cache import RulesCache
 from points.settings import PointsSettings
@@ -35,6 +36,7 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
             adjustments_router,
             ledger_router,
             actions_router,
+            reconciliation_router,
             *rules_api.routers,
         ],
         extra_schemas=[OrderIn],
