@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_shared import idempotency
+from loyalty_shared.deadlocks import retry_on_deadlock
 from loyalty_shared.pipeline import Jobs
 from loyalty_shared.problems import Conflict, NotFound
 from loyalty_shared.runtime import sleep_or_stop
@@ -314,14 +315,14 @@ async def _run_locked(
             started = await _start(sessionmaker, job_id)
             if started is None:
                 raise JobAbandoned(job_id)
-            savepoint = await session.begin_nested()
             try:
-                result = await recompute(session, settings, started, progress)
-                await savepoint.commit()
+                # in a savepoint, run again if it loses a deadlock (loyalty_shared.deadlocks)
+                result = await retry_on_deadlock(
+                    session, lambda: recompute(session, settings, started, progress)
+                )
             except (asyncio.CancelledError, JobAbandoned):
                 raise
-            except Exception as exc:
-                await savepoint.rollback()
+            except Exception as exc:  # rolled back to the savepoint: the job row stays
                 log.exception("recompute_failed", job_id=job_id)
                 error = f"{type(exc).__name__}: {exc}"[:2000]
             # the end state commits with the scores and releases the lock in the same commit

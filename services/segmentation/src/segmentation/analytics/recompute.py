@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from segmentation import events
 from segmentation.analytics import clv
 from segmentation.analytics.config import LOYALTY_INDICATORS, loyalty_weights
+from segmentation.profiles.service import lock_profiles_for_bulk_write
 from segmentation.segments.batch import refresh_all
 from segmentation.settings import SegmentationSettings
 from segmentation.strategies.service import apply_strategies
@@ -367,6 +368,8 @@ async def recompute(
     await session.execute(text(_RANKS))
     params["pop"] = (await session.execute(text("SELECT count(*) FROM rc_stats"))).scalar_one()
     await progress(0.35, "writing scores")
+    # every later step writes profiles: no consumer writes one from here to the commit
+    await lock_profiles_for_bulk_write(session)
     await session.execute(text(_LIFECYCLE_TABLE))
     await session.execute(text(_WRITE), params)
     await session.execute(text(_CLEAR_OUTSIDE), {"as_of": as_of})

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.problems import NotFound
@@ -119,3 +119,21 @@ async def list_profiles(
     return ProfilePage(
         items=[to_out(p, now) for p in rows[:limit]], next_cursor=next_cursor, total=total
     )
+
+
+_LOCK_FOR_BULK_WRITE = text("LOCK TABLE profiles IN EXCLUSIVE MODE")
+
+
+async def lock_profiles_for_bulk_write(session: AsyncSession) -> None:
+    """Before a statement that writes many profiles (strategies, rule tags, a recompute):
+    wait for the transactions writing profiles now, and keep others from writing any
+    until this transaction ends (plain reads go on).
+
+    A consumer batch locks its members' profiles in the order of its events; a bulk
+    UPDATE in another order would wait for one of them while holding rows the batch
+    wants next: a deadlock. Taken before the bulk write's first row lock, this lock is
+    the first thing it waits for, while it holds nothing a consumer needs, so the two
+    cannot wait for each other. ``EXCLUSIVE`` mode conflicts with row locks too
+    (``SELECT ... FOR UPDATE``), not with ``SELECT``. Re-entrant within a transaction.
+    """
+    await session.execute(_LOCK_FOR_BULK_WRITE)

@@ -6,11 +6,11 @@ profiles (``refresh_all``). Segments whose condition depends on the clock
 ``last_computed_at``. Each change writes a history row (with the clause values that
 caused it) and a ``loyalty.segment.entered.v1`` / ``left.v1`` event to the outbox.
 
-Lock order, the same as every other writer of these rows: profiles in member_id order
-(the rule tags' UPDATE locks the rows it changes in that order before it writes them),
-then the memberships lock (``MEMBERSHIPS_LOCK``, exclusive here, shared by the live
-refresh: a segment is evaluated over profiles and memberships that no live refresh is
-changing meanwhile), then the segments one by one in segment_id order.
+Lock order, the same as every other writer of these rows: the profiles table
+(``lock_profiles_for_bulk_write``, before the rule tags' UPDATE), then the memberships
+lock (``MEMBERSHIPS_LOCK``, exclusive here, shared by the live refresh: a segment is
+evaluated over profiles and memberships that no live refresh is changing meanwhile),
+then the segments one by one in segment_id order.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from segmentation import events
 from segmentation.conditions.compile import compiled
 from segmentation.profiles.models import Profile
+from segmentation.profiles.service import lock_profiles_for_bulk_write
 from segmentation.segments.expressions import reason_expr, rule_tags_expr
 from segmentation.segments.live import MEMBERSHIPS_LOCK
 from segmentation.segments.models import Segment, SegmentHistory, SegmentMember, Tag
@@ -45,25 +46,17 @@ _TEMP_DDL = (
 
 
 async def refresh_rule_tags(session: AsyncSession) -> None:
-    """Every profile's rule tags; only the rows that change are written, locked in
-    member_id order first (a consumer may be writing some of them meanwhile)."""
+    """Every profile's rule tags; only the rows that change are written (after the bulk
+    write lock: a consumer may be writing some of them meanwhile)."""
     tags = (
         await session.execute(
             select(Tag.name, Tag.condition).where(Tag.kind == "rule").order_by(Tag.name)
         )
     ).all()
     new = rule_tags_expr([(n, c) for n, c in tags if c]) if tags else text("'{}'::text[]")
-    changing = (
-        select(P.member_id)
-        .where(P.rule_tags.is_distinct_from(new))
-        .order_by(P.member_id)
-        .with_for_update()
-        .subquery("changing")
-    )
+    await lock_profiles_for_bulk_write(session)
     await session.execute(
-        update(PROFILES)
-        .where(P.member_id == changing.c.member_id, P.rule_tags.is_distinct_from(new))
-        .values(rule_tags=new)
+        update(PROFILES).where(P.rule_tags.is_distinct_from(new)).values(rule_tags=new)
     )
 
 

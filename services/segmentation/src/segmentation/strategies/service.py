@@ -11,6 +11,8 @@ from __future__ import annotations
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.deadlocks import retry_on_deadlock
+from segmentation.profiles.service import lock_profiles_for_bulk_write
 from segmentation.strategies.models import StrategyRule
 
 _APPLY = """
@@ -49,15 +51,27 @@ async def list_rules(session: AsyncSession) -> list[StrategyRule]:
 async def replace_rules(
     session: AsyncSession, rules: list[dict[str, object]]
 ) -> list[StrategyRule]:
-    await session.execute(delete(StrategyRule))
-    for rule in rules:
-        session.add(StrategyRule(**rule))
-    await session.flush()
-    await apply_strategies(session)
-    return await list_rules(session)
+    """Replace the matrix and update every profile at once; retried if it loses a deadlock
+    all the same (never a 500)."""
+
+    async def write() -> list[StrategyRule]:
+        await lock_profiles_for_bulk_write(session)
+        await session.execute(delete(StrategyRule))
+        for rule in rules:
+            session.add(StrategyRule(**rule))
+        await session.flush()
+        await apply_strategies(session)
+        return await list_rules(session)
+
+    return await retry_on_deadlock(session, write)
 
 
 async def apply_strategies(session: AsyncSession) -> None:
-    """Write every scored profile's strategies (profiles outside the population get none)."""
+    """Write every scored profile's strategies (profiles outside the population get none).
+
+    A write over many profiles while consumers write some of them: the table lock first
+    (``lock_profiles_for_bulk_write``), so that no row lock is ever taken in another order.
+    """
+    await lock_profiles_for_bulk_write(session)
     await session.execute(text(_APPLY))
     await session.execute(text(_CLEAR))
