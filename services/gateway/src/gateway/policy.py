@@ -98,7 +98,6 @@ POLICY: tuple[Rule, ...] = (
     _r("GET", "/v1/earning-rules/{action}", OPS, SF),
     _r("PUT", "/v1/earning-rules/{action}", OPS),
     _r("GET", "/v1/ops/ledger/verify", ADM),  # reconciliation: every balance against its ledger
-    _r("GET", "/v1/ops/ledger/verify", ADM),  # reconciliation: every balance against its ledger
     # -- segmentation ------------------------------------------------------------
     _r("GET", "/v1/profiles", OPS),
     _r("GET", "/v1/profiles/{member_id}", OPS, SF),

@@ -10,7 +10,6 @@ ROUTES: dict[str, str] = {
     "/v1/campaigns": "points",
     "/v1/earning-rules": "points",
     "/v1/ops/ledger": "points",
-    "/v1/ops/ledger": "points",
     "/v1/profiles": "segmentation",
     "/v1/segments": "segmentation",
     "/v1/contacts": "segmentation",
