@@ -4,29 +4,33 @@ Two transactions that wait for each other's row locks are a deadlock: after
 ``deadlock_timeout`` Postgres aborts one of them (SQLSTATE 40P01 ``deadlock_detected``).
 At REPEATABLE READ and above a transaction whose reads a concurrent write made stale is
 aborted too (40001 ``serialization_failure``). Neither says anything about the work: run
-again a moment later it succeeds. Writes over many rows take their row locks in one order
-(member id, see docs/segmentation.md and docs/points-rules.md) so that they meet other
-writers in the same order; this is for the waits that order cannot rule out.
+again a moment later it succeeds. Writes over many rows take their locks in one order
+(segmentation's: the profiles table first; points': balance rows in member id order; see
+docs/segmentation.md and docs/points-rules.md) so that they do not meet other writers
+halfway; this is for the waits that order cannot rule out (a writer of several members
+that locks them in another order, such as a consumer batch in the order of its events).
 
 ``retry_on_deadlock(session, unit)`` runs ``unit()`` inside a savepoint of the session's
 transaction (a request's, a job's), so whatever the transaction did before it (an
 idempotency key claimed, a job's lock) stays. A unit that loses is rolled back to the
 savepoint, which releases every lock it took, so the other transaction goes on; after a
 short, growing, jittered pause it runs again from the start. If it keeps losing, the
-caller gets ``DatabaseBusy`` (503 ``database-busy``: nothing was changed, retry), never a
-500. ``is_deadlock`` says whether an exception is one of the two.
+caller gets ``DatabaseBusy`` (503 ``database-busy``, as ``problems`` answers any transient
+database error of a request: nothing was changed, retry), never a 500. ``is_deadlock``
+says whether an exception is one of the two (``failures.sqlstate`` reads the code).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.failures import sqlstate
 from loyalty_shared.problems import ServiceUnavailable
 
 T = TypeVar("T")
@@ -47,27 +51,10 @@ class DatabaseBusy(ServiceUnavailable):
     title = "Database busy"
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, what it wraps (SQLAlchemy's ``orig``) and its causes, each once."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo.extend((current.__cause__, current.__context__, getattr(current, "orig", None)))
-
-
 def is_deadlock(exc: BaseException) -> bool:
     """Whether ``exc`` is Postgres's deadlock or serialization failure (asyncpg's own
     exception, or SQLAlchemy's wrapping of it)."""
-    for link in _chain(exc):
-        code = getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)
-        if code in RETRIED_SQLSTATES:
-            return True
-    return False
+    return sqlstate(exc) in RETRIED_SQLSTATES
 
 
 async def retry_on_deadlock(

@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.deadlocks import retry_on_deadlock
 from loyalty_shared.problems import ProblemError, problem_type
 from points.client_times import TimeBounds
 from points.errors import IdempotencyConflict, UnknownMember
@@ -111,6 +113,44 @@ async def import_orders(
     now = now or datetime.now(UTC)
     parsed = parse_rows(rows, result)
     parsed.sort(key=lambda item: (item[1].occurred_at, item[0]))
+
+    async def record_all() -> BatchResult:
+        await session.execute(_LOCK_BALANCES, {"ids": sorted({d.member_id for _, d in parsed})})
+        return await _record(session, settings, parsed, enrol_missing, cache, now)
+
+    # a lost deadlock all the same (a consumer batch crediting the same members in another
+    # order, an enrolment of the same new member): the whole import again, never a 500
+    recorded = await retry_on_deadlock(session, record_all)
+    result.created += recorded.created
+    result.duplicates += recorded.duplicates
+    result.failed = sorted(result.failed + recorded.failed, key=lambda f: f["index"])
+    return result
+
+
+# Every balance row the import may write (its members', and their referrers': a first
+# order credits the referrer), locked in member id order before any is written: the
+# orders are recorded in occurred_at order, which would lock them in any order, and a
+# concurrent writer of several members (the tier ladder, another import) would meet
+# them halfway. Members it enrols have no row yet: they are new to every writer.
+_LOCK_BALANCES = text(
+    "SELECT b.member_id FROM balances b "
+    "WHERE b.member_id = ANY(CAST(:ids AS text[])) "
+    "OR b.member_id IN (SELECT m.referred_by FROM members m "
+    "WHERE m.member_id = ANY(CAST(:ids AS text[])) AND m.referred_by IS NOT NULL) "
+    "ORDER BY b.member_id FOR UPDATE OF b"
+)
+
+
+async def _record(
+    session: AsyncSession,
+    settings: PointsSettings,
+    parsed: list[tuple[int, OrderIn]],
+    enrol_missing: bool,
+    cache: RulesCache | None,
+    now: datetime,
+) -> BatchResult:
+    """Record the valid rows, each in its own savepoint (a bad row fails alone)."""
+    result = BatchResult()
     bounds = TimeBounds.of(settings)
     for index, data in parsed:
         try:
@@ -140,5 +180,4 @@ async def import_orders(
             result.created += 1
         else:
             result.duplicates += 1
-    result.failed.sort(key=lambda f: f["index"])
     return result

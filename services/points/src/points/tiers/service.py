@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.deadlocks import retry_on_deadlock
 from loyalty_shared.problems import Conflict
 from points import events
 from points.ledger import service as ledger
@@ -275,8 +276,18 @@ async def replace_ladder(
       upgraded at once (``tier.changed`` event, reason ``ladder_changed``).
     - Nobody is downgraded by a ladder change: a member above what the new thresholds give
       keeps the tier until the next evaluation (anniversary), then drops one level at a time.
+
+    Rows are locked in member id order (balances, then members); a writer of several members
+    that locks them in another order (a consumer batch in the order of its events) may still
+    meet it halfway: then the whole replacement runs again (``retry_on_deadlock``), never a 500.
     """
     at = at or datetime.now(UTC)
+    return await retry_on_deadlock(session, lambda: _replace_ladder(session, new, at))
+
+
+async def _replace_ladder(
+    session: AsyncSession, new: TierLadderIn, at: datetime
+) -> TierLadderUpdated:
     current = (
         await session.execute(select(TierLadderRow).where(TierLadderRow.id == 1).with_for_update())
     ).scalar_one()
@@ -308,12 +319,7 @@ async def replace_ladder(
     if new.evaluation_policy != old.evaluation_policy:
         # every member's next evaluation date moves (anniversary <-> 1 January): the
         # evaluation job computes them again (members.next_evaluation_at, jobs/tiers.py)
-        await session.execute(
-            text(
-                "UPDATE members SET next_evaluation_at = NULL"
-                " WHERE erased_at IS NULL AND next_evaluation_at IS NOT NULL"
-            )
-        )
+        await session.execute(_FORGET_NEXT_EVALUATIONS)
     return TierLadderUpdated.model_validate(
         {
             **document,
@@ -322,6 +328,17 @@ async def replace_ladder(
             "members_upgraded": upgraded,
         }
     )
+
+
+# the rows locked in member id order before they are written (the order every writer of
+# several members' rows takes), not in the order a scan of the table reaches them
+_FORGET_NEXT_EVALUATIONS = text(
+    "UPDATE members SET next_evaluation_at = NULL FROM ("
+    " SELECT member_id FROM members"
+    " WHERE erased_at IS NULL AND next_evaluation_at IS NOT NULL"
+    " ORDER BY member_id FOR UPDATE) AS locked"
+    " WHERE members.member_id = locked.member_id"
+)
 
 
 async def _upgrade_qualified_members(
