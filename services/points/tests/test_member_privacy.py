@@ -6,7 +6,37 @@ from typing import Any
 
 import httpx
 
+from loyalty_shared.settings import DEV_ERASURE_KEY
+from points.members.privacy import pseudonym
 from points.testing import enrol, order, outbox_events, sql
+
+
+# the tests' settings use the dev/test erasure key
+def _kept_as(member: str) -> str:
+    return pseudonym(DEV_ERASURE_KEY, member)
+
+
+async def _rows_under(points_db: str, member_id: str) -> dict[str, int]:
+    """How many rows of each member-keyed table hold this member id."""
+    counts = {}
+    for table in (
+        "members",
+        "balances",
+        "lots",
+        "ledger_entries",
+        "orders",
+        "redemptions",
+        "refunds",
+        "check_ins",
+        "interactions",
+        "outbox",
+    ):
+        column = "key" if table == "outbox" else "member_id"
+        rows = await sql(
+            points_db, f"SELECT count(*) FROM {table} WHERE {column} = :m", m=member_id
+        )
+        counts[table] = int(rows[0][0])
+    return counts
 
 
 async def test_export_has_everything_then_erasure_keeps_only_the_amounts(
@@ -42,14 +72,18 @@ async def test_export_has_everything_then_erasure_keeps_only_the_amounts(
             "SELECT m.name, m.email, m.phone, m.birthday, b.available, o.coupon_used"
             " FROM members m JOIN balances b USING (member_id) JOIN orders o USING (member_id)"
             " WHERE m.member_id = :m",
-            m=member,
+            m=_kept_as(member),
         )
     )[0]
-    assert tuple(row) == (None, None, None, None, 88, None)
-    erasures = [t for t, _ in await outbox_events(points_db, member) if t.endswith("erased.v1")]
-    assert erasures == ["loyalty.member.erased.v1"]
+    assert tuple(row) == (None, None, None, None, 88, None)  # the amounts, under a pseudonym
+    # the id itself is nowhere but in the erasure event that tells the other services
+    ((kind, envelope),) = await outbox_events(points_db, member)
+    assert kind == "loyalty.member.erased.v1"
+    assert set(envelope["data"]) == {"member_id", "erased_at"}
+    left = await _rows_under(points_db, member)
+    assert left == {**dict.fromkeys(left, 0), "outbox": 1}, left
     late = await points_client.post("/v1/orders", json=order(member, "5"))
-    assert late.status_code == 422
+    assert late.status_code == 409 and _slug(late) == "member-erased"
 
 
 async def test_erasing_an_unknown_member_is_404(points_client: httpx.AsyncClient) -> None:
@@ -85,7 +119,7 @@ async def test_an_erased_member_can_no_longer_earn_spend_or_be_adjusted(
             " (SELECT count(*) FROM interactions WHERE member_id = :m),"
             " (SELECT count(*) FROM orders WHERE member_id = :m),"
             " (SELECT count(*) FROM redemptions WHERE member_id = :m AND status = 'cancelled')",
-            m=member,
+            m=_kept_as(member),
         )
         return tuple(rows[0])
 
@@ -95,8 +129,15 @@ async def test_an_erased_member_can_no_longer_earn_spend_or_be_adjusted(
     def key() -> dict[str, str]:
         return {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
 
-    # the member is in the path: 404 member-not-found, like a member that never enrolled
-    in_path = {
+    # every write that names the member says why it fails, and writes nothing
+    interaction = {
+        "event_id": f"ev-{uuid.uuid4().hex}",
+        "member_id": member,
+        "type": "review",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "attributes": {},
+    }
+    refused = {
         "redemption": await points_client.post(
             f"/v1/members/{member}/redemptions", json={"points": 10}, headers=key()
         ),
@@ -107,28 +148,13 @@ async def test_an_erased_member_can_no_longer_earn_spend_or_be_adjusted(
         ),
         "check-in": await points_client.post(f"/v1/members/{member}/check-ins", json={}),
         "cancel": await points_client.post(f"/v1/redemptions/{redemption}/cancel"),
-    }
-    for what, response in in_path.items():
-        assert response.status_code == 404, (what, response.text)
-        assert response.headers["content-type"].startswith("application/problem+json")
-        assert _slug(response) == "member-not-found", (what, response.text)
-
-    # the member is in the body: 422 unknown-member naming body.member_id, like orders
-    interaction = {
-        "event_id": f"ev-{uuid.uuid4().hex}",
-        "member_id": member,
-        "type": "review",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "attributes": {},
-    }
-    in_body = {
         "interaction": await points_client.post("/v1/interactions", json=interaction),
         "order": await points_client.post("/v1/orders", json=order(member, "50")),
     }
-    for what, response in in_body.items():
-        assert response.status_code == 422, (what, response.text)
-        assert _slug(response) == "unknown-member", (what, response.text)
-        assert [e["field"] for e in response.json()["errors"]] == ["body.member_id"]
+    for what, response in refused.items():
+        assert response.status_code == 409, (what, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert _slug(response) == "member-erased", (what, response.text)
 
     assert await written() == before  # nothing written by any of them
 
@@ -146,8 +172,12 @@ async def test_a_refund_of_an_order_placed_before_the_erasure_still_reverses_its
     )
     assert refund.status_code == 201, refund.text
     assert refund.json()["points_reversed"] == 100
-    rows = await sql(points_db, "SELECT available FROM balances WHERE member_id = :m", m=member)
+    rows = await sql(
+        points_db, "SELECT available FROM balances WHERE member_id = :m", m=_kept_as(member)
+    )
     assert rows[0][0] == 0
+    # the pseudonymous books moved; no event about them went out
+    assert [t for t, _ in await outbox_events(points_db, _kept_as(member))] == []
 
 
 async def test_an_erased_id_is_not_enrolled_again_and_its_ledger_is_gone(
@@ -165,9 +195,14 @@ async def test_an_erased_id_is_not_enrolled_again_and_its_ledger_is_gone(
     assert _slug(again) == "member-erased"
     assert again.json()["errors"][0]["field"] == "body.member_id"
     row = (
-        await sql(points_db, "SELECT name, erased_at FROM members WHERE member_id = :m", m=member)
+        await sql(
+            points_db,
+            "SELECT name, erased_at FROM members WHERE member_id = :m",
+            m=_kept_as(member),
+        )
     )[0]
     assert row.name is None and row.erased_at is not None  # nothing written
+    assert (await _rows_under(points_db, member))["members"] == 0
 
 
 async def test_a_new_member_starts_in_the_entry_tier_with_its_evaluation_scheduled(

@@ -1,16 +1,14 @@
 """Domain errors of the points service; the shared handler turns them into problem details."""
 
+from loyalty_shared.erasure import MemberErased
 from loyalty_shared.problems import Conflict, NotFound, ProblemError, Unprocessable
+
+__all__ = ["MemberErased"]  # the platform's one "member-erased" problem, used here too
 
 
 class MemberNotFound(NotFound):
     slug = "member-not-found"
     title = "Member not found"
-
-
-class MemberErased(Conflict):
-    slug = "member-erased"
-    title = "This member id was erased"
 
 
 class UnknownMember(Unprocessable):

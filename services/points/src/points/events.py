@@ -105,9 +105,17 @@ def tier_changed(
 
 
 async def publish(session: AsyncSession, *events: CloudEvent) -> None:
+    """Enqueue the events, except those about an erased member (kept under a pseudonym:
+    refunds and expiry still move its books, but no other service hears of it again)."""
     from points.db import outbox
+    from points.members.privacy import is_pseudonym
 
-    await enqueue(await session.connection(), outbox, POINTS_EVENTS, *events)
+    await enqueue(
+        await session.connection(),
+        outbox,
+        POINTS_EVENTS,
+        *(e for e in events if not is_pseudonym(e.subject)),
+    )
 
 
 # the envelope's type check, once for every type above (``outbox_row`` skips it)

@@ -11,6 +11,7 @@ from points.client_times import TimeBounds
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.members.endpoints import status_router
+from points.members.privacy import install_erased_member_answers
 from points.orders.endpoints import checkout_batches, checkout_router
 from points.orders.endpoints import router as orders_router
 from points.orders.facts_cache import OrderFactsCache
@@ -50,6 +51,7 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
             {"name": "ledger", "description": "The append-only history of a member's points"},
         ],
     )
+    install_erased_member_answers(app)  # a write naming an erased id: 409 member-erased
     app.state.rules_cache = RulesCache(settings.rules_cache_seconds)
     app.state.member_locks = KeyedLocks()  # checkouts of one member take turns here
     # what a member's last checkout left, so the next one writes in one statement

@@ -146,6 +146,7 @@ async def record_interaction(
     if member is None:
         raise UnknownMember(
             f"Member {data.member_id!r} is not enrolled",
+            member_id=data.member_id,
             errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
         )
     TimeBounds.of(settings).check(data.occurred_at, now, enrolled_at=member.enrolled_at)

@@ -14,7 +14,7 @@ class CheckIn(Base):
     __tablename__ = "check_ins"
 
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), primary_key=True
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), primary_key=True
     )
     local_day: Mapped[date] = mapped_column(Date, primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -32,7 +32,7 @@ class Interaction(Base):
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), nullable=False
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), nullable=False
     )
     type: Mapped[str] = mapped_column(String(64), nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -71,7 +71,7 @@ class Balance(Base):
     )
 
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), primary_key=True
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), primary_key=True
     )
     available: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     pending: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
@@ -118,7 +118,7 @@ class Lot(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), nullable=False
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), nullable=False
     )
     points: Mapped[int] = mapped_column(BigInteger, nullable=False)
     remaining: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -146,7 +146,7 @@ class LedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), nullable=False
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), nullable=False
     )
     entry_type: Mapped[str] = mapped_column(String(32), nullable=False)
     points: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -62,8 +62,11 @@ async def get_member(member_id: Annotated[ClientId, Path()], request: Request) -
     summary="Erase the member's personal data (admin); ledger amounts are kept",
     responses={404: {"description": "No such member"}},
 )
-async def erase_member(member_id: Annotated[ClientId, Path()], session: Session) -> MemberErased:
-    erased_at = await privacy.erase(session, member_id)
+async def erase_member(
+    member_id: Annotated[ClientId, Path()], session: Session, request: Request
+) -> MemberErased:
+    key = request.app.state.settings.erasure_key()
+    erased_at = await privacy.erase(session, member_id, key=key)
     return MemberErased(member_id=member_id, erased_at=erased_at)
 
 

@@ -1,18 +1,22 @@
 """Erasure and export of a member's data (DELETE /v1/members/{id}, GET .../export).
 
 Erasure removes the personal data this service holds (name, email, phone, birthday, the
-attributes sent with interactions, coupon codes and channels on orders) and marks the
-member erased; the ledger (entries, lots, balances, orders' amounts) is kept, keyed by the
-shop's member id only, so the books still balance. After it the member is gone for every
-endpoint (404), and ``loyalty.member.erased.v1`` {member_id, erased_at} tells the other
-services to erase theirs. Erasing twice answers the first erasure again.
+attributes sent with interactions, coupon codes and channels on orders, the reasons
+written on ledger entries, remembered Idempotency-Key answers, the member's events still
+in the outbox, dead letters and parked rows), and then replaces the shop's customer id by
+a pseudonym, ``erased:<HMAC-SHA256(erasure_hmac_secret, id)>``, in the member's row and (through
+``ON UPDATE CASCADE``) in every ledger row, lot, balance, order, refund, redemption,
+check-in and interaction: the books still balance, and no row keeps the id. A tombstone
+(the same keyed hash) goes into ``erased_members``; ``loyalty.member.erased.v1``
+{member_id, erased_at} tells the other services to erase theirs. Erasing twice answers
+the first erasure again.
 
-An erased member is an unknown member to every write: ``lock_live_member`` (redemptions,
-cancels, adjustments) and the action lock (check-ins, interactions) answer 404
-``member-not-found`` where the member is in the path, and orders / interactions answer 422
-``unknown-member`` (field ``body.member_id``) where it is in the body, exactly as for a
-member that never enrolled. Refunds of orders recorded before the erasure still go through
-(the shop has refunded the money; the kept ledger must follow).
+After it, the id is refused everywhere with 409 ``member-erased`` (``refuse_erased``
+turns the 404 / 422 an unknown id would get into that, and enrolment checks the
+tombstone): nothing a caller sends brings the member back. Refunds of orders recorded
+before the erasure still go through (the shop has refunded the money; the kept ledger
+must follow) and change the pseudonymous balance; no event about a pseudonymous member
+is published (``points.events.publish``), so nothing about them reaches another service.
 """
 
 from __future__ import annotations
@@ -20,12 +24,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared import erasure, idempotency
+from loyalty_shared.problems import ProblemError
 from points import events
 from points.actions.models import check_ins, interactions
-from points.errors import MemberNotFound
+from points.errors import MemberNotFound, UnknownMember
+from points.idempotency.models import records as idempotency_records
 from points.ledger import service as ledger
 from points.ledger.models import Balance, entries, lots
 from points.members.models import Member
@@ -33,6 +42,17 @@ from points.orders.models import orders
 from points.redemptions.models import Redemption
 
 _LOCK_LIVE = ledger.balance_lock_statement(live_only=True)
+
+ERASED_PREFIX = "erased:"
+
+
+def pseudonym(key: str, member_id: str) -> str:
+    """What the member's rows are kept under once erased (the tombstone's keyed hash)."""
+    return ERASED_PREFIX + erasure.member_hash(key, member_id)
+
+
+def is_pseudonym(member_id: str | None) -> bool:
+    return member_id is not None and member_id.startswith(ERASED_PREFIX)
 
 
 async def lock_live_member(session: AsyncSession, member_id: str) -> ledger.LockedBalance:
@@ -56,15 +76,23 @@ async def lock_live_member(session: AsyncSession, member_id: str) -> ledger.Lock
     )
 
 
-async def erase(session: AsyncSession, member_id: str, *, now: datetime | None = None) -> datetime:
+async def erase(
+    session: AsyncSession, member_id: str, *, key: str, now: datetime | None = None
+) -> datetime:
     """Erase the member's personal data; returns when it was (first) erased."""
     now = now or datetime.now(UTC)
+    kept_as = pseudonym(key, member_id)
+    found = (
+        await session.execute(select(Member.member_id).where(Member.member_id == member_id))
+    ).first()
+    if found is None:
+        erased_at = (
+            await session.execute(select(Member.erased_at).where(Member.member_id == kept_as))
+        ).scalar_one_or_none()
+        if erased_at is None:
+            raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
+        return erased_at  # erased before
     await ledger.lock_member(session, member_id)  # serialise with the member's ledger writes
-    erased_at = (
-        await session.execute(select(Member.erased_at).where(Member.member_id == member_id))
-    ).scalar_one()
-    if erased_at is not None:
-        return erased_at
     await session.execute(
         update(Member)
         .where(Member.member_id == member_id)
@@ -72,12 +100,14 @@ async def erase(session: AsyncSession, member_id: str, *, now: datetime | None =
     )
     # a checkout that read the member as live before this must not record an order now
     await ledger.touch_balance(session, member_id)
+    await _scrub(session, member_id)
     await session.execute(
-        update(interactions).where(interactions.c.member_id == member_id).values(attributes={})
+        update(Member).where(Member.referred_by == member_id).values(referred_by=kept_as)
     )
     await session.execute(
-        update(orders).where(orders.c.member_id == member_id).values(coupon_used=None, channel=None)
+        update(Member).where(Member.member_id == member_id).values(member_id=kept_as)
     )
+    await erasure.record_tombstone(session, key, member_id)
     await events.publish(
         session,
         events.points_event(
@@ -88,6 +118,49 @@ async def erase(session: AsyncSession, member_id: str, *, now: datetime | None =
         ),
     )
     return now
+
+
+async def _scrub(session: AsyncSession, member_id: str) -> None:
+    """The free texts and remembered answers about the member, before the id goes."""
+    await session.execute(
+        update(interactions).where(interactions.c.member_id == member_id).values(attributes={})
+    )
+    await session.execute(
+        update(orders).where(orders.c.member_id == member_id).values(coupon_used=None, channel=None)
+    )
+    await session.execute(
+        update(entries)
+        .where(entries.c.member_id == member_id, entries.c.reason.is_not(None))
+        .values(reason=None)
+    )
+    await idempotency.forget_member(session, idempotency_records, member_id)
+    await erasure.forget_member(session, member_id)
+
+
+async def refuse_erased(request: Request, exc: Exception) -> JSONResponse:
+    """A write naming an erased member answers 409 ``member-erased`` (not 404 / 422)."""
+    from loyalty_shared.problems import _handle_problem  # the one renderer of problems
+
+    assert isinstance(exc, ProblemError)
+    member_id = exc.extensions.get("member_id")
+    # reads of an erased member answer 404 like any unknown member; writes say why they fail
+    if isinstance(member_id, str) and request.method not in ("GET", "HEAD"):
+        settings = request.app.state.settings
+        async with request.app.state.engine.connect() as conn:
+            if is_pseudonym(member_id) or await erasure.is_erased(
+                conn, settings.erasure_key(), member_id
+            ):
+                exc = erasure.MemberErased(
+                    f"Member {member_id!r} was erased; nothing more is recorded about them",
+                    member_id=member_id,
+                    errors=exc.extensions.get("errors", []),
+                )
+    return await _handle_problem(request, exc)
+
+
+def install_erased_member_answers(app: FastAPI) -> None:
+    for unknown in (MemberNotFound, UnknownMember):
+        app.add_exception_handler(unknown, refuse_erased)
 
 
 def _rows(result: Any) -> list[dict[str, Any]]:

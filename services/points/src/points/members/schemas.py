@@ -22,6 +22,13 @@ class MemberIn(BaseModel):
         default=None, max_length=32, description="Code of the member who referred this one"
     )
 
+    @field_validator("member_id")
+    @classmethod
+    def _not_a_pseudonym(cls, value: str) -> str:
+        if value.startswith("erased:"):  # members.privacy.ERASED_PREFIX: erased members' rows
+            raise ValueError("member ids starting with 'erased:' are reserved")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:

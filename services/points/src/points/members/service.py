@@ -8,11 +8,12 @@ from sqlalchemy import DateTime, String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared import erasure
 from loyalty_shared.db import CompiledStatement, driver_connection
 from loyalty_shared.problems import Unprocessable
 from points import events
 from points.actions.models import check_ins, interactions
-from points.errors import MemberErased, MemberNotFound
+from points.errors import MemberNotFound
 from points.ledger import service as ledger
 from points.ledger.models import Balance
 from points.members.models import Member
@@ -61,8 +62,12 @@ async def enrol(
     """Enrol a member; the same member id again returns the existing member (created=False).
 
     The member starts in the ladder's entry tier with its first tier evaluation scheduled.
-    An erased member's id is not given out again (409): its ledger is kept under that id.
+    An erased member's id is not given out again (409 ``member-erased``): the tombstone
+    keeps it from coming back.
     """
+    await erasure.refuse_if_erased(
+        session, settings.erasure_key(), data.member_id, field="body.member_id"
+    )
     now = datetime.now(UTC)
     ladder = await cache.ladder(session, now) if cache is not None else await load_ladder(session)
     referred_by = None
@@ -99,11 +104,6 @@ async def enrol(
         member = (
             await session.execute(select(Member).where(Member.member_id == data.member_id))
         ).scalar_one()
-        if member.erased_at is not None:
-            raise MemberErased(
-                f"Member {data.member_id!r} was erased; its id cannot be enrolled again",
-                errors=[{"field": "body.member_id", "message": "this member id was erased"}],
-            )
         return (
             MemberOut(
                 member_id=member.member_id,

@@ -17,7 +17,7 @@ class Order(Base):
 
     order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), nullable=False
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), nullable=False
     )
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)

@@ -618,6 +618,7 @@ async def record_order_once(
     if member is None:
         raise UnknownMember(
             f"Member {data.member_id!r} is not enrolled; enrol it with POST /v1/members first",
+            member_id=data.member_id,
             errors=[{"field": "body.member_id", "message": "member is not enrolled"}],
         )
     plan = plan_order(settings, data, ladder, campaigns, member, now)

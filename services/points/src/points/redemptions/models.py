@@ -57,7 +57,7 @@ class Redemption(Base):
 
     redemption_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), nullable=False
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), nullable=False
     )
     reward_id: Mapped[str | None] = mapped_column(Text, ForeignKey("rewards.reward_id"))
     quantity: Mapped[int | None] = mapped_column(Integer)

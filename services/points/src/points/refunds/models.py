@@ -20,7 +20,7 @@ class Refund(Base):
         String(128), ForeignKey("orders.order_id"), nullable=False
     )
     member_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("members.member_id"), nullable=False
+        String(128), ForeignKey("members.member_id", onupdate="CASCADE"), nullable=False
     )
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), nullable=False)
     points_reversed: Mapped[int] = mapped_column(BigInteger, nullable=False)
