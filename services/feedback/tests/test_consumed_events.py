@@ -305,6 +305,21 @@ async def test_export_then_erasure_on_member_erased(  # type: ignore[no-untyped-
     assert (await fb.client.get("/v1/complaints", params={"member_id": m})).json()["items"] == []
     assert (await fb.client.get("/v1/follow-ups", params={"member_id": m})).json()["items"] == []
 
+    # nothing a caller sends brings the member back: 409 member-erased, nothing written
+    again = [
+        await fb.client.post(
+            "/v1/complaints",
+            json={"member_id": m, "channel": "app", "category": "x", "description": "hi"},
+        ),
+        await fb.client.post(
+            f"/v1/surveys/{survey['id']}/responses", json={"member_id": m, "answers": {"nps": 9}}
+        ),
+    ]
+    for response in again:
+        assert response.status_code == 409, response.text
+        assert response.json()["type"].endswith("/member-erased")
+    assert (await fb.client.get(f"/v1/feedback/members/{m}/export")).status_code == 404
+
 
 async def test_orders_and_refunds_feed_the_complaint_rate(  # type: ignore[no-untyped-def]
     isolated_feedback: IsolatedFeedback, consuming

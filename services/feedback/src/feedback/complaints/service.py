@@ -28,6 +28,7 @@ from feedback.followups import service as follow_ups
 from feedback.members.models import MemberProjection
 from feedback.settings import FeedbackSettings
 from feedback.sla import service as sla
+from loyalty_shared import erasure
 from loyalty_shared.caller import INTERNAL, Caller
 from loyalty_shared.problems import Conflict, Forbidden, NotFound, Unprocessable
 
@@ -221,7 +222,11 @@ async def open_complaint(
     opened_by: str | None = None,
     caller: Caller = INTERNAL,
 ) -> ComplaintOut:
-    """Open with the SLA of ops' severity (``triage``), within the member's daily limit."""
+    """Open with the SLA of ops' severity (``triage``), within the member's daily limit;
+    409 ``member-erased`` for an erased member."""
+    await erasure.refuse_if_erased(
+        session, settings.erasure_key(), data.member_id, field="body.member_id"
+    )
     await limits.check_daily_limit(session, settings, data.member_id, caller, now)
     severity, reported = triage.opening_severity(settings, data.severity, caller)
     member = await session.get(MemberProjection, data.member_id)

@@ -27,6 +27,7 @@ from feedback.surveys.schemas import (
     SurveyIn,
     SurveyOut,
 )
+from loyalty_shared import erasure
 from loyalty_shared.problems import Conflict, NotFound, Unprocessable
 
 NPS_DETRACTOR_MAX = 6
@@ -198,6 +199,9 @@ async def submit_response(
     survey = await session.get(Survey, survey_id)
     if survey is None:
         raise SurveyNotFound(f"No survey with id {survey_id!r}")
+    await erasure.refuse_if_erased(
+        session, settings.erasure_key(), data.member_id, field="body.member_id"
+    )
     answers = validate_answers(survey.questions, data.answers)
     complaint: Complaint | None = None
     if data.complaint_id is not None:
