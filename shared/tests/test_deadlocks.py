@@ -64,7 +64,7 @@ async def _deadlock_against(
 
 async def _counters(engine: AsyncEngine) -> dict[int, int]:
     async with engine.connect() as conn:
-        return dict((await conn.execute(text("SELECT id, n FROM counters"))).tuples().all())
+        return {row[0]: row[1] for row in await conn.execute(text("SELECT id, n FROM counters"))}
 
 
 async def test_a_unit_that_loses_a_deadlock_runs_again_and_keeps_what_came_before(

@@ -204,7 +204,7 @@ async def _agree(
     )
 
     batch = await session.execute(select(P.member_id, rule_tags_expr(tags)))
-    batch_tags: dict[str, list[str]] = dict(batch.tuples().all())
+    batch_tags: dict[str, list[str]] = {row[0]: row[1] for row in batch.all()}
     assert {m: sorted(t) for m, t in live_tags.items()} == {
         m: sorted(t) for m, t in batch_tags.items()
     }, tags

@@ -10,7 +10,7 @@ A failing batch falls back to the base class's one-event-at-a-time retries,
 which come through here with a single event.
 
 Rule tags and segment memberships are evaluated once per batch, at its end, for
-every member the batch touched (``segments.service.defer_refresh`` /
+every member the batch touched (``segments.live.defer_refresh`` /
 ``flush_refresh``): two set-based statements instead of a few per event. Events
 whose effect does not commute with the others (``BARRIERS``: an erasure) first
 apply what is pending, so nothing of an erased member is written after the erasure.
@@ -26,7 +26,7 @@ from loyalty_shared.events import CloudEvent
 from loyalty_shared.inbox import EventConsumer, Handler
 from loyalty_shared.settings import CommonSettings
 from segmentation.profiles.handlers import BARRIERS, BatchHandler
-from segmentation.segments.service import defer_refresh, flush_refresh
+from segmentation.segments.live import defer_refresh, flush_refresh
 
 
 class BatchingEventConsumer(EventConsumer):

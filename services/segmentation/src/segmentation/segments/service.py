@@ -26,8 +26,6 @@ from segmentation.conditions.language import (
 )
 from segmentation.profiles.models import Profile
 from segmentation.segments.batch import refresh_all, refresh_segment
-from segmentation.segments.live import defer_refresh as defer_refresh  # for consumer.py
-from segmentation.segments.live import flush_refresh as flush_refresh  # for consumer.py
 from segmentation.segments.live import forget_definitions, refresh_member
 from segmentation.segments.models import Segment, SegmentHistory, SegmentMember, Tag
 
