@@ -116,7 +116,11 @@ async def test_cli_imports_a_csv_file(
         for amount in ("12.50", "7", "oops"):
             at = (datetime.now(UTC) - timedelta(days=3)).isoformat()
             writer.writerow([f"csv-{uuid.uuid4().hex[:10]}", member, amount, at, "pos"])
-    env = {**os.environ, "POINTS_DATABASE_URL": points_settings.database_url}
+    env = {
+        **os.environ,
+        "POINTS_DATABASE_URL": points_settings.database_url,
+        "POINTS_ENVIRONMENT": "test",  # dev and test have a default erasure key
+    }
     command = [sys.executable, "-m", "points", "import-orders", str(path), "--enrol-missing"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 1, first.stderr  # one bad row
