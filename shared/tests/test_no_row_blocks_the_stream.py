@@ -186,9 +186,7 @@ async def test_events_about_an_erased_member_are_skipped_also_later_in_the_same_
     assert [r.key for r in await db.outbox_rows()] == [other]
     assert await _rows(db, "SELECT 1 FROM dead_letters WHERE key = :m", m=member) == []
     tombstones = await _rows(db, "SELECT member_hash FROM erased_members")
-    assert [t.member_hash for t in tombstones] == [
-        member_hash(db.settings.erasure_key(), member)
-    ]
+    assert [t.member_hash for t in tombstones] == [member_hash(db.settings.erasure_key(), member)]
     assert member not in str(tombstones)
 
     # a redelivery or a replay much later changes nothing either
