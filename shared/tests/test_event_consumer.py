@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.contracts.points import TierChangedV1
 from loyalty_shared.events import CloudEvent, make_event
 from loyalty_shared.inbox import EventConsumer
 from loyalty_shared.kafka import ensure_topics
@@ -143,6 +144,47 @@ async def test_handler_that_always_fails_is_retried_then_dead_lettered_and_parti
     assert headers["dlq-consumer-group"] == group.encode()
     # at least the three attempts (the batch it first ran in may add one)
     assert 3 <= calls <= 4
+    assert await db.inbox_ids() == [good.id]
+
+
+async def test_a_payload_its_contract_cannot_read_is_dead_lettered_at_once_with_the_reason(
+    events_db: Any,
+) -> None:
+    """A ``tier.changed`` without ``to_tier`` never becomes readable: one attempt, not three,
+    and the dead letter names the missing field; the good event behind it is applied."""
+    db = events_db
+    member = _member()
+    calls = 0
+
+    async def reads_the_tier(session: AsyncSession, event: CloudEvent) -> None:
+        nonlocal calls
+        calls += 1
+        TierChangedV1.of(event)
+
+    valid = TierChangedV1.model_validate(TierChangedV1.EXAMPLE).model_dump(mode="json")
+    bad = make_event(
+        TierChangedV1.SOURCE,
+        TierChangedV1.TYPE,
+        member,
+        {k: v for k, v in valid.items() if k != "to_tier"} | {"unknown_field": "tolerated"},
+    )
+    good = db.event(member, 1)
+    await db.produce((member, bad.to_json_bytes()), (member, good.to_json_bytes()))
+    consumer = _consumer(
+        db,
+        {TierChangedV1.TYPE: reads_the_tier, good.type: db.count_effect},
+        consumer_max_attempts=5,
+    )
+    async with background(consumer.run):
+        await eventually(lambda: _effect_is(db, member, 1), timeout=60)
+        dead = await db.read(dlq_topic(db.topic), 1)
+    headers = dict(dead[0].headers)
+    assert CloudEvent.from_json_bytes(dead[0].value).id == bad.id
+    assert headers["dlq-attempts"] == b"1"
+    assert headers["dlq-error-type"] == b"InvalidPayload"
+    assert b"to_tier: Field required" in headers["dlq-error"]
+    assert b"unknown_field" not in headers["dlq-error"]
+    assert calls <= 2  # its batch, then once on its own
     assert await db.inbox_ids() == [good.id]
 
 

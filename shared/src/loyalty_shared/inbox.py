@@ -8,6 +8,9 @@
   content is kept in ``dead_letters`` (``loyalty_shared.dead_letters``: listed,
   replayed, discarded) and sent to ``<topic>.dlq`` with the error in its headers,
   and the partition moves on.
+- A payload its type's contract model cannot read (``loyalty_shared.contracts``:
+  ``InvalidPayload``, or a pydantic ``ValidationError`` from a handler) is the message's
+  own fault and will not change on a retry: it is dead-lettered at once, with the reason.
 - Transient failures are not the message's fault (``loyalty_shared.failures``: a
   deadlock, a serialization failure, a lock or pool timeout, a lost connection):
   they are retried with backoff without end, never dead-lettered.
@@ -37,6 +40,7 @@ from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from loyalty_shared.contracts.base import InvalidPayload
 from loyalty_shared.dead_letters import record_dead_letter
 from loyalty_shared.erasure import MEMBER_ERASED, erased_among, forget_member, record_tombstone
 from loyalty_shared.events import CloudEvent
@@ -65,6 +69,12 @@ def inbox_table(metadata: MetaData) -> Table:
 
 class PoisonMessage(Exception):
     """A record that can never be processed (not an envelope): dead-lettered at once."""
+
+
+def never_succeeds(exc: BaseException) -> bool:
+    """A failure of the event's own content that no retry can change (dead-lettered at once):
+    not an envelope, or a payload its contract model cannot read."""
+    return isinstance(exc, PoisonMessage | InvalidPayload | ValidationError)
 
 
 _CLAIM = text(
@@ -326,7 +336,7 @@ class EventConsumer:
                     delay = await self._wait_out_transient(exc, stop, delay)
                     continue
                 attempts += 1
-                if attempts >= self.settings.consumer_max_attempts:
+                if attempts >= self.settings.consumer_max_attempts or never_succeeds(exc):
                     await self._dead_letter(record, exc, attempts=attempts, event=event)
                     return
                 await sleep_or_stop(stop, delay)
