@@ -11,7 +11,19 @@ from aiokafka import AIOKafkaConsumer
 
 from feedback.testing import IsolatedFeedback
 from feedback.worker import PeriodicJobs, build_consumer, run_periodic_jobs
-from loyalty_shared.events import make_event
+from loyalty_shared.contracts import EventPayload
+from loyalty_shared.contracts.points import (
+    MemberErasedV1,
+    OrderRecordedV1,
+    OrderRefundedV1,
+    TierChangedV1,
+)
+from loyalty_shared.contracts.segmentation import (
+    ChurnRiskChangedV1,
+    LifecycleChangedV1,
+    SegmentEnteredV1,
+    ValueTierChangedV1,
+)
 from loyalty_shared.kafka import ensure_topics, make_producer
 from loyalty_shared.outbox import OutboxRelay
 from loyalty_shared.testing import background, eventually
@@ -35,9 +47,11 @@ async def consuming(isolated_feedback: IsolatedFeedback):  # type: ignore[no-unt
     producer = make_producer(fb.settings, client_id="feedback-test-producer")
     await producer.start()
 
-    async def send(topic: str, type_: str, member_id: str, data: dict[str, Any], **kw: Any) -> str:
-        event = make_event("test", type_, member_id, {"member_id": member_id, **data}, **kw)
-        await producer.send_and_wait(topic, event.to_json_bytes(), key=member_id.encode())
+    async def send(model: type[EventPayload], member_id: str, **data: Any) -> str:
+        """An event of ``model`` (its example with ``data``) about ``member_id``, on its topic."""
+        kw = {k: data.pop(k) for k in ("event_id", "time") if k in data}
+        event = model.sample(member_id=member_id, **data).event(member_id, **kw)
+        await producer.send_and_wait(model.TOPIC, event.to_json_bytes(), key=member_id.encode())
         return event.id
 
     async with background(consumer.run):
@@ -61,9 +75,7 @@ async def test_tier_change_gives_shorter_clocks(  # type: ignore[no-untyped-def]
         json={"member_id": m, "channel": "app", "category": "x", "description": "y"},
     )
     assert before.json()["member_tier"] is None
-    await send(
-        POINTS_EVENTS, "loyalty.tier.changed.v1", m, {"from_tier": "gold", "to_tier": "diamond"}
-    )
+    await send(TierChangedV1, m, from_tier="gold", to_tier="diamond")
     await eventually(lambda: projected(fb, m, tier="diamond"))
     after = (
         await fb.client.post(
@@ -79,15 +91,9 @@ async def test_tier_change_gives_shorter_clocks(  # type: ignore[no-untyped-def]
     assert before.json()["first_response_due_at"] != after["first_response_due_at"]
 
     # an older tier event arriving late does not roll the projection back
-    await send(
-        POINTS_EVENTS,
-        "loyalty.tier.changed.v1",
-        m,
-        {"to_tier": "silver"},
-        time=datetime.now(UTC) - timedelta(days=30),
-    )
+    await send(TierChangedV1, m, to_tier="silver", time=datetime.now(UTC) - timedelta(days=30))
     marker = member()
-    await send(POINTS_EVENTS, "loyalty.tier.changed.v1", marker, {"to_tier": "gold"})
+    await send(TierChangedV1, marker, to_tier="gold")
     await eventually(lambda: projected(fb, marker, tier="gold"))  # the late one was processed
     assert await projected(fb, m, tier="diamond")
 
@@ -97,12 +103,8 @@ async def test_value_tier_and_churn_risk_follow_up(  # type: ignore[no-untyped-d
 ) -> None:
     fb, send = isolated_feedback, consuming
     high, low = member(), member()
-    await send(
-        SEGMENTATION_EVENTS, "loyalty.profile.value_tier_changed.v1", high, {"value_tier": "high"}
-    )
-    await send(
-        SEGMENTATION_EVENTS, "loyalty.profile.value_tier_changed.v1", low, {"value_tier": "low"}
-    )
+    await send(ValueTierChangedV1, high, to_value_tier="high")
+    await send(ValueTierChangedV1, low, to_value_tier="low")
     await eventually(lambda: projected(fb, high, value_tier="high"))
     await eventually(lambda: projected(fb, low, value_tier="low"))
     fb.clock.set(T0)
@@ -117,23 +119,22 @@ async def test_value_tier_and_churn_risk_follow_up(  # type: ignore[no-untyped-d
 
     # as segmentation publishes it: a segment id and the name ops gave the segment
     entered = {"segment_id": str(uuid.uuid4()), "segment_name": "Churn risk", "trigger": "event"}
-    event_id = await send(SEGMENTATION_EVENTS, "loyalty.segment.entered.v1", high, entered)
-    await send(SEGMENTATION_EVENTS, "loyalty.segment.entered.v1", low, entered)
+    event_id = await send(SegmentEnteredV1, high, **entered)
+    await send(SegmentEnteredV1, low, **entered)
     # redelivery of the same event id changes nothing
-    await send(SEGMENTATION_EVENTS, "loyalty.segment.entered.v1", high, entered, event_id=event_id)
+    await send(SegmentEnteredV1, high, **entered, event_id=event_id)
 
     async def follow_ups(m: str) -> list[dict[str, Any]]:
         page = await fb.client.get("/v1/follow-ups", params={"member_id": m})
-        return page.json()["items"]
+        items: list[dict[str, Any]] = page.json()["items"]
+        return items
 
     items = await eventually(lambda: follow_ups(high))
     assert [f["reason"] for f in items] == ["churn_risk"]
     assert items[0]["status"] == "pending"
     marker = member()
-    await send(SEGMENTATION_EVENTS, "loyalty.segment.entered.v1", marker, {"segment_id": "vip"})
-    await send(
-        SEGMENTATION_EVENTS, "loyalty.profile.value_tier_changed.v1", marker, {"value_tier": "low"}
-    )
+    await send(SegmentEnteredV1, marker, segment_id="vip", segment_name="VIP")
+    await send(ValueTierChangedV1, marker, to_value_tier="low")
     await eventually(lambda: projected(fb, marker, value_tier="low"))
     assert await follow_ups(low) == []  # not high value: no proactive visit
     assert len(await follow_ups(high)) == 1
@@ -144,7 +145,7 @@ async def test_monthly_follow_up_for_high_value_members(  # type: ignore[no-unty
 ) -> None:
     fb, send = isolated_feedback, consuming
     vip = member()
-    await send(POINTS_EVENTS, "loyalty.tier.changed.v1", vip, {"to_tier": "diamond"})
+    await send(TierChangedV1, vip, to_tier="diamond")
     await eventually(lambda: projected(fb, vip, tier="diamond"))
     october = datetime(2026, 10, 15, tzinfo=UTC)
     await run_periodic_jobs(fb.settings, fb.sessionmaker, october)
@@ -161,30 +162,35 @@ async def test_monthly_follow_up_for_high_value_members(  # type: ignore[no-unty
     assert dues[1].startswith("2026-11-30T23:59:59")
 
 
-async def test_high_value_segment_and_lifecycle_churn(  # type: ignore[no-untyped-def]
+async def test_lifecycle_churn_risk_and_a_high_churn_risk_level_bring_a_visit(  # type: ignore[no-untyped-def]
     isolated_feedback: IsolatedFeedback, consuming
 ) -> None:
+    """For a high-value member: a lifecycle stage of churn-risk, and a churn-risk level of
+    high, each bring one proactive visit; a value tier that drops to low is projected as of
+    its recompute, and a late event of an older recompute changes nothing."""
     fb, send = isolated_feedback, consuming
-    m = member()
-    segment = {"segment_id": str(uuid.uuid4()), "segment_name": "High value"}
-    await send(SEGMENTATION_EVENTS, "loyalty.segment.entered.v1", m, segment)
+    m, other = member(), member()
+    await send(ValueTierChangedV1, m, to_value_tier="high", as_of="2026-09-01T02:00:00+00:00")
     await eventually(lambda: projected(fb, m, value_tier="high"))
-    await send(
-        SEGMENTATION_EVENTS,
-        "loyalty.profile.lifecycle_changed.v1",
-        m,
-        {"from": "mature", "to": "churn_risk"},
-    )
+    await send(LifecycleChangedV1, m, from_stage="mature", to_stage="churn-risk")
+    await send(ChurnRiskChangedV1, m, from_churn_risk="medium", to_churn_risk="high")
+    await send(ChurnRiskChangedV1, other, from_churn_risk="medium", to_churn_risk="high")
 
-    async def churn_follow_ups() -> list[dict[str, Any]]:
+    async def churn_follow_ups(who: str, n: int) -> list[dict[str, Any]] | None:
         page = await fb.client.get(
-            "/v1/follow-ups", params={"member_id": m, "reason": "churn_risk"}
+            "/v1/follow-ups", params={"member_id": who, "reason": "churn_risk"}
         )
-        return page.json()["items"]
+        items = page.json()["items"]
+        return items if len(items) >= n else None
 
-    assert len(await eventually(churn_follow_ups)) == 1
-    await send(SEGMENTATION_EVENTS, "loyalty.segment.left.v1", m, segment)
-    await eventually(lambda: projected(fb, m, value_tier=None))
+    assert len(await eventually(lambda: churn_follow_ups(m, 2))) == 2
+    await send(ValueTierChangedV1, m, to_value_tier="low", as_of="2026-10-01T02:00:00+00:00")
+    await send(ValueTierChangedV1, m, to_value_tier="high", as_of="2026-08-01T02:00:00+00:00")
+    marker = member()
+    await send(ValueTierChangedV1, marker, to_value_tier="medium")
+    await eventually(lambda: projected(fb, marker, value_tier="medium"))
+    assert await projected(fb, m, value_tier="low")
+    assert await churn_follow_ups(other, 0) == []  # not high value: no visit
 
 
 async def test_worker_publishes_breach_to_the_topic(  # type: ignore[no-untyped-def]
@@ -289,7 +295,7 @@ async def test_export_then_erasure_on_member_erased(  # type: ignore[no-untyped-
     assert {f["reason"] for f in export["follow_ups"]} == {"post_resolution", "survey_detractor"}
     assert export["survey_responses"][0]["answers"]["why"] == "I live at 5 Main St"
 
-    await send(POINTS_EVENTS, "loyalty.member.erased.v1", m, {})
+    await send(MemberErasedV1, m)
 
     async def gone() -> bool:
         response = await fb.client.get(f"/v1/feedback/members/{m}/export")
@@ -329,13 +335,8 @@ async def test_orders_and_refunds_feed_the_complaint_rate(  # type: ignore[no-un
     when = "2031-01-10T10:00:00+00:00"
     for _ in range(2):
         order = {"order_id": f"o-{uuid.uuid4().hex}", "amount": "10.00", "occurred_at": when}
-        await send(POINTS_EVENTS, "loyalty.order.recorded.v1", m, order)
-    await send(
-        POINTS_EVENTS,
-        "loyalty.order.refunded.v1",
-        m,
-        {"order_id": order["order_id"], "refund_id": "r1", "occurred_at": when},
-    )
+        await send(OrderRecordedV1, m, **order)
+    await send(OrderRefundedV1, m, order_id=order["order_id"], refund_id="r1", occurred_at=when)
     period = {"from": "2031-01-01T00:00:00+00:00", "to": "2031-02-01T00:00:00+00:00"}
 
     async def rate() -> dict[str, Any] | None:

@@ -24,8 +24,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from loyalty_shared.contracts.feedback import ComplaintGoodwillGrantedV1
 from loyalty_shared.deadlocks import is_deadlock
-from loyalty_shared.events import CloudEvent, make_event
+from loyalty_shared.events import CloudEvent
 from loyalty_shared.testing import (
     Infra,
     asgi_client,
@@ -34,7 +35,7 @@ from loyalty_shared.testing import (
     running_app,
     settings_overrides,
 )
-from points.consumers.handlers import GOODWILL_GRANTED, build_handlers
+from points.consumers.handlers import build_handlers
 from points.main import create_app
 from points.settings import PointsSettings
 from points.testing import SERVICE_DIR, enrol, order, sql
@@ -72,8 +73,9 @@ async def env(infra: Infra) -> AsyncIterator[Env]:
 
 def goodwill(member: str, points: int = 10) -> CloudEvent:
     grant = f"g-{uuid.uuid4().hex[:10]}"
-    data = {"grant_id": grant, "member_id": member, "points": points, "reason": "late"}
-    return make_event("loyalty/feedback", GOODWILL_GRANTED, member, data)
+    return ComplaintGoodwillGrantedV1.sample(
+        grant_id=grant, member_id=member, points=points, reason="late"
+    ).event(member)
 
 
 async def _members(env: Env, n: int, growth: int) -> list[str]:

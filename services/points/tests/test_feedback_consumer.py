@@ -9,7 +9,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from loyalty_shared.events import make_event
+from loyalty_shared.contracts import EventPayload
+from loyalty_shared.contracts.feedback import ComplaintGoodwillGrantedV1, SurveyCompletedV1
 from loyalty_shared.kafka import ensure_topics, make_producer
 from loyalty_shared.testing import background, eventually
 from loyalty_shared.topics import FEEDBACK_EVENTS
@@ -32,8 +33,10 @@ async def send(earning_settings: PointsSettings) -> AsyncIterator[Send]:
     producer = make_producer(earning_settings, client_id="points-test-producer")
     await producer.start()
 
-    async def produce(type_: str, member_id: str, data: dict[str, Any], **kw: Any) -> str:
-        event = make_event("test", type_, member_id, {"member_id": member_id, **data}, **kw)
+    async def produce(model: type[EventPayload], member_id: str, **data: Any) -> str:
+        """An event of ``model`` (its example with ``data``) about ``member_id``."""
+        event_id = data.pop("event_id", None)
+        event = model.sample(member_id=member_id, **data).event(member_id, event_id=event_id)
         await producer.send_and_wait(FEEDBACK_EVENTS, event.to_json_bytes(), key=member_id.encode())
         return event.id
 
@@ -55,15 +58,15 @@ async def test_survey_and_goodwill_are_credited_once(
     member = await enrol(earning_client)
     response_id = f"resp-{uuid.uuid4().hex[:10]}"
     survey = {"survey_id": "s-1", "response_id": response_id, "nps": 9}
-    await send("loyalty.survey.completed.v1", member, survey, event_id=response_id)
-    await send("loyalty.survey.completed.v1", member, survey, event_id=response_id)  # redelivered
-    await send("loyalty.survey.completed.v1", member, survey)  # re-published, new event id
+    await send(SurveyCompletedV1, member, **survey, event_id=response_id)
+    await send(SurveyCompletedV1, member, **survey, event_id=response_id)  # redelivered
+    await send(SurveyCompletedV1, member, **survey)  # re-published, new event id
     grant = {"grant_id": f"g-{uuid.uuid4().hex[:10]}", "points": 300, "reason": "late"}
-    await send("loyalty.complaint.goodwill_granted.v1", member, grant, event_id=grant["grant_id"])
-    await send("loyalty.complaint.goodwill_granted.v1", member, grant)
+    await send(ComplaintGoodwillGrantedV1, member, **grant, event_id=grant["grant_id"])
+    await send(ComplaintGoodwillGrantedV1, member, **grant)
     # a marker after them all: once it is credited, the earlier events were handled
     marker = {"grant_id": f"g-{uuid.uuid4().hex[:10]}", "points": 1}
-    await send("loyalty.complaint.goodwill_granted.v1", member, marker)
+    await send(ComplaintGoodwillGrantedV1, member, **marker)
 
     async def settled() -> int | None:
         value = await available(earning_client, member)

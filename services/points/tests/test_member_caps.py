@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from loyalty_shared.events import make_event
+from loyalty_shared.contracts.feedback import ComplaintGoodwillGrantedV1
 from points.consumers.handlers import GOODWILL_GRANTED, build_handlers
 from points.settings import PointsSettings
 from points.testing import enrol, outbox_events, replica, sql
@@ -21,14 +21,9 @@ async def goodwill(
 ) -> None:
     """Feedback's goodwill grant, handled as the worker's consumer handles it."""
     grant = f"g-{uuid.uuid4().hex[:10]}"
-    event = make_event(
-        "loyalty/feedback",
-        GOODWILL_GRANTED,
-        member,
-        {"grant_id": grant, "member_id": member, "points": points, "reason": "SLA breach"},
-        event_id=grant,
-        time=at,
-    )
+    event = ComplaintGoodwillGrantedV1.sample(
+        grant_id=grant, member_id=member, points=points, reason="SLA breach"
+    ).event(member, event_id=grant, time=at)
     engine = create_async_engine(settings.sqlalchemy_url())
     try:
         async with async_sessionmaker(engine)() as session, session.begin():

@@ -143,7 +143,7 @@ async def test_lifecycle_relative_to_own_rhythm_and_change_events(
     await env.recompute("2026-01-15T12:00:00+00:00")
     assert (await _profile(env, steady))["lifecycle"] == "churned"  # 55 days = 5.5 x
     changes = await env.sql(
-        "SELECT payload->'data'->>'from', payload->'data'->>'to' FROM outbox "
+        "SELECT payload->'data'->>'from_stage', payload->'data'->>'to_stage' FROM outbox "
         "WHERE event_type = 'loyalty.profile.lifecycle_changed.v1' AND key = :m ORDER BY id",
         m=steady,
     )

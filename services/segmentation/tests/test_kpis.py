@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from loyalty_shared.contracts import CONTRACTS
+from loyalty_shared.contracts.points import TierChangedV1
 from loyalty_shared.events import CloudEvent, make_event
 from segmentation.testing import FreshSegmentation
 from segmentation.testing_events import (
@@ -22,14 +24,10 @@ DEC = {"from": "2025-12-01T00:00:00+00:00", "to": "2025-12-31T00:00:00+00:00"}  
 
 
 def _feedback(type_: str, member: str, at: str, data: dict[str, Any]) -> CloudEvent:
-    """As the feedback service publishes it: envelope time = the moment of the fact."""
-    return make_event(
-        "loyalty/feedback",
-        type_,
-        member,
-        {"member_id": member, **data},
-        time=datetime.fromisoformat(ts(at)),
-    )
+    """As the feedback service publishes it (its model's example with ``data``): envelope
+    time = the moment of the fact."""
+    payload = CONTRACTS[type_].sample(member_id=member, **data)
+    return payload.event(member, time=datetime.fromisoformat(ts(at)))
 
 
 def survey(member: str, at: str, nps: int | None = None, csat: int | None = None) -> CloudEvent:
@@ -94,12 +92,10 @@ class Complaint:
 
 
 def tier_changed(member: str, to_tier: str, at: str) -> CloudEvent:
-    return make_event(
-        "loyalty/points",
-        "loyalty.tier.changed.v1",
-        member,
-        {"member_id": member, "from_tier": "bronze", "to_tier": to_tier, "occurred_at": ts(at)},
+    payload = TierChangedV1.sample(
+        member_id=member, from_tier="bronze", to_tier=to_tier, occurred_at=ts(at)
     )
+    return payload.event(member)
 
 
 async def _kpis(env: FreshSegmentation, **params: Any) -> dict[str, Any]:

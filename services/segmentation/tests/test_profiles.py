@@ -3,8 +3,11 @@
 import uuid
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 
+from loyalty_shared.contracts import InvalidPayload
+from loyalty_shared.contracts.points import PointsExpiredV1, PointsRedeemedV1
 from loyalty_shared.events import make_event
 from loyalty_shared.inbox import EventConsumer
 from loyalty_shared.testing import background, eventually
@@ -12,6 +15,7 @@ from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS
 from segmentation.profiles.handlers import HANDLERS
 from segmentation.testing import FreshSegmentation
 from segmentation.testing_events import (
+    checked_in,
     complaint,
     enrolled,
     interaction,
@@ -21,6 +25,7 @@ from segmentation.testing_events import (
     refund,
     survey,
     tier_changed,
+    ts,
 )
 
 
@@ -43,21 +48,15 @@ async def test_every_event_type_lands_in_the_profile(fresh_segmentation: FreshSe
         refund(m, first.data["order_id"], "30.00", "2025-03-05"),
         points_earned(m, 100, 100, "2025-03-01"),
         points_earned(m, 50, 150, "2025-04-01"),
-        make_event(
-            "loyalty/points",
-            "loyalty.points.redeemed.v1",
-            m,
-            {"member_id": m, "points": 40, "balance_available": 110},
-        ),
-        make_event(
-            "loyalty/points",
-            "loyalty.points.expired.v1",
-            m,
-            {"member_id": m, "points": 10, "balance_available": 100},
-        ),
+        PointsRedeemedV1.sample(
+            member_id=m, points=40, balance_available=110, occurred_at=ts("2025-04-02")
+        ).event(m),
+        PointsExpiredV1.sample(
+            member_id=m, points=10, balance_available=100, occurred_at=ts("2025-04-03")
+        ).event(m),
         interaction(m, "review", "2025-04-02"),
         interaction(m, "share", "2025-04-02"),
-        interaction(m, "check_in", "2025-04-03"),
+        checked_in(m, "2025-04-03"),
         interaction(m, "login", "2025-04-03"),
         interaction(m, "page_view", "2025-04-03"),
         complaint(m, "2025-04-05"),
@@ -101,25 +100,20 @@ async def test_handlers_are_idempotent(fresh_segmentation: FreshSegmentation) ->
     assert body["points_earned"] == 80 and body["refund_count"] == 1
 
 
-async def test_out_of_order_events_and_missing_optional_fields(
+async def test_out_of_order_events_and_a_payload_without_a_required_field(
     fresh_segmentation: FreshSegmentation,
 ) -> None:
     env = fresh_segmentation
     m = member_id()
     later = order(m, "2025-09-01", "10.00")
-    bare = make_event(
-        "loyalty/points",
-        "loyalty.order.recorded.v1",
-        m,
-        {
-            "order_id": f"o-{uuid.uuid4().hex}",
-            "member_id": m,
-            "amount": "5.00",
-            "occurred_at": "2025-01-01T00:00:00+00:00",
-        },
-    )
+    earlier = order(m, "2025-01-01T00:00", "5.00")
     await env.feed(later, points_earned(m, 10, 15, "2025-09-01"))
-    await env.feed(bare, points_earned(m, 5, 5, "2025-01-01"))  # older balance arrives last
+    await env.feed(earlier, points_earned(m, 5, 5, "2025-01-01"))  # older balance arrives last
+    # an order without the fields its producer's model requires is refused, naming them
+    bare = dict(earlier.data)
+    del bare["currency"], bare["items"]
+    with pytest.raises(InvalidPayload, match=r"currency: Field required; items: Field required"):
+        await env.feed(make_event(earlier.source, earlier.type, m, bare))
     await env.feed(enrolled(m, "2024-12-01"))  # enrolment after the orders
     body = (await env.client.get(f"/v1/profiles/{m}")).json()
     assert body["first_order_at"].startswith("2025-01-01") and body["last_order_at"].startswith(

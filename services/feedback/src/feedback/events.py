@@ -1,38 +1,34 @@
-"""Event types the feedback service publishes (payloads documented in docs/feedback.md)."""
+"""Event types the feedback service publishes: the payload models are its contract
+(``loyalty_shared.contracts.feedback``, where consumers read them too; docs/events.md).
+
+``publish`` checks ``data`` against the type's model (no field the model lacks, none
+missing) and writes what the model dumps.
+"""
 
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.events import make_event
+from loyalty_shared.contracts import feedback as contract
 from loyalty_shared.outbox import enqueue
 from loyalty_shared.topics import FEEDBACK_EVENTS
 
-SOURCE = "loyalty/feedback"
+SOURCE = contract.FeedbackEvent.SOURCE
 
-COMPLAINT_OPENED = "loyalty.complaint.opened.v1"
-COMPLAINT_ACKNOWLEDGED = "loyalty.complaint.acknowledged.v1"
-COMPLAINT_ESCALATED = "loyalty.complaint.escalated.v1"
-COMPLAINT_RESOLVED = "loyalty.complaint.resolved.v1"
-COMPLAINT_REOPENED = "loyalty.complaint.reopened.v1"
-COMPLAINT_CLOSED = "loyalty.complaint.closed.v1"
-COMPLAINT_SLA_BREACHED = "loyalty.complaint.sla_breached.v1"
-COMPLAINT_GOODWILL_GRANTED = "loyalty.complaint.goodwill_granted.v1"
-SURVEY_COMPLETED = "loyalty.survey.completed.v1"
-FOLLOW_UP_CREATED = "loyalty.follow_up.created.v1"
-FOLLOW_UP_COMPLETED = "loyalty.follow_up.completed.v1"
+COMPLAINT_OPENED = contract.ComplaintOpenedV1.TYPE
+COMPLAINT_ACKNOWLEDGED = contract.ComplaintAcknowledgedV1.TYPE
+COMPLAINT_ESCALATED = contract.ComplaintEscalatedV1.TYPE
+COMPLAINT_RESOLVED = contract.ComplaintResolvedV1.TYPE
+COMPLAINT_REOPENED = contract.ComplaintReopenedV1.TYPE
+COMPLAINT_CLOSED = contract.ComplaintClosedV1.TYPE
+COMPLAINT_SLA_BREACHED = contract.ComplaintSlaBreachedV1.TYPE
+COMPLAINT_GOODWILL_GRANTED = contract.ComplaintGoodwillGrantedV1.TYPE
+SURVEY_COMPLETED = contract.SurveyCompletedV1.TYPE
+FOLLOW_UP_CREATED = contract.FollowUpCreatedV1.TYPE
+FOLLOW_UP_COMPLETED = contract.FollowUpCompletedV1.TYPE
 
-# events this service consumes
-TIER_CHANGED = "loyalty.tier.changed.v1"
-MEMBER_ERASED = "loyalty.member.erased.v1"
-ORDER_RECORDED = "loyalty.order.recorded.v1"
-ORDER_REFUNDED = "loyalty.order.refunded.v1"
-SEGMENT_ENTERED = "loyalty.segment.entered.v1"
-SEGMENT_LEFT = "loyalty.segment.left.v1"
-VALUE_TIER_CHANGED = "loyalty.profile.value_tier_changed.v1"
-PROFILE_UPDATED = "loyalty.profile.updated.v1"
-LIFECYCLE_CHANGED = "loyalty.profile.lifecycle_changed.v1"
+MODELS: dict[str, type[contract.FeedbackEvent]] = {m.TYPE: m for m in contract.PUBLISHED}
 
 
 async def publish(
@@ -46,9 +42,10 @@ async def publish(
 ) -> None:
     from feedback.db import outbox
 
+    payload = MODELS[type_].written(data)
     await enqueue(
         session,
         outbox,
         FEEDBACK_EVENTS,
-        make_event(SOURCE, type_, member_id, data, event_id=event_id, time=time),
+        payload.event(member_id, event_id=event_id, time=time),
     )

@@ -37,14 +37,10 @@ class FeedbackSettings(CommonSettings):
     churn_follow_up_days: float = 3.0
     # members whose monthly follow-up is scheduled: value tier "high" or one of these tiers
     high_value_tiers: list[str] = Field(default_factory=lambda: ["diamond"])
-    # segment ids/names/keys that mean churn risk (case-insensitive)
+    # ids or names of segments (ops' own) whose entry means churn risk (case-insensitive);
+    # the lifecycle stage churn-risk and the churn-risk level high always do
     churn_risk_segments: list[str] = Field(
         default_factory=lambda: ["churn-risk", "churn_risk", "at-risk", "at_risk"]
-    )
-    # segments whose membership means value tier "high" (entered -> high, left -> unknown),
-    # for as long as segmentation publishes no value-tier event of its own
-    high_value_segments: list[str] = Field(
-        default_factory=lambda: ["high-value", "value-tier-high"]
     )
     nps_min_sample: int = 30
     csat_target: float = 4.5

@@ -1,4 +1,12 @@
-"""Event types the points service publishes (payloads documented in docs/points-ledger.md)."""
+"""Event types the points service publishes: the payload models are its contract
+(``loyalty_shared.contracts.points``, where consumers read them too; docs/events.md).
+
+Every event is built from its model: ``SomeEventV1(...).event(member_id, time=...)`` at the
+call site, or ``points_event(TYPE, member_id, data)``, which checks ``data`` against the
+model (no field the model lacks, none missing) and writes what the model dumps. The
+checkout's two events are written by ``outbox_row`` without pydantic, byte for byte what the
+model path writes (``tests/test_event_rows.py``).
+"""
 
 from datetime import datetime
 from typing import Any
@@ -6,33 +14,39 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.events import CloudEvent, make_event
+from loyalty_shared.contracts import points as contract
+from loyalty_shared.events import CloudEvent
 from loyalty_shared.ids import uuid7
 from loyalty_shared.outbox import enqueue
 from loyalty_shared.request_context import current_request_id
 from loyalty_shared.topics import POINTS_EVENTS
 
-SOURCE = "loyalty/points"
+SOURCE = contract.PointsEvent.SOURCE
 
-MEMBER_ENROLLED = "loyalty.member.enrolled.v1"
-ORDER_RECORDED = "loyalty.order.recorded.v1"
-ORDER_REFUNDED = "loyalty.order.refunded.v1"
-POINTS_EARNED = "loyalty.points.earned.v1"
-POINTS_MATURED = "loyalty.points.matured.v1"
-POINTS_REVERSED = "loyalty.points.reversed.v1"
-POINTS_REDEEMED = "loyalty.points.redeemed.v1"
-REDEMPTION_CANCELLED = "loyalty.points.redemption_cancelled.v1"
-POINTS_EXPIRED = "loyalty.points.expired.v1"
-POINTS_ADJUSTED = "loyalty.points.adjusted.v1"
-TIER_CHANGED = "loyalty.tier.changed.v1"
-INTERACTION_RECORDED = "loyalty.interaction.recorded.v1"
-MEMBER_ERASED = "loyalty.member.erased.v1"
+MEMBER_ENROLLED = contract.MemberEnrolledV1.TYPE
+ORDER_RECORDED = contract.OrderRecordedV1.TYPE
+ORDER_REFUNDED = contract.OrderRefundedV1.TYPE
+POINTS_EARNED = contract.PointsEarnedV1.TYPE
+POINTS_MATURED = contract.PointsMaturedV1.TYPE
+POINTS_REVERSED = contract.PointsReversedV1.TYPE
+POINTS_REDEEMED = contract.PointsRedeemedV1.TYPE
+REDEMPTION_CANCELLED = contract.RedemptionCancelledV1.TYPE
+POINTS_EXPIRED = contract.PointsExpiredV1.TYPE
+POINTS_ADJUSTED = contract.PointsAdjustedV1.TYPE
+TIER_CHANGED = contract.TierChangedV1.TYPE
+INTERACTION_RECORDED = contract.InteractionRecordedV1.TYPE
+MEMBER_CHECKED_IN = contract.MemberCheckedInV1.TYPE
+MEMBER_ERASED = contract.MemberErasedV1.TYPE
+
+MODELS: dict[str, type[contract.PointsEvent]] = {m.TYPE: m for m in contract.PUBLISHED}
 
 
 def points_event(
     type_: str, member_id: str, data: dict[str, Any], *, time: datetime | None = None
 ) -> CloudEvent:
-    return make_event(SOURCE, type_, member_id, data, time=time)
+    """The event of ``type_`` with ``data`` as its model writes it (refused if the model
+    does not describe ``data`` exactly: a field it lacks, or one missing)."""
+    return MODELS[type_].written(data).event(member_id, time=time)
 
 
 _TIME = TypeAdapter(datetime)
@@ -44,12 +58,13 @@ def outbox_row(
     """The outbox row of ``points_event(...)`` (as ``loyalty_shared.outbox.outbox_row`` makes
     it), built directly for the checkout's two events.
 
-    The pydantic envelope validated the type (a constant here, checked below for every type
-    this module declares) and that the time carries an offset (the checkout's times are
-    ``AwareDatetime``), then dumped every field again; here the envelope is written as that
-    dump would write it, the time through pydantic's own serialiser. ``data`` must already
-    be JSON values (strings, numbers, booleans, None, lists, dicts), as the checkout's are.
-    ``tests/test_event_rows.py`` checks rows and bytes against the pydantic path.
+    The pydantic path validates ``data`` with the type's model and dumps it again, and the
+    envelope validates the type (a constant here) and that the time carries an offset (the
+    checkout's times are ``AwareDatetime``); here ``data`` is taken as given, written as the
+    model would write it (fields in the model's order, money as decimal strings, times with
+    ``isoformat()``), and the envelope's time through pydantic's own serialiser.
+    ``tests/test_event_rows.py`` checks rows and bytes against the model path, for the
+    checkout's real payloads.
     """
     if time.tzinfo is None:
         raise ValueError("event time must carry a UTC offset")
@@ -88,9 +103,7 @@ def tier_changed(
     at: datetime,
 ) -> CloudEvent:
     """``loyalty.tier.changed.v1``: one shape for the order flow, ladder changes and evaluation."""
-    return points_event(
-        TIER_CHANGED,
-        member_id,
+    return contract.TierChangedV1.model_validate(
         {
             "member_id": member_id,
             "from_tier": from_tier,
@@ -98,10 +111,9 @@ def tier_changed(
             "direction": direction,
             "reason": reason,
             "growth_value": growth_value,
-            "occurred_at": at.isoformat(),
-        },
-        time=at,
-    )
+            "occurred_at": at,
+        }
+    ).event(member_id, time=at)
 
 
 async def publish(session: AsyncSession, *events: CloudEvent) -> None:
@@ -116,22 +128,3 @@ async def publish(session: AsyncSession, *events: CloudEvent) -> None:
         POINTS_EVENTS,
         *(e for e in events if not is_pseudonym(e.subject)),
     )
-
-
-# the envelope's type check, once for every type above (``outbox_row`` skips it)
-for _type in (
-    MEMBER_ENROLLED,
-    ORDER_RECORDED,
-    ORDER_REFUNDED,
-    POINTS_EARNED,
-    POINTS_MATURED,
-    POINTS_REVERSED,
-    POINTS_REDEEMED,
-    REDEMPTION_CANCELLED,
-    POINTS_EXPIRED,
-    POINTS_ADJUSTED,
-    TIER_CHANGED,
-    INTERACTION_RECORDED,
-    MEMBER_ERASED,
-):
-    CloudEvent(source=SOURCE, type=_type)

@@ -1,25 +1,29 @@
-"""Event types the segmentation service publishes (payloads documented in docs/segmentation.md)."""
+"""Event types the segmentation service publishes: the payload models are its contract
+(``loyalty_shared.contracts.segmentation``, where consumers read them too; docs/events.md).
 
-from datetime import datetime
+The events are written set-based, in SQL (the live refresh, the batch refresh, the
+recompute's score changes): ``publish_rows`` takes a select whose columns are exactly the
+model's fields and builds each payload with the model's field names, so SQL cannot write a
+shape the model does not describe.
+"""
+
 from typing import Any
 
+from sqlalchemy import Text, cast, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.events import CloudEvent, make_event
+from loyalty_shared.contracts import segmentation as contract
+from loyalty_shared.events import CloudEvent
 from loyalty_shared.outbox import enqueue
 from loyalty_shared.topics import SEGMENTATION_EVENTS
 
-SOURCE = "loyalty/segmentation"
+SOURCE = contract.SegmentationEvent.SOURCE
 
-SEGMENT_ENTERED = "loyalty.segment.entered.v1"
-SEGMENT_LEFT = "loyalty.segment.left.v1"
-LIFECYCLE_CHANGED = "loyalty.profile.lifecycle_changed.v1"
-
-
-def segmentation_event(
-    type_: str, member_id: str, data: dict[str, Any], *, time: datetime | None = None
-) -> CloudEvent:
-    return make_event(SOURCE, type_, member_id, data, time=time)
+SEGMENT_ENTERED = contract.SegmentEnteredV1.TYPE
+SEGMENT_LEFT = contract.SegmentLeftV1.TYPE
+VALUE_TIER_CHANGED = contract.ValueTierChangedV1.TYPE
+LIFECYCLE_CHANGED = contract.LifecycleChangedV1.TYPE
+CHURN_RISK_CHANGED = contract.ChurnRiskChangedV1.TYPE
 
 
 async def publish(session: AsyncSession, *events: CloudEvent) -> None:
@@ -28,19 +32,25 @@ async def publish(session: AsyncSession, *events: CloudEvent) -> None:
     await enqueue(session, outbox, SEGMENTATION_EVENTS, *events)
 
 
-async def publish_from_select(session: AsyncSession, type_: str, rows: Any) -> int:
-    """Set-based publish: one outbox row per row of ``rows`` (a select of member_id, data jsonb).
+async def publish_rows(
+    session: AsyncSession, model: type[contract.SegmentationEvent], rows: Any
+) -> int:
+    """Set-based publish: one ``model`` event per row of ``rows``, keyed by its member_id.
 
-    The envelope is built in SQL exactly as CloudEvent.model_dump(mode="json") would.
+    ``rows`` (a select) has exactly the model's fields as columns (money as text, times as
+    timestamptz); the envelope is built in SQL as ``CloudEvent.model_dump(mode="json")``
+    would build it.
     """
-    from sqlalchemy import Text, cast, func, insert, literal, select
-
     from segmentation.db import outbox
 
     src = rows.subquery("src")
+    fields = model.fields()
+    if set(src.c.keys()) != set(fields):
+        raise ValueError(f"{model.__name__} has {sorted(fields)}, the rows {sorted(src.c.keys())}")
+    data = func.jsonb_build_object(*(x for f in fields for x in (literal(f), src.c[f])))
     with_id = select(
         src.c.member_id,
-        src.c.data,
+        data.label("data"),
         cast(func.gen_random_uuid(), Text).label("eid"),
         func.now().label("at"),
     ).subquery("with_id")
@@ -52,7 +62,7 @@ async def publish_from_select(session: AsyncSession, type_: str, rows: Any) -> i
         "source",
         SOURCE,
         "type",
-        type_,
+        model.TYPE,
         "time",
         func.to_jsonb(with_id.c.at),
         "subject",
@@ -68,9 +78,9 @@ async def publish_from_select(session: AsyncSession, type_: str, rows: Any) -> i
             with_id.c.eid,
             literal(SEGMENTATION_EVENTS),
             with_id.c.member_id,
-            literal(type_),
+            literal(model.TYPE),
             payload,
-            func.jsonb_build_object("ce_type", type_),
+            func.jsonb_build_object("ce_type", model.TYPE),
         ),
     )
     result = await session.execute(stmt)

@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from loyalty_shared.settings import CommonSettings
@@ -17,6 +18,10 @@ class SegmentationSettings(CommonSettings):
     lifecycle_churned_ratio: float = 4.0
     lifecycle_new_max_orders: int = 1
     lifecycle_mature_min_orders: int = 5
+    # Churn-risk levels (1 - p_alive of the BG/NBD fit), published as
+    # loyalty.profile.churn_risk_changed.v1 when a member's level changes at a recompute
+    churn_risk_high: float = Field(default=0.7, gt=0, le=1)
+    churn_risk_medium: float = Field(default=0.4, gt=0, le=1)
 
     # Daily recompute in the worker (UTC hour); 0..23
     recompute_hour_utc: int = 2

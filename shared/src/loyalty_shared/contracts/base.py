@@ -90,6 +90,21 @@ class EventPayload(BaseModel):
             ) from exc
 
     @classmethod
+    def written(cls, data: Mapping[str, Any]) -> Self:
+        """A producer's payload given as a dict, checked against the model: a field the model
+        lacks is refused (add it to the contract first), a missing one too."""
+        extra = sorted(set(data) - set(cls.model_fields))
+        if extra:
+            raise ValueError(f"{cls.TYPE}: {extra} not in {cls.__name__}; add them to it first")
+        return cls.model_validate(data)
+
+    @classmethod
+    def sample(cls, **changes: Any) -> Self:
+        """``EXAMPLE`` with ``changes``, validated: what tests send instead of hand-made dicts,
+        so that no test feeds a consumer a shape no producer makes."""
+        return cls.model_validate({**cls.EXAMPLE, **changes})
+
+    @classmethod
     def fields(cls) -> tuple[str, ...]:
         return tuple(cls.model_fields)
 

@@ -1,41 +1,43 @@
-"""Consumers: feedback's projection of tier and value tier, and proactive churn follow-ups.
+"""Consumers: feedback's projection of tier and value tier, and proactive churn-risk visits.
 
-Payload fields are read leniently (``to_tier`` or ``new_tier`` or ``tier``) so a
-producer can add fields without breaking this consumer; docs/feedback.md lists them.
+Every payload is read with its producer's model (``loyalty_shared.contracts``):
+
+- ``loyalty.tier.changed.v1`` (points): the member's tier, for the SLA policies per tier
+  and the monthly visits of the tiers in ``high_value_tiers``;
+- ``loyalty.profile.value_tier_changed.v1`` (segmentation, at each recompute): the value
+  tier, for the SLA policies per value tier and the monthly high-value visits;
+- a high-value member whose lifecycle stage becomes ``churn-risk``
+  (``loyalty.profile.lifecycle_changed.v1``), whose churn-risk level becomes ``high``
+  (``loyalty.profile.churn_risk_changed.v1``), or who enters a segment ops named as churn
+  risk (``churn_risk_segments``, ``loyalty.segment.entered.v1``) gets a proactive visit,
+  once per member, reason and day;
+- ``loyalty.member.erased.v1``: the member's data goes (``privacy.service``).
+
+Each projection keeps the newest by event time: a late older event changes nothing.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from feedback import events
 from feedback.followups import service as follow_ups
 from feedback.members.models import MemberProjection
 from feedback.privacy.service import erase_member
 from feedback.settings import FeedbackSettings
+from loyalty_shared.contracts.points import MemberErasedV1, TierChangedV1
+from loyalty_shared.contracts.segmentation import (
+    ChurnRiskChangedV1,
+    LifecycleChangedV1,
+    SegmentEnteredV1,
+    ValueTierChangedV1,
+)
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.inbox import Handler
-
-VALUE_TIERS = frozenset({"high", "medium", "low"})
-
-
-def _first(data: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = data.get(key)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def _member(event: CloudEvent) -> str | None:
-    member = _first(event.data, "member_id") or event.subject
-    return str(member) if member else None
 
 
 async def set_tier(session: AsyncSession, member_id: str, tier: str, as_of: datetime) -> None:
@@ -65,20 +67,9 @@ async def set_value_tier(
     )
 
 
-def _value_tier_of(data: dict[str, Any]) -> str | None:
-    value = _first(data, "value_tier", "to_value_tier", "new_value_tier")
-    if isinstance(value, str) and value.lower() in VALUE_TIERS:
-        return value.lower()
-    return None
-
-
 def normalise(name: str) -> str:
     """'Churn risk' / 'churn_risk' / 'CHURN-RISK' -> 'churn-risk'."""
     return re.sub(r"[\s_]+", "-", name.strip().lower())
-
-
-def _names(data: dict[str, Any], *keys: str) -> set[str]:
-    return {normalise(str(data[k])) for k in keys if data.get(k)}
 
 
 def _mentions(names: set[str], wanted: set[str]) -> bool:
@@ -88,30 +79,19 @@ def _mentions(names: set[str], wanted: set[str]) -> bool:
 
 def build_handlers(settings: FeedbackSettings) -> dict[str, Handler]:
     churn_names = {normalise(s) for s in settings.churn_risk_segments}
-    high_value_names = {normalise(s) for s in settings.high_value_segments}
-    segment_keys = ("segment_id", "segment_name", "segment_key", "name", "key")
 
     async def on_tier_changed(session: AsyncSession, event: CloudEvent) -> None:
-        member = _member(event)
-        tier = _first(event.data, "to_tier", "new_tier", "tier")
-        if member and isinstance(tier, str):
-            await set_tier(session, member, tier.lower(), event.time)
+        data = TierChangedV1.of(event)
+        await set_tier(session, data.member_id, data.to_tier.lower(), event.time)
 
-    async def on_value_tier(session: AsyncSession, event: CloudEvent) -> None:
-        member = _member(event)
-        value_tier = _value_tier_of(event.data)
-        if member and value_tier:
-            await set_value_tier(session, member, value_tier, event.time)
-
-    def _is_churn_segment(data: dict[str, Any]) -> bool:
-        return _mentions(_names(data, *segment_keys, "value_group", "lifecycle_stage"), churn_names)
+    async def on_value_tier_changed(session: AsyncSession, event: CloudEvent) -> None:
+        data = ValueTierChangedV1.of(event)
+        await set_value_tier(session, data.member_id, data.to_value_tier, data.as_of)
 
     async def _proactive(session: AsyncSession, event: CloudEvent, member: str, key: str) -> None:
+        """A churn-risk visit for a high-value member (once per member, reason and day)."""
         projection = await session.get(MemberProjection, member)
-        high = (
-            follow_ups.is_high_value(projection, settings) or _value_tier_of(event.data) == "high"
-        )
-        if not high:
+        if not follow_ups.is_high_value(projection, settings):
             return
         await follow_ups.ensure_follow_up(
             session,
@@ -123,47 +103,29 @@ def build_handlers(settings: FeedbackSettings) -> dict[str, Handler]:
         )
 
     async def on_segment_entered(session: AsyncSession, event: CloudEvent) -> None:
-        member = _member(event)
-        if not member:
-            return
-        value_tier = _value_tier_of(event.data)
-        if value_tier is None and _mentions(_names(event.data, *segment_keys), high_value_names):
-            value_tier = "high"
-        if value_tier:
-            await set_value_tier(session, member, value_tier, event.time)
-        if _is_churn_segment(event.data):
-            segment = _first(event.data, "segment_id", "segment_name", "key", "name") or "churn"
-            await _proactive(session, event, member, str(segment))
-
-    async def on_segment_left(session: AsyncSession, event: CloudEvent) -> None:
-        member = _member(event)
-        if member and _mentions(_names(event.data, *segment_keys), high_value_names):
-            projection = await session.get(MemberProjection, member)
-            if projection is not None and projection.value_tier == "high":
-                await set_value_tier(session, member, None, event.time)
+        data = SegmentEnteredV1.of(event)
+        names = {normalise(data.segment_id), normalise(data.segment_name)}
+        if _mentions(names, churn_names):
+            await _proactive(session, event, data.member_id, data.segment_id)
 
     async def on_lifecycle_changed(session: AsyncSession, event: CloudEvent) -> None:
-        member = _member(event)
-        if not member:
-            return
-        value_tier = _value_tier_of(event.data)
-        if value_tier:
-            await set_value_tier(session, member, value_tier, event.time)
-        stage = _first(event.data, "to", "to_stage", "lifecycle_stage", "stage")
-        if isinstance(stage, str) and normalise(stage) in churn_names:
-            await _proactive(session, event, member, f"lifecycle-{normalise(stage)}")
+        data = LifecycleChangedV1.of(event)
+        if data.to_stage == "churn-risk":
+            await _proactive(session, event, data.member_id, "lifecycle-churn-risk")
+
+    async def on_churn_risk_changed(session: AsyncSession, event: CloudEvent) -> None:
+        data = ChurnRiskChangedV1.of(event)
+        if data.to_churn_risk == "high":
+            await _proactive(session, event, data.member_id, "churn-risk-high")
 
     async def on_member_erased(session: AsyncSession, event: CloudEvent) -> None:
-        member = _member(event)
-        if member:
-            await erase_member(session, member)
+        await erase_member(session, MemberErasedV1.of(event).member_id)
 
     return {
-        events.MEMBER_ERASED: on_member_erased,
-        events.TIER_CHANGED: on_tier_changed,
-        events.VALUE_TIER_CHANGED: on_value_tier,
-        events.PROFILE_UPDATED: on_value_tier,
-        events.SEGMENT_ENTERED: on_segment_entered,
-        events.SEGMENT_LEFT: on_segment_left,
-        events.LIFECYCLE_CHANGED: on_lifecycle_changed,
+        MemberErasedV1.TYPE: on_member_erased,
+        TierChangedV1.TYPE: on_tier_changed,
+        ValueTierChangedV1.TYPE: on_value_tier_changed,
+        SegmentEnteredV1.TYPE: on_segment_entered,
+        LifecycleChangedV1.TYPE: on_lifecycle_changed,
+        ChurnRiskChangedV1.TYPE: on_churn_risk_changed,
     }

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.caller import INTERNAL, Caller
+from loyalty_shared.contracts.points import MemberCheckedInV1
 from loyalty_shared.problems import Conflict
 from points import events
 from points.actions import limits
@@ -90,6 +91,11 @@ async def check_in(
         .where(check_ins.c.member_id == member_id, check_ins.c.local_day == day)
         .values(points=earned.points, reason=earned.reason)
     )
+    # the check-in itself, whatever it earned (segmentation's 360 profile counts them)
+    checked_in = MemberCheckedInV1(
+        member_id=member_id, local_day=day, occurred_at=at, points=earned.points
+    )
+    await events.publish(session, checked_in.event(member_id, time=at))
     return CheckInOut(
         member_id=member_id,
         local_day=day,

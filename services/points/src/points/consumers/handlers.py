@@ -7,7 +7,9 @@
   granted points within the member's monthly goodwill cap (``goodwill.py``), once per
   grant (natural key ``goodwill:<grant_id>``).
 
-The inbox makes each event id run once; the natural keys make a re-published event with a
+Payloads are read with the feedback service's models (``loyalty_shared.contracts.feedback``):
+a payload without a required field is dead-lettered with the reason. The inbox makes each
+event id run once; the natural keys make a re-published event with a
 new id harmless too. An event for a member this service does not know is logged and
 skipped (nothing to credit; retrying would not help).
 """
@@ -17,10 +19,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.contracts.feedback import ComplaintGoodwillGrantedV1, SurveyCompletedV1
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.inbox import Handler
 from points.actions.credit import earn_for_action, lock_action_member
@@ -31,27 +33,8 @@ from points.tiers.service import load_ladder
 
 log = structlog.get_logger("points.consumers")
 
-SURVEY_COMPLETED = "loyalty.survey.completed.v1"
-GOODWILL_GRANTED = "loyalty.complaint.goodwill_granted.v1"
-
-
-class SurveyCompleted(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    response_id: str = Field(min_length=1, max_length=128)
-    member_id: str = Field(min_length=1, max_length=128)
-    survey_id: str | None = None
-    submitted_at: datetime | None = None
-
-
-class GoodwillGranted(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    grant_id: str = Field(min_length=1, max_length=128)
-    member_id: str = Field(min_length=1, max_length=128)
-    points: int = Field(ge=0, le=10_000_000)
-    reason: str | None = None
-    complaint_id: str | None = None
+SURVEY_COMPLETED = SurveyCompletedV1.TYPE
+GOODWILL_GRANTED = ComplaintGoodwillGrantedV1.TYPE
 
 
 async def _already(session: AsyncSession, key: str) -> bool:
@@ -59,15 +42,9 @@ async def _already(session: AsyncSession, key: str) -> bool:
     return found.first() is not None
 
 
-def _aware(at: datetime | None, fallback: datetime) -> datetime:
-    if at is None or at.tzinfo is None:
-        return fallback
-    return at
-
-
 def build_handlers(settings: PointsSettings) -> dict[str, Handler]:
     async def survey_completed(session: AsyncSession, event: CloudEvent) -> None:
-        data = SurveyCompleted.model_validate(event.data)
+        data = SurveyCompletedV1.of(event)
         member = await lock_action_member(session, data.member_id)
         key = f"survey:{data.response_id}"
         if member is None:
@@ -75,7 +52,7 @@ def build_handlers(settings: PointsSettings) -> dict[str, Handler]:
             return
         if await _already(session, key):
             return
-        at = _aware(data.submitted_at, event.time or datetime.now(UTC))
+        at = data.submitted_at
         earned = await earn_for_action(
             session,
             settings,
@@ -92,7 +69,7 @@ def build_handlers(settings: PointsSettings) -> dict[str, Handler]:
         )
 
     async def goodwill_granted(session: AsyncSession, event: CloudEvent) -> None:
-        data = GoodwillGranted.model_validate(event.data)
+        data = ComplaintGoodwillGrantedV1.of(event)
         member = await lock_action_member(session, data.member_id)
         key = f"goodwill:{data.grant_id}"
         if member is None:
@@ -111,4 +88,7 @@ def build_handlers(settings: PointsSettings) -> dict[str, Handler]:
             at=event.time or datetime.now(UTC),
         )
 
-    return {SURVEY_COMPLETED: survey_completed, GOODWILL_GRANTED: goodwill_granted}
+    return {
+        SurveyCompletedV1.TYPE: survey_completed,
+        ComplaintGoodwillGrantedV1.TYPE: goodwill_granted,
+    }

@@ -17,78 +17,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import case, func, literal
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.contracts.feedback import (
+    ComplaintAcknowledgedV1,
+    ComplaintClosedV1,
+    ComplaintEscalatedV1,
+    ComplaintOpenedV1,
+    ComplaintReopenedV1,
+    ComplaintResolvedV1,
+    ComplaintSlaBreachedV1,
+    FollowUpCompletedV1,
+    SurveyCompletedV1,
+)
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.inbox import Handler
 from segmentation.analytics.models import ComplaintFact, SurveyScore
-
-SURVEY_COMPLETED = "loyalty.survey.completed.v1"
-COMPLAINT_OPENED = "loyalty.complaint.opened.v1"
-COMPLAINT_ACKNOWLEDGED = "loyalty.complaint.acknowledged.v1"
-COMPLAINT_ESCALATED = "loyalty.complaint.escalated.v1"
-COMPLAINT_RESOLVED = "loyalty.complaint.resolved.v1"
-COMPLAINT_REOPENED = "loyalty.complaint.reopened.v1"
-COMPLAINT_CLOSED = "loyalty.complaint.closed.v1"
-COMPLAINT_SLA_BREACHED = "loyalty.complaint.sla_breached.v1"
-FOLLOW_UP_COMPLETED = "loyalty.follow_up.completed.v1"
 
 POST_RESOLUTION = "post_resolution"  # the feedback service's follow-up reason after a resolve
 
 C: Any = ComplaintFact.__table__.c
 
 
-def _time(data: dict[str, Any], event: CloudEvent, *keys: str) -> datetime:
-    for key in keys:
-        raw = data.get(key)
-        if raw:
-            value = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
-            if value.tzinfo is not None:
-                return value
-    return event.time
-
-
-def _member(data: dict[str, Any], event: CloudEvent) -> str:
-    member = data.get("member_id") or event.subject
-    if not member:
-        raise ValueError(f"{event.type} without member_id")
-    return str(member)
-
-
-def _score(raw: Any, low: int, high: int, name: str) -> Decimal | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation as exc:
-        raise ValueError(f"{name} is not a number: {raw!r}") from exc
-    if not low <= value <= high:
-        raise ValueError(f"{name} {value} outside {low}..{high}")
-    return value
-
-
 async def on_survey_completed(session: AsyncSession, event: CloudEvent) -> None:
     """One row per answer (response id): its NPS (0..10) and CSAT (1..5) and when."""
-    data = event.data
-    nps = _score(data.get("nps"), 0, 10, "nps")
-    if nps is not None and nps != nps.to_integral_value():
-        raise ValueError(f"nps is not an integer: {nps}")
-    csat = _score(data.get("csat"), 1, 5, "csat")
-    if nps is None and csat is None:
+    data = SurveyCompletedV1.of(event)
+    if data.nps is None and data.csat is None:
         return
     await session.execute(
         insert(SurveyScore)
         .values(
-            response_id=str(data.get("response_id") or event.id),
-            member_id=_member(data, event),
-            nps=int(nps) if nps is not None else None,
-            csat=csat,
-            submitted_at=_time(data, event, "submitted_at", "occurred_at", "completed_at"),
+            response_id=data.response_id,
+            member_id=data.member_id,
+            nps=data.nps,
+            csat=Decimal(data.csat) if data.csat is not None else None,
+            submitted_at=data.submitted_at,
         )
         .on_conflict_do_nothing(index_elements=[SurveyScore.response_id])
     )
@@ -96,7 +64,8 @@ async def on_survey_completed(session: AsyncSession, event: CloudEvent) -> None:
 
 async def _upsert(
     session: AsyncSession,
-    event: CloudEvent,
+    complaint_id: str,
+    member_id: str,
     at: datetime,
     status: str | None,
     new: dict[str, Any] | None = None,
@@ -104,13 +73,9 @@ async def _upsert(
 ) -> None:
     """Insert the complaint's row with ``new`` values, or apply ``updates`` (SQL over the
     existing row) to it; the status is set if this event is the newest seen."""
-    data = event.data
-    complaint_id = data.get("complaint_id")
-    if not complaint_id:
-        raise ValueError(f"{event.type} without complaint_id")
     stmt = insert(ComplaintFact).values(
-        complaint_id=str(complaint_id),
-        member_id=_member(data, event),
+        complaint_id=complaint_id,
+        member_id=member_id,
         status=status,
         status_at=at if status else None,
         **(new or {}),
@@ -131,20 +96,29 @@ def _earliest(column: Any, at: datetime) -> Any:
 
 
 async def on_complaint_opened(session: AsyncSession, event: CloudEvent) -> None:
-    at = _time(event.data, event, "opened_at", "occurred_at", "created_at")
+    data = ComplaintOpenedV1.of(event)
+    at = data.opened_at
     await _upsert(
-        session, event, at, "open", {"opened_at": at}, opened_at=_earliest(C.opened_at, at)
+        session,
+        data.complaint_id,
+        data.member_id,
+        at,
+        "open",
+        {"opened_at": at},
+        opened_at=_earliest(C.opened_at, at),
     )
 
 
 async def on_complaint_responded(session: AsyncSession, event: CloudEvent) -> None:
     """acknowledged: the first-response clock stopped."""
-    at = _time(event.data, event, "at", "occurred_at")
+    data = ComplaintAcknowledgedV1.of(event)
+    at = data.at
     await _upsert(
         session,
-        event,
+        data.complaint_id,
+        data.member_id,
         at,
-        str(event.data.get("status") or "acknowledged"),
+        data.status,
         {"first_responded_at": at},
         first_responded_at=_earliest(C.first_responded_at, at),
     )
@@ -152,77 +126,93 @@ async def on_complaint_responded(session: AsyncSession, event: CloudEvent) -> No
 
 async def on_complaint_resolved(session: AsyncSession, event: CloudEvent) -> None:
     """Resolution stops both clocks; the first one records first-contact resolution."""
-    data = event.data
-    at = _time(data, event, "resolved_at", "at", "occurred_at")
-    fcr = data.get("first_contact_resolution")
-    new: dict[str, Any] = {"first_responded_at": at, "first_resolved_at": at}
-    updates: dict[str, Any] = {
-        "first_responded_at": _earliest(C.first_responded_at, at),
-        "first_resolved_at": _earliest(C.first_resolved_at, at),
-    }
-    if fcr is not None:
-        new["first_contact_resolution"] = bool(fcr)
-        first = C.first_resolved_at.is_(None) | (C.first_resolved_at > at)
-        updates["first_contact_resolution"] = case(
-            (first, literal(bool(fcr))), else_=C.first_contact_resolution
-        )
-    await _upsert(session, event, at, str(data.get("status") or "resolved"), new, **updates)
+    data = ComplaintResolvedV1.of(event)
+    at, fcr = data.resolved_at, data.first_contact_resolution
+    first = C.first_resolved_at.is_(None) | (C.first_resolved_at > at)
+    await _upsert(
+        session,
+        data.complaint_id,
+        data.member_id,
+        at,
+        data.status,
+        {"first_responded_at": at, "first_resolved_at": at, "first_contact_resolution": fcr},
+        first_responded_at=_earliest(C.first_responded_at, at),
+        first_resolved_at=_earliest(C.first_resolved_at, at),
+        first_contact_resolution=case((first, literal(fcr)), else_=C.first_contact_resolution),
+    )
 
 
 async def on_complaint_reopened(session: AsyncSession, event: CloudEvent) -> None:
     """Reopened: not a first-contact resolution any more (as the feedback service counts)."""
-    at = _time(event.data, event, "at", "occurred_at")
+    data = ComplaintReopenedV1.of(event)
     await _upsert(
         session,
-        event,
-        at,
-        str(event.data.get("status") or "reopened"),
+        data.complaint_id,
+        data.member_id,
+        data.at,
+        data.status,
         first_contact_resolution=case(
             (C.first_resolved_at.is_not(None), literal(False)), else_=C.first_contact_resolution
         ),
     )
 
 
-async def on_complaint_status(session: AsyncSession, event: CloudEvent) -> None:
+def on_complaint_status(model: type[ComplaintEscalatedV1 | ComplaintClosedV1]) -> Handler:
     """escalated / closed: the status only."""
-    at = _time(event.data, event, "at", "occurred_at")
-    default = "closed" if event.type == COMPLAINT_CLOSED else "escalated"
-    await _upsert(session, event, at, str(event.data.get("status") or default))
+
+    async def handle(session: AsyncSession, event: CloudEvent) -> None:
+        data = model.of(event)
+        await _upsert(session, data.complaint_id, data.member_id, data.at, data.status)
+
+    return handle
+
+
+_BREACHED_COLUMN = {
+    "first_response": "first_response_breached",
+    "resolution": "resolution_breached",
+}
 
 
 async def on_sla_breached(session: AsyncSession, event: CloudEvent) -> None:
-    clock = str(event.data.get("clock") or "")
-    column = {
-        "first_response": "first_response_breached",
-        "resolution": "resolution_breached",
-    }.get(clock)
-    if column is None:
-        raise ValueError(f"sla_breached with unknown clock {clock!r}")
-    at = _time(event.data, event, "detected_at", "occurred_at")
-    await _upsert(session, event, at, None, {column: True}, **{column: literal(True)})
+    data = ComplaintSlaBreachedV1.of(event)
+    column = _BREACHED_COLUMN[data.clock]
+    await _upsert(
+        session,
+        data.complaint_id,
+        data.member_id,
+        data.detected_at,
+        None,
+        {column: True},
+        **{column: literal(True)},
+    )
 
 
 async def on_follow_up_completed(session: AsyncSession, event: CloudEvent) -> None:
     """A completed post-resolution follow-up covers its complaint."""
-    data = event.data
-    if data.get("reason") != POST_RESOLUTION or not data.get("complaint_id"):
+    data = FollowUpCompletedV1.of(event)
+    if data.reason != POST_RESOLUTION or not data.complaint_id:
         return
-    at = _time(data, event, "completed_at", "occurred_at")
     await _upsert(
-        session, event, at, None, {"follow_up_completed": True}, follow_up_completed=literal(True)
+        session,
+        data.complaint_id,
+        data.member_id,
+        data.completed_at,
+        None,
+        {"follow_up_completed": True},
+        follow_up_completed=literal(True),
     )
 
 
 FACT_HANDLERS: dict[str, Handler] = {
-    SURVEY_COMPLETED: on_survey_completed,
-    COMPLAINT_OPENED: on_complaint_opened,
-    COMPLAINT_ACKNOWLEDGED: on_complaint_responded,
-    COMPLAINT_ESCALATED: on_complaint_status,
-    COMPLAINT_RESOLVED: on_complaint_resolved,
-    COMPLAINT_REOPENED: on_complaint_reopened,
-    COMPLAINT_CLOSED: on_complaint_status,
-    COMPLAINT_SLA_BREACHED: on_sla_breached,
-    FOLLOW_UP_COMPLETED: on_follow_up_completed,
+    SurveyCompletedV1.TYPE: on_survey_completed,
+    ComplaintOpenedV1.TYPE: on_complaint_opened,
+    ComplaintAcknowledgedV1.TYPE: on_complaint_responded,
+    ComplaintEscalatedV1.TYPE: on_complaint_status(ComplaintEscalatedV1),
+    ComplaintResolvedV1.TYPE: on_complaint_resolved,
+    ComplaintReopenedV1.TYPE: on_complaint_reopened,
+    ComplaintClosedV1.TYPE: on_complaint_status(ComplaintClosedV1),
+    ComplaintSlaBreachedV1.TYPE: on_sla_breached,
+    FollowUpCompletedV1.TYPE: on_follow_up_completed,
 }
 
 

@@ -6,10 +6,11 @@ Steps (one transaction; progress is reported on the job row from another):
    (members erased from the service are left out of the population);
 2. ``rc_ranks``: the ranks, from narrow rows;
 3. the scores (RFM, value tier, lifecycle, groups, loyalty index and type) are
-   computed and written to the profiles in one statement; the lifecycle changes
-   it made (``rc_lifecycle``) then go to the outbox;
+   computed and written to the profiles in one statement;
 4. CLV: BG/NBD + Gamma-Gamma fitted on the population (``rc_orders``, analytics.clv);
-5. strategies from the matrix, then rule tags and segments over all profiles.
+5. the changes of value tier, lifecycle stage and churn-risk level since before step 3
+   go to the outbox as events (``score_events``);
+6. strategies from the matrix, then rule tags and segments over all profiles.
 Exact definitions: docs/segmentation.md.
 """
 
@@ -19,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import column, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from segmentation import events
-from segmentation.analytics import clv
+from segmentation.analytics import clv, score_events
 from segmentation.analytics.config import LOYALTY_INDICATORS, loyalty_weights
 from segmentation.profiles.service import lock_profiles_for_bulk_write
 from segmentation.segments.batch import refresh_all
@@ -159,8 +160,7 @@ SELECT s.*, k.k_r, k.k_f, k.k_m, k.k_365,
        LEAST(1.0, CAST(social AS float8) / n_orders) AS social_share,
        p.csat_sum / NULLIF(p.csat_count, 0) AS csat_avg,
        p.nps_last,
-       p.manual_tags,
-       p.lifecycle AS old_lifecycle
+       p.manual_tags
 FROM rc_stats s
 JOIN rc_ranks k ON k.member_id = s.member_id
 JOIN profiles p ON p.member_id = s.member_id
@@ -277,25 +277,8 @@ CASE loyalty_type
 END
 """
 
-_LIFECYCLE_CHANGES = """
-SELECT member_id, jsonb_build_object(
-    'member_id', member_id, 'from', old_lifecycle, 'to', lifecycle,
-    'as_of', to_jsonb(CAST(:as_of AS timestamptz)),
-    'days_since_last_order', round(CAST(days_since AS numeric), 1),
-    'median_gap_days', round(CAST(median_gap AS numeric), 1)) AS data
-FROM rc_lifecycle
-"""
-
-# The scores are computed and written in one statement (no table of them in between);
-# the lifecycle changes it makes are kept aside for the lifecycle events step.
-_LIFECYCLE_TABLE = """
-CREATE TEMP TABLE rc_lifecycle (
-    member_id text, old_lifecycle text, lifecycle text, days_since float8, median_gap float8
-) ON COMMIT DROP
-"""
-
+# The scores are computed and written in one statement (no table of them in between).
 _WRITE = f"""
-WITH written AS (
 UPDATE profiles p SET
     scores_as_of = CAST(:as_of AS timestamptz),
     rfm_r = s.r, rfm_f = s.f, rfm_m = s.m, rfm_segment = s.rfm_segment,
@@ -309,10 +292,6 @@ UPDATE profiles p SET
     loyalty_reasons = s.reasons
 FROM (SELECT *, {_REASONS} AS reasons FROM ({_SCORES}) scores) s
 WHERE p.member_id = s.member_id
-RETURNING s.member_id, s.old_lifecycle, s.lifecycle, s.days_since, s.median_gap
-)
-INSERT INTO rc_lifecycle
-SELECT * FROM written WHERE old_lifecycle IS DISTINCT FROM lifecycle
 """
 
 _CLEAR_OUTSIDE = """
@@ -370,20 +349,14 @@ async def recompute(
     await progress(0.35, "writing scores")
     # every later step writes profiles: no consumer writes one from here to the commit
     await lock_profiles_for_bulk_write(session)
-    await session.execute(text(_LIFECYCLE_TABLE))
+    await score_events.snapshot(session, settings)
     await session.execute(text(_WRITE), params)
     await session.execute(text(_CLEAR_OUTSIDE), {"as_of": as_of})
-    await progress(0.5, "lifecycle events")
-    changes = await events.publish_from_select(
-        session,
-        events.LIFECYCLE_CHANGED,
-        text(_LIFECYCLE_CHANGES)
-        .bindparams(as_of=as_of)
-        .columns(column("member_id"), column("data")),
-    )
-    await progress(0.6, "clv fit")
+    await progress(0.5, "clv fit")
     await session.execute(text(_CLV_ORDERS), {"as_of": as_of})
     model = await clv.fit_and_score(session, as_of)
+    await progress(0.7, "score change events")
+    changes = await score_events.publish_changes(session, settings, as_of)
     await progress(0.8, "strategies")
     await apply_strategies(session)
     await progress(0.9, "tags and segments")
@@ -391,7 +364,9 @@ async def recompute(
     return {
         "as_of": as_of.isoformat(),
         "population": int(params["pop"]),
-        "lifecycle_changes": changes,
+        "lifecycle_changes": changes[events.LIFECYCLE_CHANGED],
+        "value_tier_changes": changes[events.VALUE_TIER_CHANGED],
+        "churn_risk_changes": changes[events.CHURN_RISK_CHANGED],
         "clv_model_id": model,
         "segments": segments,
     }

@@ -1,10 +1,12 @@
 """Consumers that fold other services' events into profiles.
 
-Idempotency: the inbox runs each event id once; orders and refunds are also
-keyed by their natural ids (order_id, refund_id), so a re-published event with
-a new id is still counted once. Order tolerance: first/last times use
-least/greatest, the points balance and the tier keep the newest by event time.
-Optional fields may be missing. After each event the member's rule tags and
+Every payload is read with its producer's model (``loyalty_shared.contracts``): a field
+the model lacks cannot be read here (mypy), a payload without a required field is
+dead-lettered with the reason. Idempotency: the inbox runs each event id once; orders
+and refunds are also keyed by their natural ids (order_id, refund_id), so a
+re-published event with a new id is still counted once. Order tolerance: first/last
+times use least/greatest, the points balance and the tier keep the newest by event
+time. After each event the member's rule tags and
 segment memberships are brought up to date (segments.live.refresh_member; in
 the consumer, once per batch for every member it touched).
 """
@@ -14,14 +16,32 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Numeric, case, cast, func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.contracts.feedback import ComplaintOpenedV1, SurveyCompletedV1
+from loyalty_shared.contracts.points import (
+    InteractionRecordedV1,
+    MemberCheckedInV1,
+    MemberEnrolledV1,
+    MemberErasedV1,
+    OrderRecordedV1,
+    OrderRefundedV1,
+    PointsAdjustedV1,
+    PointsEarnedV1,
+    PointsExpiredV1,
+    PointsMaturedV1,
+    PointsRedeemedV1,
+    PointsReversedV1,
+    RedemptionCancelledV1,
+    TierChangedV1,
+)
 from loyalty_shared.events import CloudEvent
+from loyalty_shared.inbox import Handler
 from segmentation.privacy.service import erase_member
 from segmentation.profiles.models import (
     MemberActivity,
@@ -33,32 +53,6 @@ from segmentation.segments.live import refresh_member, refresh_members
 
 PROFILES: Any = Profile.__table__
 P = PROFILES.c
-
-
-def _time(data: dict[str, Any], event: CloudEvent, *keys: str) -> datetime:
-    for key in keys:
-        raw = data.get(key)
-        if raw:
-            value = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
-            if value.tzinfo is not None:
-                return value
-    return event.time
-
-
-def _money(raw: Any, default: str = "0") -> Decimal:
-    if raw is None or raw == "":
-        return Decimal(default)
-    try:
-        return Decimal(str(raw))
-    except InvalidOperation as exc:
-        raise ValueError(f"not a decimal amount: {raw!r}") from exc
-
-
-def _member(data: dict[str, Any], event: CloudEvent) -> str:
-    member = data.get("member_id") or event.subject
-    if not member:
-        raise ValueError(f"{event.type} without member_id")
-    return str(member)
 
 
 async def _ensure_profile(session: AsyncSession, member_id: str) -> None:
@@ -80,18 +74,15 @@ async def _bump(session: AsyncSession, member_id: str, **values: Any) -> None:
 
 
 async def on_member_enrolled(session: AsyncSession, event: CloudEvent) -> None:
-    data = event.data
-    member = _member(data, event)
-    enrolled = _time(data, event, "enrolled_at")
-    tier = data.get("tier")
+    data = MemberEnrolledV1.of(event)
+    member = data.member_id
     await _bump(
         session,
         member,
-        enrolled_at=func.least(P.enrolled_at, enrolled),
-        timezone=func.coalesce(data.get("timezone"), P.timezone),
+        enrolled_at=func.least(P.enrolled_at, data.enrolled_at),
+        timezone=data.timezone,
     )
-    if tier:
-        await _set_tier(session, member, str(tier), enrolled, event.id)
+    await _set_tier(session, member, data.tier, data.enrolled_at, event.id)
     await refresh_member(session, member, event.type)
 
 
@@ -114,36 +105,27 @@ async def _set_tier(
 
 
 async def on_tier_changed(session: AsyncSession, event: CloudEvent) -> None:
-    data = event.data
-    member = _member(data, event)
-    tier = data.get("to_tier") or data.get("tier")
-    if not tier:
-        raise ValueError("tier.changed without to_tier")
+    data = TierChangedV1.of(event)
+    member = data.member_id
     await _ensure_profile(session, member)
-    await _set_tier(
-        session, member, str(tier), _time(data, event, "occurred_at", "changed_at"), event.id
-    )
+    await _set_tier(session, member, data.to_tier, data.occurred_at, event.id)
     await refresh_member(session, member, event.type)
 
 
 def _order_row(event: CloudEvent) -> dict[str, Any]:
-    data = event.data
-    member = _member(data, event)
-    discount = _money(data.get("discount_amount"))
-    items = data.get("items") or []
-    prices = [_money(i.get("unit_price")) for i in items if i.get("unit_price") is not None]
-    channel = data.get("channel")
+    data = OrderRecordedV1.of(event)
+    prices = [i.unit_price for i in data.items]
     return {
-        "order_id": str(data.get("order_id") or event.id),
-        "member_id": member,
-        "amount": _money(data.get("amount")),
-        "currency": data.get("currency"),
-        "discount_amount": discount,
-        "coupon_used": bool(data.get("coupon_used")) or discount > 0,
-        "channel": str(channel) if channel else None,
-        "categories": sorted({str(i["category"]) for i in items if i.get("category")}),
+        "order_id": data.order_id,
+        "member_id": data.member_id,
+        "amount": data.amount,
+        "currency": data.currency,
+        "discount_amount": data.discount_amount,
+        "coupon_used": bool(data.coupon_used) or data.discount_amount > 0,
+        "channel": data.channel or None,
+        "categories": sorted({i.category for i in data.items if i.category}),
         "max_unit_price": max(prices) if prices else None,
-        "occurred_at": _time(data, event, "occurred_at"),
+        "occurred_at": data.occurred_at,
     }
 
 
@@ -244,20 +226,17 @@ async def on_order_recorded(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def on_order_refunded(session: AsyncSession, event: CloudEvent) -> None:
-    data = event.data
-    member = _member(data, event)
-    amount = _money(data.get("amount"))
-    order_id = str(data.get("order_id") or "")
-    refund_id = str(data.get("refund_id") or event.id)
+    data = OrderRefundedV1.of(event)
+    member, amount = data.member_id, data.amount
     inserted = (
         await session.execute(
             insert(OrderRefund)
             .values(
-                refund_id=refund_id,
-                order_id=order_id,
+                refund_id=data.refund_id,
+                order_id=data.order_id,
                 member_id=member,
                 amount=amount,
-                occurred_at=_time(data, event, "occurred_at", "refunded_at"),
+                occurred_at=data.occurred_at,
             )
             .on_conflict_do_nothing(index_elements=[OrderRefund.refund_id])
             .returning(OrderRefund.refund_id)
@@ -276,55 +255,44 @@ async def on_order_refunded(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def _points_balance(
-    session: AsyncSession, event: CloudEvent, member: str, **values: Any
+    session: AsyncSession,
+    event: CloudEvent,
+    member: str,
+    at: datetime,
+    balance: int,
+    **values: Any,
 ) -> None:
-    data = event.data
-    at = _time(data, event, "occurred_at")
+    """Apply ``values``; the balance is the newest by event time (``at``)."""
     await _bump(session, member, **values)
-    balance = _balance(data)
-    if balance is not None:
-        await session.execute(
-            update(Profile)
-            .where(
-                Profile.member_id == member,
-                (P.points_balance_at.is_(None)) | (P.points_balance_at <= at),
-            )
-            .values(points_balance=balance, points_balance_at=at)
+    await session.execute(
+        update(Profile)
+        .where(
+            Profile.member_id == member,
+            (P.points_balance_at.is_(None)) | (P.points_balance_at <= at),
         )
+        .values(points_balance=balance, points_balance_at=at)
+    )
     await refresh_member(session, member, event.type)
-
-
-def _balance(data: dict[str, Any]) -> int | None:
-    balance = data.get("balance_available", data.get("balance"))
-    if isinstance(balance, dict):
-        balance = balance.get("available")
-    return int(balance) if balance is not None else None
-
-
-def _points(data: dict[str, Any]) -> int:
-    raw = data.get("points", data.get("points_spent", 0))
-    return abs(int(raw or 0))
 
 
 async def on_points_earned_batch(session: AsyncSession, events: list[CloudEvent]) -> None:
     """Set-based: points summed per member; the newest balance (by occurred_at) wins."""
     totals: dict[str, dict[str, Any]] = {}
     for event in events:
-        member = _member(event.data, event)
+        data = PointsEarnedV1.of(event)
         t = totals.setdefault(
-            member,
+            data.member_id,
             {
-                "member_id": member,
+                "member_id": data.member_id,
                 "points_earned": 0,
                 "points_balance": None,
                 "points_balance_at": None,
             },
         )
-        t["points_earned"] += _points(event.data)
-        balance = _balance(event.data)
-        at = _time(event.data, event, "occurred_at")
-        if balance is not None and (t["points_balance_at"] is None or at >= t["points_balance_at"]):
-            t["points_balance"], t["points_balance_at"] = balance, at
+        t["points_earned"] += abs(data.points)
+        at = data.occurred_at
+        if t["points_balance_at"] is None or at >= t["points_balance_at"]:
+            t["points_balance"], t["points_balance_at"] = data.balance_available, at
     values = [{**t, "points_balance": t["points_balance"] or 0} for t in totals.values()]
     stmt = insert(PROFILES)
     new = stmt.excluded
@@ -353,36 +321,52 @@ async def on_points_earned(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def on_points_redeemed(session: AsyncSession, event: CloudEvent) -> None:
-    member = _member(event.data, event)
-    await _activity(session, event, member, "redemption")
+    data = PointsRedeemedV1.of(event)
+    member, at = data.member_id, data.occurred_at
+    await _activity(session, event, member, "redemption", at)
     await _points_balance(
-        session, event, member, points_redeemed=P.points_redeemed + _points(event.data)
+        session,
+        event,
+        member,
+        at,
+        data.balance_available,
+        points_redeemed=P.points_redeemed + abs(data.points),
     )
 
 
 async def on_points_expired(session: AsyncSession, event: CloudEvent) -> None:
-    member = _member(event.data, event)
+    data = PointsExpiredV1.of(event)
     await _points_balance(
-        session, event, member, points_expired=P.points_expired + _points(event.data)
+        session,
+        event,
+        data.member_id,
+        data.occurred_at,
+        data.balance_available,
+        points_expired=P.points_expired + abs(data.points),
     )
 
 
-async def on_points_balance_only(session: AsyncSession, event: CloudEvent) -> None:
+BalanceOnly = PointsAdjustedV1 | PointsReversedV1 | PointsMaturedV1 | RedemptionCancelledV1
+
+
+def on_points_balance_only(model: type[BalanceOnly]) -> Handler:
     """adjusted / reversed / matured / redemption_cancelled: only the balance moves here."""
-    await _points_balance(session, event, _member(event.data, event))
+
+    async def handle(session: AsyncSession, event: CloudEvent) -> None:
+        data = model.of(event)
+        await _points_balance(
+            session, event, data.member_id, data.occurred_at, data.balance_available
+        )
+
+    return handle
 
 
 async def _activity(
-    session: AsyncSession, event: CloudEvent, member: str, kind: str, at: datetime | None = None
+    session: AsyncSession, event: CloudEvent, member: str, kind: str, at: datetime
 ) -> None:
     await session.execute(
         insert(MemberActivity)
-        .values(
-            event_id=event.id,
-            member_id=member,
-            kind=kind,
-            occurred_at=at or _time(event.data, event, "occurred_at"),
-        )
+        .values(event_id=event.id, member_id=member, kind=kind, occurred_at=at)
         .on_conflict_do_nothing()
     )
 
@@ -400,11 +384,10 @@ _INTERACTION_COUNTERS = {
 
 
 async def on_interaction(session: AsyncSession, event: CloudEvent) -> None:
-    data = event.data
-    member = _member(data, event)
-    kind = str(data.get("type") or "activity").lower()
+    data = InteractionRecordedV1.of(event)
+    member, at = data.member_id, data.occurred_at
+    kind = data.type.lower()
     counter = _INTERACTION_COUNTERS.get(kind, "activities")
-    at = _time(data, event, "occurred_at")
     await _activity(session, event, member, kind, at)
     await _bump(
         session,
@@ -416,8 +399,8 @@ async def on_interaction(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def on_check_in(session: AsyncSession, event: CloudEvent) -> None:
-    member = _member(event.data, event)
-    at = _time(event.data, event, "occurred_at", "checked_in_at")
+    data = MemberCheckedInV1.of(event)
+    member, at = data.member_id, data.occurred_at
     await _activity(session, event, member, "check_in", at)
     await _bump(
         session,
@@ -429,8 +412,8 @@ async def on_check_in(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def on_complaint_opened(session: AsyncSession, event: CloudEvent) -> None:
-    member = _member(event.data, event)
-    at = _time(event.data, event, "opened_at", "occurred_at", "created_at")
+    data = ComplaintOpenedV1.of(event)
+    member, at = data.member_id, data.opened_at
     await _activity(session, event, member, "complaint", at)
     await _bump(
         session,
@@ -442,56 +425,48 @@ async def on_complaint_opened(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def on_survey_completed(session: AsyncSession, event: CloudEvent) -> None:
-    data = event.data
-    member = _member(data, event)
-    await _activity(
-        session, event, member, "survey", _time(data, event, "occurred_at", "completed_at")
-    )
+    data = SurveyCompletedV1.of(event)
+    member = data.member_id
+    await _activity(session, event, member, "survey", data.submitted_at)
     values: dict[str, Any] = {"surveys": P.surveys + 1}
-    if data.get("nps") is not None:
-        values["nps_last"] = int(data["nps"])
-    if data.get("csat") is not None:
-        csat = _money(data["csat"])
-        values["csat_sum"] = P.csat_sum + cast(csat, Numeric)
+    if data.nps is not None:
+        values["nps_last"] = data.nps
+    if data.csat is not None:
+        values["csat_sum"] = P.csat_sum + cast(Decimal(data.csat), Numeric)
         values["csat_count"] = P.csat_count + 1
     await _bump(session, member, **values)
     await refresh_member(session, member, event.type)
 
 
 async def on_member_erased(session: AsyncSession, event: CloudEvent) -> None:
-    await erase_member(session, _member(event.data, event))
+    await erase_member(session, MemberErasedV1.of(event).member_id)
 
-
-Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
 
 BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
 
 # The high-volume types, applied set-based once per consumed batch (their effects
 # commute with every other handler's: sums, least/greatest, newest-wins).
 BATCH_HANDLERS: dict[str, BatchHandler] = {
-    "loyalty.order.recorded.v1": on_orders_recorded,
-    "loyalty.points.earned.v1": on_points_earned_batch,
+    OrderRecordedV1.TYPE: on_orders_recorded,
+    PointsEarnedV1.TYPE: on_points_earned_batch,
 }
 
 # Types whose effect does not commute with the others': the consumer applies the
 # batched events and the pending tag/segment refresh before running one.
-BARRIERS: frozenset[str] = frozenset({"loyalty.member.erased.v1"})
+BARRIERS: frozenset[str] = frozenset({MemberErasedV1.TYPE})
 
 HANDLERS: dict[str, Handler] = {
-    "loyalty.member.enrolled.v1": on_member_enrolled,
-    "loyalty.member.erased.v1": on_member_erased,
-    "loyalty.tier.changed.v1": on_tier_changed,
-    "loyalty.order.recorded.v1": on_order_recorded,
-    "loyalty.order.refunded.v1": on_order_refunded,
-    "loyalty.points.earned.v1": on_points_earned,
-    "loyalty.points.redeemed.v1": on_points_redeemed,
-    "loyalty.points.expired.v1": on_points_expired,
-    "loyalty.points.adjusted.v1": on_points_balance_only,
-    "loyalty.points.reversed.v1": on_points_balance_only,
-    "loyalty.points.matured.v1": on_points_balance_only,
-    "loyalty.points.redemption_cancelled.v1": on_points_balance_only,
-    "loyalty.interaction.recorded.v1": on_interaction,
-    "loyalty.member.checked_in.v1": on_check_in,
-    "loyalty.complaint.opened.v1": on_complaint_opened,
-    "loyalty.survey.completed.v1": on_survey_completed,
+    MemberEnrolledV1.TYPE: on_member_enrolled,
+    MemberErasedV1.TYPE: on_member_erased,
+    TierChangedV1.TYPE: on_tier_changed,
+    OrderRecordedV1.TYPE: on_order_recorded,
+    OrderRefundedV1.TYPE: on_order_refunded,
+    PointsEarnedV1.TYPE: on_points_earned,
+    PointsRedeemedV1.TYPE: on_points_redeemed,
+    PointsExpiredV1.TYPE: on_points_expired,
+    **{m.TYPE: on_points_balance_only(m) for m in BalanceOnly.__args__},
+    InteractionRecordedV1.TYPE: on_interaction,
+    MemberCheckedInV1.TYPE: on_check_in,
+    ComplaintOpenedV1.TYPE: on_complaint_opened,
+    SurveyCompletedV1.TYPE: on_survey_completed,
 }

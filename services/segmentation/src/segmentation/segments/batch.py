@@ -18,6 +18,7 @@ from __future__ import annotations
 from sqlalchemy import Column, MetaData, String, Table, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.contracts.segmentation import SegmentEnteredV1, SegmentLeftV1
 from segmentation import events
 from segmentation.conditions.compile import compiled
 from segmentation.profiles.models import Profile
@@ -132,26 +133,18 @@ async def _write_changes(
             ).select_from(joined),
         )
     )
-    for action, type_ in (("entered", events.SEGMENT_ENTERED), ("left", events.SEGMENT_LEFT)):
+    for action, model in (("entered", SegmentEnteredV1), ("left", SegmentLeftV1)):
         if counts.get(action):
-            data = func.jsonb_build_object(
-                "segment_id",
-                sid,
-                "segment_name",
-                segment.name,
-                "member_id",
-                seg_changes.c.member_id,
-                "at",
-                func.to_jsonb(func.now()),
-                "trigger",
-                trigger,
-            )
-            await events.publish_from_select(
+            await events.publish_rows(
                 session,
-                type_,
-                select(seg_changes.c.member_id, data.label("data")).where(
-                    seg_changes.c.action == action
-                ),
+                model,
+                select(
+                    literal(sid).label("segment_id"),
+                    literal(segment.name).label("segment_name"),
+                    seg_changes.c.member_id,
+                    func.now().label("at"),
+                    literal(trigger).label("trigger"),
+                ).where(seg_changes.c.action == action),
             )
     await session.execute(
         update(Segment)
