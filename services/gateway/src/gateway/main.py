@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
-from gateway import endpoints, member_export, openapi, ops, probes, proxy
+from gateway import asyncapi, endpoints, member_export, openapi, ops, probes, proxy
 from gateway.auth import Authenticator
 from gateway.fast_transport import FastTransport
 from gateway.guard import Guard, GuardMetrics
@@ -73,6 +73,7 @@ def create_app(
         description="Authentication, route policy, rate limits, routing, one OpenAPI.",
         routers=[
             openapi.router,
+            asyncapi.router,
             endpoints.router,
             member_export.router,
             ops.router,

@@ -101,12 +101,12 @@ class BodyLimitMiddleware:
 
 
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
-# Swagger UI and ReDoc pages: their scripts and styles come from the gateway itself.
+# Swagger UI, ReDoc and the AsyncAPI page: their scripts and styles come from the gateway.
 _DOCS_CSP = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
 )
-_DOCS_PATHS = ("/docs", "/redoc", "/docs-assets/")
+_DOCS_PATHS = ("/docs", "/redoc", "/docs-assets/", "/asyncapi")
 
 
 class SecurityHeadersMiddleware:

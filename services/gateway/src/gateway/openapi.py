@@ -241,7 +241,9 @@ async def merged_document(app: FastAPI) -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "One API over the points, segmentation and feedback services. "
-                "Errors are RFC 9457 problem details; every response carries X-Request-ID."
+                "Errors are RFC 9457 problem details; every response carries X-Request-ID. "
+                "The events the services publish on Kafka: [AsyncAPI](/asyncapi) "
+                "([asyncapi.json](/asyncapi.json))."
             ),
         }
         missing = sorted(set(upstreams) - set(docs))
