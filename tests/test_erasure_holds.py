@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from feedback.settings import FeedbackSettings
 from feedback.worker import build_consumer as feedback_consumer
+from loyalty_shared.contracts.points import OrderRefundedV1
 from loyalty_shared.db import create_sessionmaker
-from loyalty_shared.events import CloudEvent, make_event
+from loyalty_shared.events import CloudEvent
 from loyalty_shared.kafka import make_producer
 from loyalty_shared.testing import background, eventually
 from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS
@@ -280,12 +281,9 @@ async def _late_events(
         (POINTS_EVENTS, _again(by_type["loyalty.interaction.recorded.v1"])),
         (
             POINTS_EVENTS,
-            make_event(
-                "loyalty/points",
-                "loyalty.order.refunded.v1",
-                member,
-                {"member_id": member, "order_id": "o-x", "refund_id": "r-x", "amount": "1.00"},
-            ),
+            OrderRefundedV1.sample(
+                member_id=member, order_id="o-x", refund_id="r-x", amount="1.00"
+            ).event(member),
         ),
         (FEEDBACK_EVENTS, _again(by_type["loyalty.survey.completed.v1"])),
         (FEEDBACK_EVENTS, _again(by_type["loyalty.complaint.opened.v1"])),

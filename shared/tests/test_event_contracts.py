@@ -3,6 +3,9 @@ unknown fields are tolerated and a missing one is refused with its name."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from loyalty_shared.contracts import (
@@ -61,3 +64,13 @@ def test_a_model_reads_only_its_own_type() -> None:
     other = make_event("loyalty/points", "loyalty.points.expired.v1", "m-1", {})
     with pytest.raises(InvalidPayload, match=r"reads loyalty\.points\.earned\.v1"):
         PointsEarnedV1.of(other)
+
+
+def test_the_catalogue_in_docs_lists_every_type_with_its_models_fields() -> None:
+    """docs/events.md's catalogue is the models': every type, its model, its fields in order."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+    rows = re.findall(
+        r"^\| `(loyalty\.[a-z_.0-9]+)` \| `(\w+)` \| (.+) \|$", docs.read_text(), re.M
+    )
+    listed = {t: (name, re.findall(r"`(\w+)`", fields)) for t, name, fields in rows}
+    assert listed == {m.TYPE: (m.__name__, list(m.model_fields)) for m in CONTRACTS.values()}

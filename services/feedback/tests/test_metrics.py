@@ -11,7 +11,7 @@ import pytest
 from feedback.orders.handlers import on_order_recorded
 from feedback.sla.service import detect_breaches
 from feedback.testing import IsolatedFeedback
-from loyalty_shared.events import make_event
+from loyalty_shared.contracts.points import OrderRecordedV1
 
 OPS = {"X-Operator-Id": "agent-ann"}
 
@@ -116,16 +116,9 @@ async def test_metrics_on_hand_computed_data(isolated_feedback: IsolatedFeedback
             when = day(1 + i, 12)
             await on_order_recorded(
                 session,
-                make_event(
-                    "test",
-                    "loyalty.order.recorded.v1",
-                    f"m{i}",
-                    {
-                        "order_id": f"o-{uuid.uuid4().hex}",
-                        "member_id": f"m{i}",
-                        "occurred_at": when.isoformat(),
-                    },
-                ),
+                OrderRecordedV1.sample(
+                    order_id=f"o-{uuid.uuid4().hex}", member_id=f"m{i}", occurred_at=when
+                ).event(f"m{i}"),
             )
 
     c1 = await complaint(fb, day(2, 9), "delivery")
