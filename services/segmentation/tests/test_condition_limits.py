@@ -15,7 +15,7 @@ from segmentation.testing_events import enrolled, member_id, order
 
 def _clauses(n: int) -> str:
     """``n`` short clauses joined by or: the first is true for anyone with one order."""
-    return " or ".join(["order_count = 1"] + [f"rfm_r = {i}" for i in range(1, n)])
+    return " or ".join(["order_count = 1"] + [f"reviews = {i}" for i in range(1, n)])
 
 
 def _nested(depth: int) -> str:

@@ -169,7 +169,7 @@ async def test_an_erasure_in_a_batch_comes_after_the_batch_s_earlier_orders(
 def test_live_statements_keep_condition_literals_verbatim(literal: str) -> None:
     """The live statements inline the conditions' literals: a colon is no parameter."""
     condition = f'tier = "{literal}"'
-    plan = _live_plan((), (("seg_x", "x", condition),))
+    plan = _live_plan((), False, (("seg_x", "x", condition),))
     assert plan.segments is not None
     rendered = str(plan.segments.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
     value = parse(condition).value  # type: ignore[union-attr]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Numeric, cast, extract, func
 
@@ -37,13 +37,24 @@ LOYALTY_TYPES = ("benefit", "trust", "monopoly", "kinship", "inertia", "latent")
 Expr = Callable[[bool], ColumnElement[Any]]  # (rule_tag_context) -> expression
 
 
+# What changes a field's value: an event (or an API write) about the member, only the
+# recompute (a score: ``analytics/recompute.py``, the CLV fit, the strategy matrix), or the
+# clock. A condition over a "score" or "clock" field is refreshed by the recompute (batch).
+Source = Literal["event", "score", "clock"]
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
     kind: str  # number / string / bool / time / list
     choices: tuple[str, ...] = ()
-    time_relative: bool = False  # depends on the clock: batch-refreshed
+    source: Source = "event"
     expr: Expr | None = field(default=None, compare=False)
+
+    @property
+    def recompute_only(self) -> bool:
+        """True if no event changes it: only a recompute (or the clock) does."""
+        return self.source != "event"
 
 
 def _col(name: str) -> Expr:
@@ -105,6 +116,9 @@ _NUMBERS = [
     "complaints",
     "surveys",
     "nps_last",
+]
+# written by the recompute only (RFM, rhythm, loyalty index, CLV)
+_SCORE_NUMBERS = [
     "rfm_r",
     "rfm_f",
     "rfm_m",
@@ -116,23 +130,24 @@ _NUMBERS = [
 ]
 
 _specs: list[FieldSpec] = [FieldSpec(n, "number", expr=_col(n)) for n in _NUMBERS]
+_specs += [FieldSpec(n, "number", source="score", expr=_col(n)) for n in _SCORE_NUMBERS]
 _specs += [
     FieldSpec("average_order_value", "number", expr=_round2(_ratio("total_spend", "order_count"))),
     FieldSpec("coupon_share", "number", expr=_round2(_ratio("coupon_order_count", "order_count"))),
     FieldSpec("csat_avg", "number", expr=_round2(_ratio("csat_sum", "csat_count"))),
-    FieldSpec(
-        "days_since_last_order", "number", time_relative=True, expr=_days_since("last_order_at")
-    ),
-    FieldSpec("days_since_enrolled", "number", time_relative=True, expr=_days_since("enrolled_at")),
+    FieldSpec("days_since_last_order", "number", source="clock", expr=_days_since("last_order_at")),
+    FieldSpec("days_since_enrolled", "number", source="clock", expr=_days_since("enrolled_at")),
     FieldSpec("member_id", "string", expr=_col("member_id")),
     FieldSpec("tier", "string", expr=_col("tier")),
     FieldSpec("timezone", "string", expr=_col("timezone")),
-    FieldSpec("value_tier", "string", VALUE_TIERS, expr=_col("value_tier")),
-    FieldSpec("lifecycle", "string", LIFECYCLES, expr=_col("lifecycle")),
-    FieldSpec("rfm_segment", "string", RFM_SEGMENTS, expr=_col("rfm_segment")),
-    FieldSpec("value_group", "string", VALUE_GROUPS, expr=_col("value_group")),
-    FieldSpec("behaviour_group", "string", BEHAVIOUR_GROUPS, expr=_col("behaviour_group")),
-    FieldSpec("loyalty_type", "string", LOYALTY_TYPES, expr=_col("loyalty_type")),
+    FieldSpec("value_tier", "string", VALUE_TIERS, source="score", expr=_col("value_tier")),
+    FieldSpec("lifecycle", "string", LIFECYCLES, source="score", expr=_col("lifecycle")),
+    FieldSpec("rfm_segment", "string", RFM_SEGMENTS, source="score", expr=_col("rfm_segment")),
+    FieldSpec("value_group", "string", VALUE_GROUPS, source="score", expr=_col("value_group")),
+    FieldSpec(
+        "behaviour_group", "string", BEHAVIOUR_GROUPS, source="score", expr=_col("behaviour_group")
+    ),
+    FieldSpec("loyalty_type", "string", LOYALTY_TYPES, source="score", expr=_col("loyalty_type")),
     FieldSpec("first_order_at", "time", expr=_col("first_order_at")),
     FieldSpec("last_order_at", "time", expr=_col("last_order_at")),
     FieldSpec("enrolled_at", "time", expr=_col("enrolled_at")),
@@ -140,7 +155,8 @@ _specs += [
     FieldSpec("manual_tags", "list", expr=_col("manual_tags")),
     FieldSpec("categories", "list", expr=_col("categories")),
     FieldSpec("channels", "list", expr=_col("channels")),
-    FieldSpec("strategies", "list", expr=_col("strategies")),
+    # the recompute and PUT /v1/strategy-matrix write it
+    FieldSpec("strategies", "list", source="score", expr=_col("strategies")),
 ]
 
 FIELDS: dict[str, FieldSpec] = {s.name: s for s in _specs}

@@ -402,9 +402,27 @@ def comparisons(node: Node) -> list[Comparison]:
     return out
 
 
-def uses_time_window(node: Node) -> bool:
-    """True if the condition depends on the clock (then it is refreshed by the daily batch)."""
-    return any(FIELDS[c.field].time_relative for c in comparisons(node))
+LIST_OF_TAGS = frozenset({"tags", "manual_tags"})
+
+
+def refresh_mode(node: Node, batch_rule_tags: frozenset[str] = frozenset()) -> str:
+    """``batch`` if the condition uses a field that only the recompute (or the clock)
+    changes, or asks for a rule tag that is itself batch (``tags contains "x"``, x a batch
+    rule tag); else ``live``. A batch condition is refreshed by every recompute (exact as of
+    its ``last_computed_at``), a live one by every event that touches the member."""
+    for c in comparisons(node):
+        if FIELDS[c.field].recompute_only:
+            return "batch"
+        if c.field == "tags" and c.op == "contains" and c.value in batch_rule_tags:
+            return "batch"
+    return "live"
+
+
+def names_tag(node: Node, tag: str) -> bool:
+    """True if the condition asks whether a profile has this tag."""
+    return any(
+        c.field in LIST_OF_TAGS and c.op == "contains" and c.value == tag for c in comparisons(node)
+    )
 
 
 def describe_value(value: Any) -> Any:

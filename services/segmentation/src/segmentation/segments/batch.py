@@ -1,10 +1,12 @@
 """The batch refresh: rule tags and segment memberships over all profiles, in set-based SQL.
 
-A recompute (and creating a segment or a rule tag) evaluates every condition over all
-profiles (``refresh_all``). Segments whose condition depends on the clock
-(``days_since_*``) are marked ``batch``: their membership is exact as of
-``last_computed_at``. Each change writes a history row (with the clause values that
-caused it) and a ``loyalty.segment.entered.v1`` / ``left.v1`` event to the outbox.
+A recompute (and creating or editing a segment or a rule tag, and a new strategy matrix)
+evaluates every active condition over all profiles (``refresh_all``). Tags and segments
+whose condition uses a field only the recompute changes (a score, the clock, a batch rule
+tag: ``conditions.language.refresh_mode``) are ``batch``: the live refresh leaves them
+alone, and their membership is exact as of ``last_computed_at``. Each change writes a
+history row (with the clause values that caused it) and a ``loyalty.segment.entered.v1`` /
+``left.v1`` event to the outbox.
 
 Lock order, the same as every other writer of these rows: the profiles table
 (``lock_profiles_for_bulk_write``, before the rule tags' UPDATE), then the memberships
@@ -49,24 +51,45 @@ _TEMP_DDL = (
 async def refresh_rule_tags(session: AsyncSession) -> None:
     """Every profile's rule tags; only the rows that change are written (after the bulk
     write lock: a consumer may be writing some of them meanwhile)."""
+    active = (Tag.kind == "rule") & Tag.archived_at.is_(None)
     tags = (
-        await session.execute(
-            select(Tag.name, Tag.condition).where(Tag.kind == "rule").order_by(Tag.name)
-        )
+        await session.execute(select(Tag.name, Tag.condition).where(active).order_by(Tag.name))
     ).all()
     new = rule_tags_expr([(n, c) for n, c in tags if c]) if tags else text("'{}'::text[]")
     await lock_profiles_for_bulk_write(session)
     await session.execute(
         update(PROFILES).where(P.rule_tags.is_distinct_from(new)).values(rule_tags=new)
     )
+    await session.execute(update(Tag).where(active).values(last_computed_at=func.now()))
 
 
-async def refresh_segment(session: AsyncSession, segment: Segment, trigger: str) -> dict[str, int]:
-    """Recompute one segment over all profiles in SQL; returns entered/left counts."""
+async def _temp_tables(session: AsyncSession) -> None:
     await session.execute(MEMBERSHIPS_LOCK)
     for ddl in _TEMP_DDL:
         await session.execute(text(ddl))
     await session.execute(text("TRUNCATE seg_target, seg_changes"))
+
+
+async def empty_segment(session: AsyncSession, segment: Segment, trigger: str) -> int:
+    """Every member leaves the segment (an archive): a history row and a
+    ``loyalty.segment.left.v1`` event each, count 0; returns how many left."""
+    await _temp_tables(session)
+    await session.execute(
+        text(
+            "INSERT INTO seg_changes (member_id, action) "
+            "SELECT member_id, 'left' FROM segment_members WHERE segment_id = :sid"
+        ),
+        {"sid": segment.segment_id},
+    )
+    left = int((await session.execute(text("SELECT count(*) FROM seg_changes"))).scalar_one())
+    if left:
+        await _write_changes(session, segment, trigger, {"left": left})
+    return left
+
+
+async def refresh_segment(session: AsyncSession, segment: Segment, trigger: str) -> dict[str, int]:
+    """Recompute one segment over all profiles in SQL; returns entered/left counts."""
+    await _temp_tables(session)
     _, condition = compiled(segment.condition)
     await session.execute(
         insert(seg_target).from_select(["member_id"], select(P.member_id).where(condition))
@@ -160,10 +183,12 @@ async def _write_changes(
 
 
 async def refresh_all(session: AsyncSession, trigger: str) -> dict[str, dict[str, int]]:
-    """Rule tags, then every segment in segment_id order (the one lock order)."""
+    """Rule tags, then every active segment in segment_id order (the one lock order)."""
     await refresh_rule_tags(session)
     out: dict[str, dict[str, int]] = {}
-    segments = await session.execute(select(Segment).order_by(Segment.segment_id))
+    segments = await session.execute(
+        select(Segment).where(Segment.archived_at.is_(None)).order_by(Segment.segment_id)
+    )
     for segment in segments.scalars():
         out[segment.segment_id] = await refresh_segment(session, segment, trigger)
     return out

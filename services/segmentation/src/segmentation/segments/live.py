@@ -1,11 +1,13 @@
 """The live refresh: rule tags and segment memberships of the members an event touched.
 
-After every consumed batch the rule tags and every segment's condition are evaluated
-against the profiles of the members it touched, in two set-based statements
+After every consumed batch the live rule tags and the live segments' conditions are
+evaluated against the profiles of the members it touched, in two set-based statements
 (``refresh_members`` / ``flush_refresh``, ``_live_plan``); API changes to a member's tags
 do the same for that member at once. Each change writes a history row (with the clause
 values that caused it) and a ``loyalty.segment.entered.v1`` / ``left.v1`` event to the
-outbox, in the same statement.
+outbox, in the same statement. Batch tags and segments (their conditions use a field only
+the recompute changes: ``conditions.language.refresh_mode``) are left to the recompute
+(``batch.py``): no event changes them.
 
 The statements are built once per set of definitions, as SQL text with the conditions'
 literals inlined (asyncpg prepares each once). The literals are rendered by the dialect
@@ -84,12 +86,17 @@ _MEMBERSHIPS_LOCK_SHARED = text(
 
 async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: str) -> None:
     rule_tags, segments = await _definitions(session)
+    keep_batch = any(t.mode == "batch" for t in rule_tags)
     plan = _live_plan(
-        tuple((n, c) for n, c in rule_tags if c),
+        tuple((t.name, t.condition) for t in rule_tags if t.condition and t.mode == "live"),
+        keep_batch,
         tuple((s.segment_id, s.name, s.condition) for s in segments),
     )
     if plan.tags is not None:
-        await session.execute(plan.tags, {"ids": member_ids})
+        params: dict[str, Any] = {"ids": member_ids}
+        if keep_batch:
+            params["live_names"] = plan.live_tag_names
+        await session.execute(plan.tags, params)
     if plan.segments is not None:
         await session.execute(_MEMBERSHIPS_LOCK_SHARED)
         await session.execute(
@@ -119,7 +126,7 @@ async def _definitions(session: AsyncSession) -> tuple[list[Any], list[Any]]:
     cached: tuple[list[Any], list[Any]] | None = session.info.get(_DEFINITIONS)
     if cached is None:
         rows = (await session.execute(_DEFINITIONS_SQL)).all()
-        tags = [_TagDef(r.key, r.condition) for r in rows if r.kind == "tag"]
+        tags = [_TagDef(r.key, r.condition, r.mode) for r in rows if r.kind == "tag"]
         segments = [_SegmentDef(r.key, r.name, r.condition) for r in rows if r.kind == "segment"]
         cached = (tags, segments)
         session.info[_DEFINITIONS] = cached
@@ -129,6 +136,7 @@ async def _definitions(session: AsyncSession) -> tuple[list[Any], list[Any]]:
 class _TagDef(NamedTuple):
     name: str
     condition: str | None
+    mode: str
 
 
 class _SegmentDef(NamedTuple):
@@ -137,12 +145,14 @@ class _SegmentDef(NamedTuple):
     condition: str
 
 
-# one round trip for both (read at the start of every consumer batch)
+# one round trip for both (read at the start of every consumer batch): the active rule
+# tags (live and batch: the batch ones are kept as they are) and the live segments
 _DEFINITIONS_SQL = text(
-    "SELECT 'tag' AS kind, name AS key, CAST(NULL AS text) AS name, condition "
-    "FROM tags WHERE kind = 'rule' "
+    "SELECT 'tag' AS kind, name AS key, CAST(NULL AS text) AS name, condition, "
+    "refresh_mode AS mode FROM tags WHERE kind = 'rule' AND archived_at IS NULL "
     "UNION ALL "
-    "SELECT 'segment', segment_id, name, condition FROM segments "
+    "SELECT 'segment', segment_id, name, condition, refresh_mode FROM segments "
+    "WHERE refresh_mode = 'live' AND archived_at IS NULL "
     "ORDER BY kind DESC, key"
 )
 
@@ -172,6 +182,27 @@ class _LivePlan:
     segments: TextClause | None
     segment_ids: list[str]
     segment_names: list[str]
+    live_tag_names: list[str]
+
+
+# The members' rule tags, computed once per row; only the rows whose tags change are
+# written. With batch rule tags defined, a profile keeps the batch tags it has (only the
+# recompute changes them) and gets the live ones it meets, in name order as the batch
+# refresh writes them.
+_LIVE_TAGS = """
+UPDATE profiles SET rule_tags = n.tags
+FROM (
+    SELECT profiles.member_id, {tags} AS tags
+    FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
+) n
+WHERE profiles.member_id = n.member_id AND profiles.rule_tags IS DISTINCT FROM n.tags
+"""
+_KEEP_BATCH_TAGS = """ARRAY(
+    SELECT x FROM (
+        SELECT unnest(profiles.rule_tags)
+        EXCEPT SELECT unnest(CAST(:live_names AS text[]))
+        UNION SELECT unnest({live})
+    ) AS u(x) ORDER BY x)"""
 
 
 _LIVE_SEGMENTS = """
@@ -237,11 +268,15 @@ FROM named n
 
 @lru_cache(maxsize=64)
 def _live_plan(
-    rule_tags: tuple[tuple[str, str], ...], segments: tuple[tuple[str, str, str], ...]
+    rule_tags: tuple[tuple[str, str], ...],
+    keep_batch_tags: bool,
+    segments: tuple[tuple[str, str, str], ...],
 ) -> _LivePlan:
-    """The two statements that refresh a list of members (``:ids``) for these definitions.
+    """The two statements that refresh a list of members (``:ids``) for these definitions
+    (the live rule tags and the live segments).
 
-    1. rule tags: one UPDATE, only of the rows whose tags change;
+    1. rule tags: one UPDATE, only of the rows whose tags change (the batch rule tags a
+       profile has are kept when ``keep_batch_tags``);
     2. segments: every condition evaluated over the members' profiles in one SELECT,
        compared with the current memberships; the differences are inserted/deleted,
        and only the rows actually inserted or deleted get a history row (with the
@@ -253,11 +288,9 @@ def _live_plan(
     tags_stmt: TextClause | None = None
     if rule_tags:
         expr = inline_sql(rule_tags_expr(list(rule_tags)))
-        tags_stmt = text(
-            f"UPDATE profiles SET rule_tags = {expr} "
-            "WHERE profiles.member_id = ANY(CAST(:ids AS text[])) "
-            f"AND profiles.rule_tags IS DISTINCT FROM {expr}"
-        )
+        if keep_batch_tags:
+            expr = _KEEP_BATCH_TAGS.format(live=expr)
+        tags_stmt = text(_LIVE_TAGS.format(tags=expr))
     segments_stmt: TextClause | None = None
     if segments:
         segments_stmt = text(
@@ -273,4 +306,10 @@ def _live_plan(
                 source=events.SOURCE,
             )
         ).bindparams(bindparam("headers", type_=JSONB))
-    return _LivePlan(tags_stmt, segments_stmt, [s[0] for s in segments], [s[1] for s in segments])
+    return _LivePlan(
+        tags_stmt,
+        segments_stmt,
+        [s[0] for s in segments],
+        [s[1] for s in segments],
+        [name for name, _ in rule_tags],
+    )

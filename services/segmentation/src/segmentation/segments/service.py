@@ -1,13 +1,13 @@
-"""Tags and segments: their definitions, members, history and explanations.
+"""Tags and segments: reads (definitions, members, explanations), manual tags on a profile,
+and the problems the definitions' writes answer (``definitions.py`` writes them).
 
 Memberships are kept current by the live refresh (``live.py``: the members a consumed
-batch or an API call touched) and the batch refresh (``batch.py``: all profiles, at a
-recompute and when a segment or a rule tag is created).
+batch or an API call touched, for live tags and segments) and the batch refresh
+(``batch.py``: all profiles, at every recompute and when a definition changes).
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +22,9 @@ from segmentation.conditions.language import (
     ConditionLimit,
     comparisons,
     describe_value,
-    uses_time_window,
 )
 from segmentation.profiles.models import Profile
-from segmentation.segments.batch import refresh_all, refresh_segment
-from segmentation.segments.live import forget_definitions, refresh_member
+from segmentation.segments.live import refresh_member
 from segmentation.segments.models import Segment, SegmentHistory, SegmentMember, Tag
 
 P = Profile.__table__.c
@@ -52,6 +50,21 @@ class DuplicateName(Conflict):
     title = "Name already taken"
 
 
+class TagInUse(Conflict):
+    slug = "tag-in-use"
+    title = "Tag named by active conditions"
+
+
+class TagArchived(Conflict):
+    slug = "tag-archived"
+    title = "Tag archived"
+
+
+class SegmentArchived(Conflict):
+    slug = "segment-archived"
+    title = "Segment archived"
+
+
 def validate_condition(condition: str, *, rule_ctx: bool = False, field: str = "condition") -> None:
     """Parse and type-check a condition; a ConditionError becomes a 422 naming ``field``
     (and, for a condition over a size limit, the limit)."""
@@ -71,41 +84,14 @@ def validate_condition(condition: str, *, rule_ctx: bool = False, field: str = "
         raise InvalidCondition(str(exc), errors=[error], **extensions) from exc
 
 
-# ---------------------------------------------------------------- definitions
+# ---------------------------------------------------------------- reads
 
 
-async def create_tag(
-    session: AsyncSession, name: str, kind: str, condition: str | None, description: str | None
-) -> Tag:
-    if kind == "rule":
-        if not condition:
-            raise InvalidCondition(
-                "a rule tag needs a condition",
-                errors=[
-                    {"field": "condition", "message": "required for a rule tag", "type": "missing"}
-                ],
-            )
-        validate_condition(condition, rule_ctx=True)
-    elif condition:
-        raise InvalidCondition(
-            "a manual tag has no condition",
-            errors=[{"field": "condition", "message": "only rule tags have one", "type": "extra"}],
-        )
-
-    async def write() -> Tag:
-        if await session.get(Tag, name) is not None:
-            raise DuplicateName(f"a tag named {name!r} already exists", name=name)
-        tag = Tag(name=name, kind=kind, condition=condition, description=description)
-        forget_definitions(session)
-        session.add(tag)
-        await session.flush()
-        if kind == "rule":
-            await refresh_all(session, "tag.created")
-        return tag
-
-    # a rule tag rewrites profiles and memberships while events flow: a lost deadlock
-    # runs it again (loyalty_shared.deadlocks), never a 500
-    return await retry_on_deadlock(session, write)
+async def get_tag(session: AsyncSession, name: str, *, for_update: bool = False) -> Tag:
+    tag = await session.get(Tag, name, with_for_update=for_update)
+    if tag is None:
+        raise TagNotFound(f"no tag named {name!r}", tag=name)
+    return tag
 
 
 async def tag_member(
@@ -113,12 +99,19 @@ async def tag_member(
 ) -> list[str]:
     from segmentation.profiles.service import ProfileNotFound
 
-    rows = await session.execute(select(Tag.name, Tag.kind).where(Tag.name.in_(add + remove)))
-    known: dict[str, str] = {row[0]: row[1] for row in rows}
+    rows = (
+        await session.execute(
+            select(Tag.name, Tag.kind, Tag.archived_at).where(Tag.name.in_(add + remove))
+        )
+    ).all()
+    known: dict[str, str] = {row[0]: row[1] for row in rows if row[2] is None}
+    archived = {row[0] for row in rows if row[2] is not None}
     for name in add + remove:
-        if name not in known:
+        if name in archived and name in add:
+            raise TagArchived(f"tag {name!r} is archived: it can no longer be set", tag=name)
+        if name not in known and name not in archived:
             raise TagNotFound(f"no tag named {name!r}; create it with POST /v1/tags", tag=name)
-        if known[name] != "manual":
+        if name in known and known[name] != "manual":
             raise InvalidCondition(
                 f"{name!r} is a rule tag: it follows its condition and cannot be set by hand",
                 tag=name,
@@ -144,48 +137,27 @@ async def tag_member(
     return await retry_on_deadlock(session, write)
 
 
-async def create_segment(
-    session: AsyncSession, name: str, condition: str, description: str | None
+async def get_segment(
+    session: AsyncSession, segment_id: str, *, for_update: bool = False
 ) -> Segment:
-    validate_condition(condition)
-    node, _ = compiled(condition)
-
-    async def write() -> Segment:
-        exists = (
-            await session.execute(select(Segment.segment_id).where(Segment.name == name))
-        ).scalar_one_or_none()
-        if exists is not None:
-            raise DuplicateName(f"a segment named {name!r} already exists", name=name)
-        segment = Segment(
-            segment_id=f"seg_{uuid.uuid4().hex[:16]}",
-            name=name,
-            condition=condition,
-            description=description,
-            refresh_mode="batch" if uses_time_window(node) else "live",
-        )
-        forget_definitions(session)
-        session.add(segment)
-        await session.flush()
-        await refresh_segment(session, segment, "segment.created")
-        await session.refresh(segment)
-        return segment
-
-    return await retry_on_deadlock(session, write)
-
-
-async def get_segment(session: AsyncSession, segment_id: str) -> Segment:
-    segment = await session.get(Segment, segment_id)
+    segment = await session.get(Segment, segment_id, with_for_update=for_update)
     if segment is None:
         raise SegmentNotFound(f"no segment {segment_id!r}", segment_id=segment_id)
     return segment
 
 
-async def list_segments(session: AsyncSession) -> list[Segment]:
-    return list((await session.execute(select(Segment).order_by(Segment.created_at))).scalars())
+async def list_segments(session: AsyncSession, include_archived: bool = False) -> list[Segment]:
+    stmt = select(Segment).order_by(Segment.created_at, Segment.segment_id)
+    if not include_archived:
+        stmt = stmt.where(Segment.archived_at.is_(None))
+    return list((await session.execute(stmt)).scalars())
 
 
-async def list_tags(session: AsyncSession) -> list[Tag]:
-    return list((await session.execute(select(Tag).order_by(Tag.name))).scalars())
+async def list_tags(session: AsyncSession, include_archived: bool = False) -> list[Tag]:
+    stmt = select(Tag).order_by(Tag.name)
+    if not include_archived:
+        stmt = stmt.where(Tag.archived_at.is_(None))
+    return list((await session.execute(stmt)).scalars())
 
 
 async def segment_members(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.deadlocks import retry_on_deadlock
 from segmentation.profiles.service import lock_profiles_for_bulk_write
+from segmentation.segments.batch import refresh_all
 from segmentation.strategies.models import StrategyRule
 
 _APPLY = """
@@ -51,8 +52,9 @@ async def list_rules(session: AsyncSession) -> list[StrategyRule]:
 async def replace_rules(
     session: AsyncSession, rules: list[dict[str, object]]
 ) -> list[StrategyRule]:
-    """Replace the matrix and update every profile at once; retried if it loses a deadlock
-    all the same (never a 500)."""
+    """Replace the matrix and update every profile at once, then the tags and segments (a
+    condition on strategies is batch); retried if it loses a deadlock all the same (never
+    a 500)."""
 
     async def write() -> list[StrategyRule]:
         await lock_profiles_for_bulk_write(session)
@@ -61,6 +63,8 @@ async def replace_rules(
             session.add(StrategyRule(**rule))
         await session.flush()
         await apply_strategies(session)
+        # tags and segments on strategies are batch: brought up to date with the new matrix
+        await refresh_all(session, "strategy-matrix.changed")
         return await list_rules(session)
 
     return await retry_on_deadlock(session, write)
