@@ -32,7 +32,10 @@ async def test_a_deadlocked_step_is_retried_to_success_and_recorded(events_db: A
                 )
         return "done"
 
-    assert await jobs.step("expiry", deadlocks_twice, asyncio.Event()) == "done"
+    try:
+        assert await jobs.step("expiry", deadlocks_twice, asyncio.Event()) == "done"
+    finally:
+        await jobs.close()
     assert calls == 3
     run = (await _runs(db))["expiry"]
     assert run.last_succeeded_at is not None and run.consecutive_failures == 0
@@ -52,8 +55,11 @@ async def test_a_broken_step_is_recorded_with_its_error_and_not_retried_now(
         calls += 1
         raise ValueError("tier ladder has no Regular tier")
 
-    for _ in range(2):
-        assert await jobs.step("tiers", broken, asyncio.Event()) is None
+    try:
+        for _ in range(2):
+            assert await jobs.step("tiers", broken, asyncio.Event()) is None
+    finally:
+        await jobs.close()
     assert calls == 2  # once per turn
     run = (await _runs(db))["tiers"]
     assert run.last_succeeded_at is None

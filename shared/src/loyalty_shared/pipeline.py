@@ -10,9 +10,10 @@ facts come out two ways:
   ``<PREFIX>_WORKER_METRICS_PORT``): the relay, the consumers and the jobs update them as
   they work, and ``PipelineMonitor`` refreshes the database-side gauges.
 
-Jobs run through ``Jobs.step``: a transient failure (a deadlock, a lost connection) is
-retried with backoff until it succeeds; any other failure is logged and recorded, and
-the job runs again at its next turn. Every outcome lands in ``job_runs``.
+Jobs run through ``Jobs.step``: on one replica at a time (``loyalty_shared.leases``); a
+transient failure (a deadlock, a lost connection) is retried with backoff until it
+succeeds; any other failure is logged and recorded, and the job runs again at its next
+turn. Every outcome lands in ``job_runs``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from loyalty_shared import dead_letters
 from loyalty_shared.failures import describe, is_transient
+from loyalty_shared.leases import Leases
 from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.settings import CommonSettings
 
@@ -149,7 +151,8 @@ _RECORD_FAILURE = text(
 
 
 class Jobs:
-    """Runs a service's periodic job steps with retries and a record of each outcome."""
+    """Runs a service's periodic job steps: on one replica at a time (``Leases``), with
+    retries, and a record of each outcome. ``close()`` gives the jobs up (at shutdown)."""
 
     def __init__(
         self,
@@ -161,17 +164,21 @@ class Jobs:
         self.service = service
         self.sessionmaker = sessionmaker
         self.max_backoff_seconds = max_backoff_seconds
+        engine = sessionmaker.kw["bind"]
+        self.leases = Leases(engine, service)
 
     async def step(
         self, name: str, run: Callable[[], Awaitable[T]], stop: asyncio.Event
     ) -> T | None:
-        """Run ``run`` once to success; None if it failed for a non-transient reason or
-        ``stop`` was set while it waited to retry."""
+        """Run ``run`` once to success; None if another replica holds the job, if it failed
+        for a non-transient reason, or if ``stop`` was set while it waited to retry."""
         delay = 0.2
         while not stop.is_set():
             started = datetime.now(UTC)
             clock = time.monotonic()
             try:
+                if not await self.leases.hold(name):
+                    return None  # another replica runs this job
                 result = await run()
             except asyncio.CancelledError:
                 raise
@@ -192,6 +199,9 @@ class Jobs:
             await self._record(_RECORD_SUCCESS, job=name, started=started, duration=duration)
             return result
         return None
+
+    async def close(self) -> None:
+        await self.leases.release_all()
 
     async def _record(self, statement: Any, **params: Any) -> None:
         try:

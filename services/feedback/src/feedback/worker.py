@@ -89,6 +89,12 @@ class PeriodicJobs:
         self._monthly_at: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._loop(stop)
+        finally:
+            await self.jobs.close()  # another replica takes the jobs over at once
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             now = datetime.now(UTC)
             due = self._monthly_at is None or now - self._monthly_at >= timedelta(hours=1)

@@ -43,11 +43,14 @@ def ledger_jobs_worker(
             ("tier-evaluation", evaluate_tiers),
             ("birthday-bonuses", birthday_bonuses),
         )
-        while not stop.is_set():
-            for name, step in steps:
-                # "now" when the step (or its retry) starts
-                await jobs.step(name, partial(_as_of_now, step, sessionmaker, settings), stop)
-            await sleep_or_stop(stop, settings.ledger_jobs_interval_seconds)
+        try:
+            while not stop.is_set():
+                for name, step in steps:
+                    # "now" when the step (or its retry) starts
+                    await jobs.step(name, partial(_as_of_now, step, sessionmaker, settings), stop)
+                await sleep_or_stop(stop, settings.ledger_jobs_interval_seconds)
+        finally:
+            await jobs.close()  # another replica takes the jobs over at once
 
     return run
 

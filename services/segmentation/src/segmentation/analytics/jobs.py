@@ -393,6 +393,12 @@ class DailyRecompute:
         self.jobs = Jobs(settings.service_name, sessionmaker)
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._loop(stop)
+        finally:
+            await self.jobs.close()  # another replica takes the jobs over at once
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         await self.jobs.step(
             "recover-stale-jobs", partial(recover_jobs, self.sessionmaker, self.settings), stop
         )
