@@ -106,12 +106,45 @@ async def test_population_is_members_with_an_order_before_as_of_and_refunds_coun
     await env.recompute(AS_OF)
     outside = await _profile(env, late)
     assert outside["rfm"] == {"r": None, "f": None, "m": None, "segment": None}
-    assert outside["value_tier"] is None and outside["scores_as_of"] is not None
+    assert outside["lifecycle"] is None and outside["scores_as_of"] is not None
+    # every customer has a value tier (coverage 100%): no order before as_of -> low
+    assert (outside["value_tier"], outside["value_group"]) == ("low", "ordinary")
     inside = await _profile(env, early)
     assert inside["value_tier"] == "low" and inside["rfm"]["r"] == 5
     assert inside["total_spend"] == "50.00"  # live total: both refunds
     job = await env.recompute(AS_OF)
     assert job["result"]["population"] == 1
+
+
+async def test_every_profile_is_in_exactly_one_value_tier_after_a_recompute(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    """DOMAIN: coverage 100%. Members without an order before as_of (enrolled only, or
+    ordering only later) are low and do not move the others' percentiles."""
+    env = fresh_segmentation
+    buyers = {member_id(): n for n in (1, 2, 3, 5, 6)}
+    for m, n in buyers.items():
+        await env.feed(enrolled(m), *[order(m, f"2025-0{k}-10", "100.00") for k in range(1, n + 1)])
+    enrolled_only, later = member_id(), member_id()
+    await env.feed(enrolled(enrolled_only), enrolled(later), order(later, "2026-02-01", "900.00"))
+    await env.recompute(AS_OF)
+    tiers = {m: (await _profile(env, m))["value_tier"] for m in [*buyers, enrolled_only, later]}
+    # p = k / 5 over the buyers only: 0.2 and 0.4 low, 0.6 and 0.8 medium (high needs
+    # p > 0.8), 1.0 with 6 orders high
+    assert list(tiers.values()) == ["low", "low", "medium", "medium", "high", "low", "low"]
+    listed = {
+        tier: (await env.client.get("/v1/profiles", params={"value_tier": tier})).json()["total"]
+        for tier in ("high", "medium", "low")
+    }
+    everyone = (await env.client.get("/v1/profiles")).json()["total"]
+    assert listed == {"high": 1, "medium": 2, "low": 4} and sum(listed.values()) == everyone
+    # the daily recompute's events: the new ones get their first tier too
+    firsts = await env.sql(
+        "SELECT key, payload->'data'->>'to_value_tier' FROM outbox "
+        "WHERE event_type = 'loyalty.profile.value_tier_changed.v1' AND key = ANY(:m)",
+        m=[enrolled_only, later],
+    )
+    assert sorted(tuple(r) for r in firsts) == sorted([(enrolled_only, "low"), (later, "low")])
 
 
 async def test_lifecycle_relative_to_own_rhythm_and_change_events(

@@ -294,11 +294,13 @@ FROM (SELECT *, {_REASONS} AS reasons FROM ({_SCORES}) scores) s
 WHERE p.member_id = s.member_id
 """
 
+# Outside the population (no order before as_of): no RFM, stage, rhythm, loyalty or CLV,
+# but a value tier as for everyone (coverage 100%): low (n = 0 <= 1), so value group ordinary.
 _CLEAR_OUTSIDE = """
 UPDATE profiles p SET
     scores_as_of = CAST(:as_of AS timestamptz),
     rfm_r = NULL, rfm_f = NULL, rfm_m = NULL, rfm_segment = NULL,
-    value_tier = NULL, lifecycle = NULL, median_gap_days = NULL, value_group = NULL,
+    value_tier = 'low', lifecycle = NULL, median_gap_days = NULL, value_group = 'ordinary',
     behaviour_group = NULL, loyalty_index = NULL, loyalty_indicators = NULL,
     loyalty_type = NULL, loyalty_reasons = NULL,
     p_alive = NULL, expected_purchases_90d = NULL, expected_value = NULL
