@@ -2,9 +2,12 @@
 SLA compliance, FCR, follow-up coverage), targets, and breakdowns per tier, value tier and
 segment, each with its previous period."""
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from loyalty_shared.contracts import CONTRACTS
 from loyalty_shared.contracts.points import TierChangedV1
@@ -98,6 +101,13 @@ def tier_changed(member: str, to_tier: str, at: str) -> CloudEvent:
     return payload.event(member)
 
 
+@pytest.fixture(autouse=True)
+def _every_nps_shown(fresh_segmentation: FreshSegmentation) -> None:
+    """These hand-made periods have a handful of answers: show the NPS from one answer on
+    (the minimum sample is tested in test_nps_has_its_ci_and_hides_below_the_minimum_sample)."""
+    fresh_segmentation.settings.nps_min_sample = 1
+
+
 async def _kpis(env: FreshSegmentation, **params: Any) -> dict[str, Any]:
     response = await env.client.get("/v1/analytics/kpis", params=params)
     assert response.status_code == 200, response.text
@@ -171,6 +181,8 @@ async def test_feedback_kpis_and_targets_with_previous_period(
     # NPS: (2 promoters - 1 detractor) / 4 answers; Nov: 1 promoter of 1
     assert _pair(k["nps"]) == (25.0, 100.0)
     assert _pair(k["nps_responses"]) == (4, 1)
+    assert _pair(k["nps_ci95"]) == ([-56.3, 100.0], [100.0, 100.0])  # 25 +/- 81.3, clipped
+    assert _pair(k["nps_hidden"]) == (False, False)
     assert _pair(k["csat"]) == (4.0, None)  # (5 + 3 + 4) / 3
     assert _pair(k["satisfied_share"]) == (round(2 / 3, 4), None)
     # complaints opened / orders: Dec K1, K2, K3 over 4 orders; Nov K4 over 3
@@ -203,6 +215,36 @@ async def test_feedback_kpis_and_targets_with_previous_period(
     assert k["revenue"]["target"] is None
     assert "feedback" in body["definitions"]["nps"]
     assert body["breakdowns"] == {}
+
+
+async def test_nps_has_its_ci_and_hides_below_the_minimum_sample(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    """As feedback's metrics: below the minimum sample the NPS and its CI are null, the
+    count stays; per breakdown group too."""
+    env = fresh_segmentation
+    await _december(env)
+    env.settings.nps_min_sample = 3  # Dec has 4 answers, Nov 1
+    body = await _kpis(env, **DEC, by="tier")
+    k = body["kpis"]
+    assert _pair(k["nps"]) == (25.0, None)
+    assert _pair(k["nps_hidden"]) == (False, True)
+    assert _pair(k["nps_responses"]) == (4, 1)
+    # p = 2/4 promoters, d = 1/4 detractors: var = 0.75 - 0.0625, se = sqrt(var / 4)
+    margin = 100 * 1.959963984540054 * math.sqrt((0.75 - 0.25**2) / 4)
+    assert k["nps_ci95"]["current"] == [round(25 - margin, 1), 100.0]
+    assert k["nps_ci95"]["previous"] is None
+    assert k["nps"]["target"]["met"] is False
+    assert "minimum sample" in body["definitions"]["nps"]
+    groups = {g["key"]: g["kpis"] for g in body["breakdowns"]["tier"]}
+    assert _pair(groups["gold"]["nps"]) == (None, None)  # A's one answer
+    assert _pair(groups["gold"]["nps_hidden"]) == (True, None)
+    assert groups["gold"]["nps"]["target"]["met"] is None
+    assert _pair(groups["bronze"]["nps"]) == (0.0, None)  # B 6, C 10, D 8
+    env.settings.nps_min_sample = 30  # the default, as feedback's
+    k = (await _kpis(env, **DEC))["kpis"]
+    assert _pair(k["nps"]) == (None, None) and _pair(k["nps_ci95"]) == (None, None)
+    assert _pair(k["nps_hidden"]) == (True, True) and _pair(k["nps_responses"]) == (4, 1)
 
 
 async def test_kpis_per_tier_with_the_tier_at_each_period_end(

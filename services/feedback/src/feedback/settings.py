@@ -3,6 +3,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from loyalty_shared.nps import DEFAULT_MIN_SAMPLE
 from loyalty_shared.settings import CommonSettings
 
 
@@ -42,7 +43,7 @@ class FeedbackSettings(CommonSettings):
     churn_risk_segments: list[str] = Field(
         default_factory=lambda: ["churn-risk", "churn_risk", "at-risk", "at_risk"]
     )
-    nps_min_sample: int = 30
+    nps_min_sample: int = DEFAULT_MIN_SAMPLE  # NPS hidden below this many answers
     csat_target: float = 4.5
     nps_target: float = 60.0
     fcr_target: float = 0.85

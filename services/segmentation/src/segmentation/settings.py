@@ -1,6 +1,7 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from loyalty_shared.nps import DEFAULT_MIN_SAMPLE
 from loyalty_shared.settings import CommonSettings
 
 
@@ -35,3 +36,6 @@ class SegmentationSettings(CommonSettings):
     # Contact frequency cap defaults (editable at PUT /v1/contact-policy)
     contact_cap: int = 3
     contact_period_days: int = 7
+    # KPIs: the NPS (and its 95% CI) is hidden below this many answers, as in feedback's
+    # metrics (loyalty_shared.nps)
+    nps_min_sample: int = Field(default=DEFAULT_MIN_SAMPLE, ge=1)

@@ -2,7 +2,8 @@
 
 Formulas (DOMAIN.md, Formulas):
 - NPS = % of 9-10 answers - % of 0-6 answers; 95% CI from the variance of the
-  per-answer score (+1 promoter, 0 passive, -1 detractor): se = sqrt(var / n).
+  per-answer score (+1 promoter, 0 passive, -1 detractor): se = sqrt(var / n)
+  (``loyalty_shared.nps``, which segmentation's KPIs use too).
 - CSAT = mean of the 1-5 ratings.
 - DC_i = sum_j x_ij n_ij / (x_max sum_j n_ij) with x_max = 5; CSI = sum_i w_i DC_i,
   w_i the global AHP weights of the configured hierarchy.
@@ -10,7 +11,6 @@ Formulas (DOMAIN.md, Formulas):
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
@@ -37,10 +37,10 @@ from feedback.metrics.schemas import (
 )
 from feedback.settings import FeedbackSettings
 from loyalty_shared import ahp
+from loyalty_shared.nps import nps_score
 from loyalty_shared.problems import Unprocessable
 
 X_MAX = 5
-Z95 = 1.959963984540054
 PARETO_CUT = 0.8
 HIERARCHY_ID = "default"
 
@@ -191,15 +191,6 @@ async def put_hierarchy(session: AsyncSession, data: HierarchyIn, now: datetime)
 
 def _rate(num: int, den: int, target: float | None = None) -> Rate:
     return Rate(numerator=num, denominator=den, rate=(num / den) if den else None, target=target)
-
-
-def nps_score(promoters: int, passives: int, detractors: int) -> tuple[float, list[float]]:
-    n = promoters + passives + detractors
-    p, d = promoters / n, detractors / n
-    score = 100.0 * (p - d)
-    variance = p + d - (p - d) ** 2
-    margin = 100.0 * Z95 * math.sqrt(max(variance, 0.0) / n)
-    return score, [max(score - margin, -100.0), min(score + margin, 100.0)]
 
 
 async def _nps(

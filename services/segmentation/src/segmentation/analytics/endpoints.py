@@ -113,10 +113,13 @@ async def get_clv_model(session: Session) -> ClvModelOut:
     description="Each figure over [from, to) (default: the 30 days before now) and over the "
     "previous period of the same length, with the brief's target where it sets one. "
     "`by` (repeatable) adds `breakdowns` per loyalty tier, value tier or segment. "
+    "The NPS comes with its 95% CI (`nps_ci95`) and is hidden (null, `nps_hidden`) below "
+    "SEGMENTATION_NPS_MIN_SAMPLE answers, as in feedback's metrics. "
     "Definitions come with the figures; docs/segmentation.md.",
 )
 async def get_kpis(
     session: Session,
+    request: Request,
     from_: PeriodFrom = None,
     to: PeriodTo = None,
     by: Annotated[
@@ -126,7 +129,9 @@ async def get_kpis(
 ) -> KpisOut:
     period = resolve_period(from_, to, now=datetime.now(UTC), default_days=30)
     dimensions = tuple(d for d in kpis.DIMENSIONS if d in (by or []))
-    return KpisOut.model_validate(await kpis.kpis(session, period.start, period.end, dimensions))
+    minimum = request.app.state.settings.nps_min_sample
+    figures = await kpis.kpis(session, period.start, period.end, dimensions, minimum)
+    return KpisOut.model_validate(figures)
 
 
 def _weights_out(matrix: list[list[float]], result: ahp.AHPResult) -> LoyaltyWeightsOut:

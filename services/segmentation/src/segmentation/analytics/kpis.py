@@ -17,6 +17,8 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.nps import DEFAULT_MIN_SAMPLE, nps_figure
+
 Dimension = Literal["tier", "value_tier", "segment"]
 DIMENSIONS: tuple[Dimension, ...] = ("tier", "value_tier", "segment")
 
@@ -44,7 +46,11 @@ DEFINITIONS = {
     "high_value_revenue_share": "revenue from members whose value tier is high (last "
     "recompute) / revenue",
     "nps": "% of 9-10 answers - % of 0-6 answers (-100..100) over the NPS answers submitted "
-    "in the period" + _FROM_FEEDBACK,
+    "in the period; null (hidden) below the minimum sample (nps_hidden)" + _FROM_FEEDBACK,
+    "nps_ci95": "the NPS's 95% confidence interval [low, high] (normal approximation of the "
+    "per-answer score +1/0/-1, as feedback's metrics); null when the NPS is" + _FROM_FEEDBACK,
+    "nps_hidden": "true when the period has fewer NPS answers than the minimum sample "
+    "(SEGMENTATION_NPS_MIN_SAMPLE)",
     "nps_responses": "NPS answers submitted in the period" + _FROM_FEEDBACK,
     "csat": "mean of the 1-5 CSAT answers submitted in the period" + _FROM_FEEDBACK,
     "satisfied_share": "CSAT answers of 4 or 5 / CSAT answers, in the period" + _FROM_FEEDBACK,
@@ -67,7 +73,8 @@ BREAKDOWN_DEFINITIONS = {
     "tier": "the member's loyalty tier at the end of each period (tier history); 'none' "
     "when no tier is known",
     "value_tier": "the member's value tier from the last recompute (no history: the same "
-    "grouping for both periods); 'unscored' outside the scoring population",
+    "grouping for both periods; every profile has one after a recompute, low without an "
+    "order); 'unscored' for profiles created since the last recompute",
     "segment": "segments the member belonged to at the end of each period (segment "
     "history); a member counts in each of their segments, members of none are in no group",
 }
@@ -291,7 +298,18 @@ def _money(value: Any) -> str | None:
     return str(Decimal(value).quantize(_CENTS)) if value is not None else None
 
 
-def _figures(row: Any) -> dict[str, Any]:
+def _nps(row: Any, min_sample: int) -> dict[str, Any]:
+    passives = int(row.nps_n - row.promoters - row.detractors)
+    figure = nps_figure(int(row.promoters), passives, int(row.detractors), min_sample)
+    return {
+        "nps": round(figure.score, 1) if figure.score is not None else None,
+        "nps_ci95": [round(x, 1) for x in figure.ci95] if figure.ci95 is not None else None,
+        "nps_hidden": figure.hidden,
+        "nps_responses": figure.responses,
+    }
+
+
+def _figures(row: Any, min_sample: int) -> dict[str, Any]:
     revenue = Decimal(row.revenue).quantize(_CENTS)
     return {
         "members": row.members,
@@ -310,10 +328,7 @@ def _figures(row: Any) -> dict[str, Any]:
         "high_value_revenue_share": round(float(row.high_value_revenue / revenue), 4)
         if revenue
         else None,
-        "nps": round(100.0 * (row.promoters - row.detractors) / row.nps_n, 1)
-        if row.nps_n
-        else None,
-        "nps_responses": int(row.nps_n),
+        **_nps(row, min_sample),
         "csat": round(float(row.csat_sum) / row.csat_n, 2) if row.csat_n else None,
         "satisfied_share": _rate(int(row.satisfied), int(row.csat_n)),
         "csat_responses": int(row.csat_n),
@@ -328,7 +343,11 @@ def _figures(row: Any) -> dict[str, Any]:
 
 
 async def period_kpis(
-    session: AsyncSession, start: datetime, end: datetime, by: tuple[Dimension, ...] = ()
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    by: tuple[Dimension, ...] = (),
+    nps_min_sample: int = DEFAULT_MIN_SAMPLE,
 ) -> tuple[dict[str, Any], dict[str, dict[str, tuple[str, dict[str, Any]]]]]:
     """The figures of one period, and per requested dimension {key: (label, figures)}."""
     params = {
@@ -344,9 +363,9 @@ async def period_kpis(
     await session.execute(text("SET LOCAL work_mem = '64MB'"))
     for row in (await session.execute(text(_sql(by)), params)).all():
         if row.dim is None:
-            overall = _figures(row)
+            overall = _figures(row, nps_min_sample)
         else:
-            groups[row.dim][row.key] = (row.label, _figures(row))
+            groups[row.dim][row.key] = (row.label, _figures(row, nps_min_sample))
     tiers: dict[str, int] = dict((await session.execute(text(_TIERS), {"to": end})).all())
     segments: dict[str, int] = dict((await session.execute(text(_SEGMENTS), {"to": end})).all())
     overall["tier_distribution"] = {k: int(v) for k, v in tiers.items()}
@@ -399,11 +418,15 @@ def _paired(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, dict
 
 
 async def kpis(
-    session: AsyncSession, start: datetime, end: datetime, by: tuple[Dimension, ...] = ()
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    by: tuple[Dimension, ...] = (),
+    nps_min_sample: int = DEFAULT_MIN_SAMPLE,
 ) -> dict[str, Any]:
-    current, current_groups = await period_kpis(session, start, end, by)
+    current, current_groups = await period_kpis(session, start, end, by, nps_min_sample)
     prev_start = start - (end - start)
-    previous, previous_groups = await period_kpis(session, prev_start, start, by)
+    previous, previous_groups = await period_kpis(session, prev_start, start, by, nps_min_sample)
     breakdowns: dict[str, list[dict[str, Any]]] = {}
     for d in by:
         now, before = current_groups[d], previous_groups[d]
