@@ -3,6 +3,7 @@
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -21,15 +22,63 @@ def _concrete(template: str, member: str) -> str:
     return re.sub(r"\{[^}]+\}", lambda m: f"x-{uuid.uuid4().hex[:6]}", path)
 
 
+# What a member token may do on each route of the table, written out here rather than read
+# from policy.py: "self" (only for its own member id), "any" (any member token), "owned"
+# (any member token reaches the service, which answers only for the member's own resource,
+# e.g. a redemption by its id). Every other route of the table is refused to member tokens.
+MEMBER_ACCESS: dict[tuple[str, str], str] = {
+    ("GET", "/v1/members/{member_id}/status"): "self",
+    ("GET", "/v1/members/{member_id}"): "self",
+    ("GET", "/v1/members/{member_id}/ledger"): "self",
+    ("GET", "/v1/members/{member_id}/export"): "self",
+    ("POST", "/v1/members/{member_id}/redemptions"): "self",
+    ("POST", "/v1/members/{member_id}/check-ins"): "self",
+    ("GET", "/v1/members/{member_id}/complaints"): "self",
+    ("GET", "/v1/members/{member_id}/surveys"): "self",
+    ("POST", "/v1/redemptions/{redemption_id}/cancel"): "owned",
+    ("GET", "/v1/tiers"): "any",
+    ("GET", "/v1/rewards"): "any",
+    ("GET", "/v1/rewards/{reward_id}"): "any",
+    ("GET", "/v1/profiles/{member_id}/contact-preferences"): "self",
+    ("PUT", "/v1/profiles/{member_id}/contact-preferences"): "self",
+    ("GET", "/v1/profiles/{member_id}/export"): "self",
+    ("POST", "/v1/complaints"): "self",
+    ("GET", "/v1/feedback/members/{member_id}/export"): "self",
+    ("POST", "/v1/surveys/{survey_id}/responses"): "self",
+}
+
+
+def _member_access(rule: policy.Rule) -> str | None:
+    return MEMBER_ACCESS.get((rule.method, rule.template))
+
+
+def test_the_member_column_of_the_table_is_the_one_written_here() -> None:
+    """Every row's member access, as policy.py declares it, against MEMBER_ACCESS."""
+    declared = {}
+    for rule in policy.POLICY:
+        flags = (("self", rule.member_self), ("any", rule.member_any), ("owned", rule.member_owned))
+        kinds = [kind for kind, on in flags if on]
+        assert len(kinds) <= 1, rule
+        if kinds:
+            declared[(rule.method, rule.template)] = kinds[0]
+    assert declared == MEMBER_ACCESS
+    # the internal views stay ops-only: the 360 profile, feedback's view of the member
+    for template in ("/v1/profiles/{member_id}", "/v1/feedback/members/{member_id}"):
+        assert ("GET", template) not in MEMBER_ACCESS
+
+
 def _expected(rule: policy.Rule, caller: str) -> int:
     if caller == "none":
         return 401
     if caller in ("storefront", "ops", "admin"):
         return 200 if rule.allows(caller) else 403  # type: ignore[arg-type]
-    if rule.member_any:
+    access = _member_access(rule)
+    if access == "any":
         return 200
     if caller == "member-self":
-        return 200 if rule.member_self else 403
+        return 200 if access in ("self", "owned") else 403
+    # another member's token: the path or the body names ``me`` (an "owned" route has no
+    # member in its path, but a member id the request names must still be the token's own)
     return 403
 
 
@@ -55,8 +104,8 @@ _FORWARDED = [
 
 @pytest.mark.parametrize("rule", _FORWARDED, ids=_rule_id)
 async def test_auth_matrix(
-    echo_gateway: httpx.AsyncClient, member_token_for, rule: policy.Rule
-) -> None:  # type: ignore[no-untyped-def]
+    echo_gateway: httpx.AsyncClient, member_token_for: Callable[[str], str], rule: policy.Rule
+) -> None:
     me = f"m-{uuid.uuid4().hex[:8]}"
     other = f"m-{uuid.uuid4().hex[:8]}"
     path = _concrete(rule.template, me)
@@ -79,6 +128,10 @@ async def test_auth_matrix(
             scope = "member" if caller.startswith("member") else caller
             assert seen["headers"]["x-caller-scope"] == scope
             assert "authorization" not in seen["headers"]
+            if caller.startswith("member"):
+                # the service learns which member calls (an "owned" route decides by it)
+                token_member = me if caller == "member-self" else other
+                assert seen["headers"]["x-member-id"] == token_member
         else:
             assert response.headers["content-type"] == "application/problem+json"
 
@@ -121,8 +174,8 @@ async def test_auth_matrix_of_the_gateways_own_routes(
 
 
 async def test_member_cannot_name_another_member_in_path_query_or_body(
-    echo_gateway: httpx.AsyncClient, member_token_for
-) -> None:  # type: ignore[no-untyped-def]
+    echo_gateway: httpx.AsyncClient, member_token_for: Callable[[str], str]
+) -> None:
     me, other = f"m-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
     auth = bearer(member_token_for(me))
     # path says me, body says other
@@ -148,6 +201,26 @@ async def test_member_cannot_name_another_member_in_path_query_or_body(
     r = await echo_gateway.post("/v1/complaints", json={"member_id": me}, headers=auth)
     assert r.status_code == 200
     assert r.json()["headers"]["x-member-id"] == me
+
+
+async def test_a_route_keyed_by_another_id_reaches_its_service_with_the_members_identity(
+    echo_gateway: httpx.AsyncClient, member_token_for: Callable[[str], str]
+) -> None:
+    """A redemption is named by its id, not its member's: the gateway lets any member token
+    through with X-Member-Id, and points answers only for the member's own redemption."""
+    auth = bearer(member_token_for("m-owner"))
+    r = await echo_gateway.post("/v1/redemptions/rd-1/cancel", headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["headers"]["x-member-id"] == "m-owner"
+    assert r.json()["headers"]["x-caller-scope"] == "member"
+    # a member id the request names is still checked
+    for query, body in (("?member_id=m-else", None), ("", {"member_id": "m-else"})):
+        r = await echo_gateway.post(f"/v1/redemptions/rd-1/cancel{query}", json=body, headers=auth)
+        assert r.status_code == 403, (query, body)
+    r = await echo_gateway.post(
+        "/v1/redemptions/rd-1/cancel", json={"member_id": "m-owner"}, headers=auth
+    )
+    assert r.status_code == 200
 
 
 async def test_route_outside_the_table_is_denied_even_to_admin(
@@ -248,8 +321,8 @@ def test_policy_templates_resolve_to_one_rule_each() -> None:
 
 
 async def test_encoded_path_reaches_the_service_as_the_gateway_read_it(
-    echo_gateway: httpx.AsyncClient, member_token_for
-) -> None:  # type: ignore[no-untyped-def]
+    echo_gateway: httpx.AsyncClient, member_token_for: Callable[[str], str]
+) -> None:
     admin = bearer(TEST_KEYS["admin"])
     r = await echo_gateway.get("/v1/members/a%3Fb%20c/ledger?limit=5", headers=admin)
     assert r.status_code == 200
@@ -261,12 +334,12 @@ async def test_encoded_path_reaches_the_service_as_the_gateway_read_it(
 
 
 async def test_odd_requests_never_get_a_5xx(
-    echo_gateway: httpx.AsyncClient, member_token_for
-) -> None:  # type: ignore[no-untyped-def]
+    echo_gateway: httpx.AsyncClient, member_token_for: Callable[[str], str]
+) -> None:
     member = bearer(member_token_for("m-odd"))
     admin = bearer(TEST_KEYS["admin"])
     json_headers = {"content-type": "application/json"}
-    odd = [
+    odd: list[tuple[str, str, dict[str, Any], bytes]] = [
         ("POST", "/v1/complaints", member, b"[" * 100_000),
         ("POST", "/v1/complaints", member, b'{"member_id": ["m-odd"]}'),
         ("POST", "/v1/complaints", member, b"\xff\xfe"),

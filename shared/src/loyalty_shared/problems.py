@@ -100,6 +100,16 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+FORBIDDEN_DETAIL = "These credentials may not call this route."
+
+
+def forbidden_response() -> JSONResponse:
+    """The one 403 for "not yours": the gateway's refusal of a member naming another member,
+    and a service's answer to a member token naming another member's resource (or one that
+    does not exist). No instance and no id: the body says nothing about what was asked."""
+    return problem_response(403, "Forbidden", FORBIDDEN_DETAIL, slug="forbidden")
+
+
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 

@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from feedback.ahp.endpoints import router as ahp_router
 from feedback.clock import ClockFn, system_clock
+from feedback.complaints.endpoints import member_router as member_complaints_router
 from feedback.complaints.endpoints import router as complaints_router
 from feedback.followups.endpoints import router as follow_ups_router
 from feedback.members.endpoints import router as members_router
@@ -11,6 +12,7 @@ from feedback.metrics.endpoints import router as metrics_router
 from feedback.privacy.endpoints import router as privacy_router
 from feedback.settings import FeedbackSettings
 from feedback.sla.endpoints import router as sla_router
+from feedback.surveys.endpoints import member_router as member_surveys_router
 from feedback.surveys.endpoints import router as surveys_router
 from loyalty_shared.app import create_service_app
 
@@ -24,9 +26,11 @@ def create_app(settings: FeedbackSettings | None = None, clock: ClockFn | None =
         description="Complaints with SLA clocks, follow-up visits, surveys, NPS/CSAT/CSI.",
         routers=[
             complaints_router,
+            member_complaints_router,
             sla_router,
             follow_ups_router,
             surveys_router,
+            member_surveys_router,
             metrics_router,
             ahp_router,
             members_router,

@@ -136,7 +136,9 @@ class MemberStatusOut(BaseModel):
         description="GET /v1/members/{member_id} of the points service (null if unavailable)"
     )
     profile: ProfileSummary | None = Field(
-        description="From segmentation; null if unavailable or not computed yet"
+        default=None,
+        description="From segmentation; null if unavailable or not computed yet. Absent for a "
+        "member token: value tier, lifecycle and tags are internal labels",
     )
     open_complaints: int | None = Field(
         description="Complaints not yet resolved (open, acknowledged, in progress, escalated), "
@@ -200,23 +202,38 @@ async def member_status(
     budget: float = request.app.state.settings.status_part_timeout_seconds
     headers = [(k, v) for k, v in forward_headers(request, admitted) if k != b"content-type"]
     quoted = quote(member_id, safe="")
-    results = await asyncio.gather(
-        _get_json(upstreams, "points", f"/v1/members/{quoted}", headers, budget, missing_ok=True),
-        _get_json(
-            upstreams, "segmentation", f"/v1/profiles/{quoted}", headers, budget, missing_ok=True
+    # A member token never reads internal labels (API.md "Additions"): segmentation's summary
+    # (value tier, lifecycle, tags) is not even asked for, and the answer has no profile.
+    for_member = admitted.identity.scope == "member"
+    calls = {
+        "points": _get_json(
+            upstreams, "points", f"/v1/members/{quoted}", headers, budget, missing_ok=True
         ),
-        _open_complaints(upstreams, f"/v1/feedback/members/{quoted}", headers, budget),
-        return_exceptions=True,
+        **(
+            {}
+            if for_member
+            else {
+                "segmentation": _get_json(
+                    upstreams, "segmentation", f"/v1/profiles/{quoted}", headers, budget, True
+                )
+            }
+        ),
+        "feedback": _open_complaints(upstreams, f"/v1/feedback/members/{quoted}", headers, budget),
+    }
+    results = dict(
+        zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True), strict=True)
     )
-    membership, profile, complaints = results
     parts: dict[str, StatusPart] = {}
-    for name, result in zip(("points", "segmentation", "feedback"), results, strict=True):
+    for name, result in results.items():
         if isinstance(result, _Unavailable):
             parts[name] = StatusPart(status="unavailable", reason=result.reason)
         elif isinstance(result, BaseException):
             raise result
         else:
             parts[name] = StatusPart(status="ok")
+    membership, profile, complaints = (
+        results.get(n) for n in ("points", "segmentation", "feedback")
+    )
     if parts["points"].status == "ok" and membership is None:
         return not_found(request, member_id, admitted)
     out = MemberStatusOut(
@@ -226,7 +243,8 @@ async def member_status(
         open_complaints=complaints if isinstance(complaints, int) else None,
         parts=parts,
     )
-    return with_headers(JSONResponse(out.model_dump(mode="json")), admitted.rate_headers)
+    body = out.model_dump(mode="json", exclude={"profile"} if for_member else None)
+    return with_headers(JSONResponse(body), admitted.rate_headers)
 
 
 def _profile_summary(profile: dict[str, Any]) -> ProfileSummary:

@@ -22,7 +22,7 @@ from gateway import policy
 from gateway.auth import AuthenticationFailed, Authenticator, Identity
 from gateway.ratelimit import RateLimiter
 from gateway.routing import owner_of
-from loyalty_shared.problems import problem_response
+from loyalty_shared.problems import forbidden_response, problem_response
 
 # Identity headers the gateway sets for the services; never taken from a client.
 IDENTITY_HEADERS = ("x-operator-id", "x-caller-scope", "x-member-id", "x-caller-name")
@@ -72,12 +72,9 @@ class GuardMetrics:
 
 
 def _forbidden() -> Denied:
-    # No instance and no id in the text: the answer is the same for every refused member.
-    return Denied(
-        problem_response(
-            403, "Forbidden", "These credentials may not call this route.", slug="forbidden"
-        )
-    )
+    # No instance and no id in the text: the answer is the same for every refused member
+    # (and the one a service gives a member token for another member's resource).
+    return Denied(forbidden_response())
 
 
 def _not_found(method: str, path: str) -> Denied:
@@ -200,15 +197,21 @@ class Guard:
                     instance=path.replace("\x00", ""),
                 )
             )
-        if identity.scope == "member" and found.rule.member_self:
-            self._check_member(identity, found, request, body)
+        if identity.scope == "member" and (found.rule.member_self or found.rule.member_owned):
+            self._check_member(identity, found, request, body, found.rule.member_self)
         request.scope["route"] = RouteLabel(found.rule.template)
         return Admitted(identity, found.rule, found.params, service, rate_headers, body)
 
     def _check_member(
-        self, identity: Identity, found: policy.Match, request: Request, body: bytes
+        self,
+        identity: Identity,
+        found: policy.Match,
+        request: Request,
+        body: bytes,
+        must_name: bool,
     ) -> None:
-        """Every member id the request names must be the token's; at least one must be named."""
+        """Every member id the request names must be the token's; on a ``member_self`` route
+        (``must_name``) at least one must be named."""
         own = identity.member_id
         named: list[Any] = []
         if "member_id" in found.params:
@@ -216,11 +219,11 @@ class Guard:
         named.extend(request.query_params.getlist("member_id"))
         if body:
             in_body = body_member_ids(body)
-            if in_body is None and "member_id" not in found.params:
+            if in_body is None and must_name and "member_id" not in found.params:
                 # An unreadable body on a route whose only member id is in the body.
                 self._deny_member()
             named.extend(in_body or [])
-        if not named or any(value != own for value in named):
+        if (must_name and not named) or any(value != own for value in named):
             self._deny_member()
 
     def _deny_member(self) -> None:

@@ -107,9 +107,11 @@ def annotate_security(doc: dict[str, Any]) -> None:
                     scopes.append("member:self")
                 if rule.member_any:
                     scopes.append("member")
+                if rule.member_owned:
+                    scopes.append("member:own")
                 operation["x-allowed-scopes"] = scopes
                 operation["security"] = [{"apiKey": []}]
-                if rule.member_self or rule.member_any:
+                if rule.member_self or rule.member_any or rule.member_owned:
                     operation["security"].append({"memberToken": []})
                 note = f"**Who may call:** {rule.needs}."
             description = operation.get("description") or ""

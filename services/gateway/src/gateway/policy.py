@@ -5,9 +5,12 @@ Read this file to know the rules. ``admin`` may call every route in the table.
 ``member_self`` lets a member token through only for its own member: the
 ``{member_id}`` in the path, a ``member_id`` in the query and a top-level
 ``member_id`` in the JSON body must all be the token's member (a route with
-none of them is denied to members). A route that is not in the table is denied
-(403) to everyone, and a test fails when a service exposes a route the table
-does not cover.
+none of them is denied to members). ``member_owned`` lets any member token reach
+a route keyed by something else (a redemption id): any member id the request
+names must still be its own, and the service answers only for the member's own
+resource (``X-Member-Id``), with the gateway's 403 otherwise. A route that is
+not in the table is denied (403) to everyone, and a test fails when a service
+exposes a route the table does not cover.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Rule:
     scopes: frozenset[str]
     member_self: bool = False
     member_any: bool = False
+    member_owned: bool = False  # the service checks the resource is the member's (X-Member-Id)
     regex: re.Pattern[str] = field(init=False, compare=False, repr=False)
     literal_segments: int = field(init=False, compare=False, repr=False)
 
@@ -40,7 +44,7 @@ class Rule:
         if scope == "admin":
             return True
         if scope == "member":
-            return self.member_self or self.member_any
+            return self.member_self or self.member_any or self.member_owned
         return scope in self.scopes
 
     @property
@@ -51,13 +55,20 @@ class Rule:
             names.append("member (self)")
         if self.member_any:
             names.append("member")
+        if self.member_owned:
+            names.append("member (own)")
         return ", ".join(names)
 
 
 def _r(
-    method: str, template: str, *scopes: str, member_self: bool = False, member_any: bool = False
+    method: str,
+    template: str,
+    *scopes: str,
+    member_self: bool = False,
+    member_any: bool = False,
+    member_owned: bool = False,
 ) -> Rule:
-    return Rule(method, template, frozenset(scopes), member_self, member_any)
+    return Rule(method, template, frozenset(scopes), member_self, member_any, member_owned)
 
 
 ANYONE = (SF, OPS, ADM)
@@ -75,16 +86,19 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/v1/members/{member_id}/redemptions", SF, member_self=True),
     _r("POST", "/v1/members/{member_id}/adjustments", OPS, ADM),
     _r("POST", "/v1/members/{member_id}/check-ins", SF, member_self=True),
+    _r("GET", "/v1/members/{member_id}/complaints", OPS, member_self=True),  # feedback
+    _r("GET", "/v1/members/{member_id}/surveys", OPS, member_self=True),  # feedback
     _r("POST", "/v1/orders", SF),
     _r("POST", "/v1/orders/batch", SF, ADM),
     _r("POST", "/v1/orders/{order_id}/refunds", SF),
-    _r("POST", "/v1/redemptions/{redemption_id}/cancel", SF, OPS),
+    # points checks that a member token cancels only its own redemption (403 otherwise)
+    _r("POST", "/v1/redemptions/{redemption_id}/cancel", SF, OPS, member_owned=True),
     _r("POST", "/v1/interactions", SF),
     _r("GET", "/v1/tiers", *ANYONE, member_any=True),
     _r("PUT", "/v1/tiers", OPS),
-    _r("GET", "/v1/rewards", OPS, SF),
+    _r("GET", "/v1/rewards", OPS, SF, member_any=True),  # a member: active rewards only
     _r("POST", "/v1/rewards", OPS),
-    _r("GET", "/v1/rewards/{reward_id}", OPS, SF),
+    _r("GET", "/v1/rewards/{reward_id}", OPS, SF, member_any=True),
     _r("PUT", "/v1/rewards/{reward_id}", OPS),
     _r("PATCH", "/v1/rewards/{reward_id}", OPS),
     _r("GET", "/v1/campaigns", OPS, SF),
@@ -155,6 +169,7 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/v1/surveys", OPS),
     _r("GET", "/v1/surveys/{survey_id}", OPS, SF),
     _r("POST", "/v1/surveys/{survey_id}/responses", SF, member_self=True),
+    _r("POST", "/v1/surveys/{survey_id}/invitations", OPS),
     _r("GET", "/v1/feedback/metrics", OPS),
     _r("POST", "/v1/ahp/weights", OPS),
     # -- pipeline operations (every service; the gateway fans out) -----------------------

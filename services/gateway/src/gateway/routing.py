@@ -28,6 +28,13 @@ ROUTES: dict[str, str] = {
 
 _BY_LENGTH = sorted(ROUTES.items(), key=lambda kv: len(kv[0]), reverse=True)
 
+# A member's things another service holds: /v1/members/{member_id}/<name> goes to that
+# service, not to points (the owner of /v1/members).
+MEMBER_SUBRESOURCES: dict[str, str] = {
+    "complaints": "feedback",
+    "surveys": "feedback",
+}
+
 SERVICES = ("points", "segmentation", "feedback")
 
 # Routes the gateway answers itself by asking several services (never forwarded as they are).
@@ -51,6 +58,10 @@ def owner_of(path: str) -> str | None:
     if path.startswith(_DEAD_LETTER_ITEM):
         owner = path.removeprefix(_DEAD_LETTER_ITEM).split(".", 1)[0]
         return owner if owner in SERVICES else None
+    if path.startswith("/v1/members/"):
+        parts = path.split("/")  # "", "v1", "members", member id, sub-resource
+        if len(parts) == 5 and parts[3] and parts[4] in MEMBER_SUBRESOURCES:
+            return MEMBER_SUBRESOURCES[parts[4]]
     for prefix, service in _BY_LENGTH:
         if path == prefix or path.startswith(prefix + "/"):
             return service

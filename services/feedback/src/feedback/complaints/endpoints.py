@@ -1,17 +1,27 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Path, Query, Request, status
 
 from feedback.clock import Now
-from feedback.complaints import service
-from feedback.complaints.schemas import ActionIn, ComplaintIn, ComplaintOut, ComplaintPage
+from feedback.complaints import member_view, service
+from feedback.complaints.schemas import (
+    ActionIn,
+    ComplaintIn,
+    ComplaintOut,
+    ComplaintPage,
+    MemberComplaintOut,
+    MemberComplaintPage,
+)
 from feedback.idempotency.endpoints import IdempotencyKey
 from feedback.idempotency.service import once
 from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
+# /v1/members/{member_id}/complaints (the gateway sends it here: routing.MEMBER_SUBRESOURCES)
+member_router = APIRouter(prefix="/v1/members", tags=["complaints"])
+MemberId = Annotated[str, Path(min_length=1, max_length=128, description="The shop's customer id")]
 
 Status = Literal["open", "acknowledged", "in_progress", "escalated", "resolved", "closed"]
 OperatorId = Annotated[
@@ -28,8 +38,11 @@ OperatorId = Annotated[
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=ComplaintOut,
+    response_model=ComplaintOut | MemberComplaintOut,
     summary="Open a complaint; the answer carries its SLA deadlines",
+    description="A member token gets the complaint as its member sees it "
+    "(`MemberComplaintOut`: no severity or cause from ops, owner, value tier, SLA policies "
+    "or history); other callers the full complaint.",
     responses={
         429: {
             "description": "The member opened as many complaints in 24 hours as allowed "
@@ -45,8 +58,8 @@ async def open_complaint(
     idempotency_key: IdempotencyKey,
     caller: CurrentCaller,
     operator: Annotated[str | None, Header(alias="X-Operator-Id", max_length=128)] = None,
-) -> ComplaintOut:
-    return await once(
+) -> ComplaintOut | MemberComplaintOut:
+    opened = await once(
         session,
         "open-complaint",
         idempotency_key,
@@ -56,6 +69,7 @@ async def open_complaint(
             session, request.app.state.settings, body, now, opened_by=operator, caller=caller
         ),
     )
+    return member_view.for_member(opened) if caller.is_member else opened
 
 
 @router.get("", response_model=ComplaintPage, summary="The complaint queue, newest first")
@@ -124,4 +138,29 @@ async def take_action(
         lambda: service.take_action(
             session, request.app.state.settings, complaint_id, body, operator, now
         ),
+    )
+
+
+@member_router.get(
+    "/{member_id}/complaints",
+    response_model=MemberComplaintPage,
+    summary="A member's own complaints, newest first (what the member sees)",
+    description="For the member's app (member token, its own id) and ops. Each complaint "
+    "as its member sees it; ops' full view of them is `GET /v1/complaints?member_id=`.",
+    responses={422: {"description": "A cursor this API did not give, or a bad limit"}},
+)
+async def list_member_complaints(
+    member_id: MemberId,
+    session: Session,
+    request: Request,
+    now: Now,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> MemberComplaintPage:
+    return await member_view.member_complaints(
+        session,
+        service.View.of(request.app.state.settings, now),
+        member_id,
+        limit=limit,
+        cursor=cursor,
     )

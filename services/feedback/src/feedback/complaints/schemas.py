@@ -156,3 +156,38 @@ class ComplaintOut(BaseModel):
 class ComplaintPage(BaseModel):
     items: list[ComplaintOut]
     next_cursor: str | None
+
+
+class MemberComplaintOut(BaseModel):
+    """A complaint as its member sees it: what they reported, where it stands, and when they
+    are promised an answer and a solution.
+
+    Left out, as ops' working data: the severity ops set and the cause they found, the owner
+    and who opened it, the member's tier and value tier as feedback saw them, the SLA policies
+    chosen by them, breaches, allowed actions and the history of agents' actions and notes
+    (docs/feedback.md, "The member's own complaints")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    member_id: str
+    channel: Channel
+    kind: Kind
+    category: str
+    description: str
+    order_id: str | None
+    product_ref: str | None
+    reported_severity: Severity | None = Field(description="the severity the member gave, if any")
+    status: str
+    created_at: datetime
+    updated_at: datetime | None
+    first_response_due_at: datetime = Field(description="a first answer is promised by then")
+    resolution_due_at: datetime = Field(description="a solution is promised by then")
+    first_responded_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+
+class MemberComplaintPage(BaseModel):
+    items: list[MemberComplaintOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next (older) page")

@@ -2,7 +2,7 @@
 
 Erasure removes what identifies or describes the member (complaint descriptions,
 agents' notes, follow-up outcomes, free-text and choice answers, the tier
-projection, remembered idempotent answers). The facts the metrics count
+projection, survey invitations, remembered idempotent answers). The facts the metrics count
 (complaint times and causes, breaches, scores) are kept under a random pseudonym
 that nothing links back to the member, so NPS, CSAT, FCR and SLA compliance
 stay right.
@@ -22,7 +22,7 @@ from feedback.idempotency.models import IdempotencyKey
 from feedback.members.models import MemberProjection
 from feedback.orders.models import OrderFact
 from feedback.sla.models import SlaBreach
-from feedback.surveys.models import SurveyResponse
+from feedback.surveys.models import SurveyInvitation, SurveyResponse
 from loyalty_shared import idempotency
 
 ERASED = "[erased]"
@@ -79,6 +79,7 @@ async def erase_member(session: AsyncSession, member_id: str) -> str:
     )
     await idempotency.forget_member(session, IdempotencyKey, member_id)
     await session.execute(delete(MemberProjection).where(MemberProjection.member_id == member_id))
+    await session.execute(delete(SurveyInvitation).where(SurveyInvitation.member_id == member_id))
     return pseudonym
 
 
@@ -130,8 +131,17 @@ async def export_member(session: AsyncSession, member_id: str) -> dict[str, Any]
             )
         ).scalars()
     )
+    invitations = list(
+        (
+            await session.execute(
+                select(SurveyInvitation)
+                .where(SurveyInvitation.member_id == member_id)
+                .order_by(SurveyInvitation.invited_at, SurveyInvitation.id)
+            )
+        ).scalars()
+    )
     projection = await session.get(MemberProjection, member_id)
-    if not (complaints or follow_ups or responses or projection or orders):
+    if not (complaints or follow_ups or responses or projection or orders or invitations):
         return None
     history: dict[str, list[dict[str, Any]]] = {}
     for a in actions:
@@ -144,5 +154,6 @@ async def export_member(session: AsyncSession, member_id: str) -> dict[str, Any]
         ],
         "follow_ups": [_row(f, ("member_id", "dedupe_key")) for f in follow_ups],
         "survey_responses": [_row(r, ("member_id", "once_key")) for r in responses],
+        "survey_invitations": [_row(i, ("member_id", "dedupe_key")) for i in invitations],
         "orders": [_row(o, ("member_id",)) for o in orders],
     }

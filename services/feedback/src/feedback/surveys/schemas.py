@@ -1,8 +1,10 @@
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Audience = Literal["invited", "members"]
 
 MEMBER_ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")
 
@@ -89,6 +91,12 @@ class SurveyIn(BaseModel):
         default=False,
         description="a detractor (NPS 0-6) or CSAT 1-2 also opens a complaint",
     )
+    audience: Audience = Field(
+        default="invited",
+        description="who it is addressed to: invited = the members invited to it "
+        "(POST /v1/surveys/{id}/invitations); members = every member. A member token sees "
+        "and answers only the surveys addressed to its member",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> "SurveyIn":
@@ -124,6 +132,7 @@ class SurveyOut(BaseModel):
     questions: list[QuestionOut]
     allow_multiple_responses: bool
     open_complaint_for_detractors: bool
+    audience: Audience
     created_at: datetime
 
 
@@ -153,3 +162,56 @@ class ResponseOut(BaseModel):
     submitted_at: datetime
     follow_up_id: str | None = Field(description="the follow-up a low score opened, if any")
     opened_complaint_id: str | None
+
+
+class InvitationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member_id: str = MEMBER_ID
+    complaint_id: str | None = Field(
+        default=None, max_length=36, description="the member's complaint the survey is about"
+    )
+    order_id: str | None = Field(
+        default=None, max_length=128, description="the order the survey is about"
+    )
+
+
+class InvitationsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invitations: list[InvitationIn] = Field(min_length=1, max_length=500)
+
+
+class InvitationsOut(BaseModel):
+    invited: int = Field(description="new invitations")
+    already_invited: int = Field(description="the same member and subject were already invited")
+
+
+class AddressedQuestion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    type: QuestionType
+    text: str
+    required: bool
+    options: list[str] | None
+
+
+class AddressedSurvey(BaseModel):
+    """A survey addressed to the member and not yet answered, with what the app needs to ask
+    it (no CSI factors, metrics or what a low score sets off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    survey_id: str
+    name: str
+    description: str | None
+    questions: list[AddressedQuestion]
+    addressed_at: datetime = Field(description="when the member was invited (or it was made)")
+    complaint_id: str | None = Field(description="send it with the answer: the survey is about it")
+    order_id: str | None = Field(description="send it with the answer: the survey is about it")
+
+
+class AddressedSurveyPage(BaseModel):
+    items: list[AddressedSurvey]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next (older) page")

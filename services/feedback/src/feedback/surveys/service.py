@@ -74,6 +74,7 @@ def _survey_out(s: Survey) -> SurveyOut:
         questions=[QuestionOut.model_validate(q) for q in s.questions],
         allow_multiple_responses=s.allow_multiple_responses,
         open_complaint_for_detractors=s.open_complaint_for_detractors,
+        audience=s.audience,
         created_at=s.created_at,
     )
 
@@ -86,6 +87,7 @@ async def create_survey(session: AsyncSession, data: SurveyIn, now: datetime) ->
         questions=_normalised_questions(data),
         allow_multiple_responses=data.allow_multiple_responses,
         open_complaint_for_detractors=data.open_complaint_for_detractors,
+        audience=data.audience,
         created_at=now,
     )
     session.add(survey)
@@ -102,11 +104,15 @@ async def list_surveys(session: AsyncSession, limit: int) -> list[SurveyOut]:
     return [_survey_out(s) for s in rows]
 
 
-async def get_survey(session: AsyncSession, survey_id: str) -> SurveyOut:
+async def survey_row(session: AsyncSession, survey_id: str) -> Survey:
     survey = await session.get(Survey, survey_id)
     if survey is None:
         raise SurveyNotFound(f"No survey with id {survey_id!r}")
-    return _survey_out(survey)
+    return survey
+
+
+async def get_survey(session: AsyncSession, survey_id: str) -> SurveyOut:
+    return _survey_out(await survey_row(session, survey_id))
 
 
 def _is_int(value: Any) -> bool:

@@ -3,7 +3,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
+from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
+from loyalty_shared.problems import forbidden_response
 from points.idempotency.dependencies import Idempotency, RequiredIdempotency
 from points.identifiers import ClientId
 from points.redemptions import service
@@ -44,14 +46,26 @@ async def redeem(
     "/redemptions/{redemption_id}/cancel",
     response_model=CancelOut,
     summary="Cancel a redemption: the points go back (same lots unless expired meanwhile)",
-    responses={404: {"description": "No such redemption"}},
+    description="A member token cancels only its own redemption: another member's, or one "
+    "that does not exist, is the same 403 the gateway gives a member naming another member.",
+    responses={
+        403: {"description": "A member token: not the member's own redemption (or none)"},
+        404: {"description": "No such redemption"},
+    },
 )
 async def cancel_redemption(
     redemption_id: Annotated[str, Path(min_length=1, max_length=64)],
     session: Session,
     request: Request,
     idempotency: Idempotency,
+    caller: CurrentCaller,
 ) -> Response:
+    if caller.is_member and (
+        caller.member_id is None
+        or await service.member_of(session, redemption_id) != caller.member_id
+    ):
+        # one answer whether the redemption is another member's or does not exist
+        return forbidden_response()
     settings = request.app.state.settings
 
     async def produce() -> tuple[CancelOut, int]:

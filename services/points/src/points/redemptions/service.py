@@ -155,6 +155,16 @@ async def redeem(
     return out
 
 
+async def member_of(session: AsyncSession, redemption_id: str) -> str | None:
+    """Whose redemption this is (None: there is none)."""
+    member: str | None = (
+        await session.execute(
+            select(redemptions.c.member_id).where(redemptions.c.redemption_id == redemption_id)
+        )
+    ).scalar_one_or_none()
+    return member
+
+
 async def cancel(
     session: AsyncSession,
     settings: PointsSettings,

@@ -3,20 +3,37 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import Response
 
+from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
 from points.idempotency.dependencies import Idempotency
 from points.identifiers import ClientId
 from points.rewards import service
-from points.rewards.schemas import RewardIn, RewardKind, RewardOut, RewardPage, RewardPatch
+from points.rewards.schemas import (
+    CataloguePage,
+    CatalogueReward,
+    RewardIn,
+    RewardKind,
+    RewardOut,
+    RewardPage,
+    RewardPatch,
+)
 
 router = APIRouter(prefix="/v1/rewards", tags=["rewards"])
 
 RewardId = Annotated[ClientId, Path()]
 
 
-@router.get("", response_model=RewardPage, summary="The rewards catalogue (storefront, ops)")
+@router.get(
+    "",
+    response_model=RewardPage | CataloguePage,
+    summary="The rewards catalogue (storefront, ops; a member token: the member's catalogue)",
+    description="A member token gets the catalogue a member may see (`CataloguePage`): "
+    "active rewards only, in stock or not (`in_stock`), without stock counts, the active flag "
+    "or creation times. Other callers get the catalogue as ops keep it (`RewardPage`).",
+)
 async def list_rewards(
     session: Session,
+    caller: CurrentCaller,
     active: Annotated[bool | None, Query(description="Filter on the active flag")] = None,
     kind: Annotated[RewardKind | None, Query()] = None,
     available: Annotated[
@@ -24,7 +41,11 @@ async def list_rewards(
     ] = False,
     after: Annotated[str | None, Query(max_length=128, description="Cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> RewardPage:
+) -> RewardPage | CataloguePage:
+    if caller.is_member:
+        return await service.member_catalogue(
+            session, active=active, kind=kind, available=available, after=after, limit=limit
+        )
     return await service.list_rewards(
         session, active=active, kind=kind, available=available, after=after, limit=limit
     )
@@ -50,11 +71,15 @@ async def create_reward(body: RewardIn, session: Session, idempotency: Idempoten
 
 @router.get(
     "/{reward_id}",
-    response_model=RewardOut,
-    summary="One reward",
-    responses={404: {"description": "No such reward"}},
+    response_model=RewardOut | CatalogueReward,
+    summary="One reward (a member token: as the member's catalogue shows it)",
+    responses={404: {"description": "No such reward (for a member token: none active)"}},
 )
-async def get_reward(reward_id: RewardId, session: Session) -> RewardOut:
+async def get_reward(
+    reward_id: RewardId, session: Session, caller: CurrentCaller
+) -> RewardOut | CatalogueReward:
+    if caller.is_member:
+        return await service.member_reward(session, reward_id)
     return await service.get(session, reward_id)
 
 

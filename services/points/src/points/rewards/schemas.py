@@ -41,3 +41,26 @@ class RewardOut(RewardIn):
 class RewardPage(BaseModel):
     items: list[RewardOut]
     next_cursor: str | None = Field(description="Pass as `after` to get the next page")
+
+
+class CatalogueReward(BaseModel):
+    """A reward as a member token sees it: an active reward and whether it can be had now.
+
+    No stock count, active flag or creation time: how many are left and what ops switched
+    off are the shop's business (docs/gateway.md, "The member's own app")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward_id: str
+    name: str
+    description: str | None
+    kind: RewardKind
+    points_cost: int
+    in_stock: bool = Field(description="false: none left for now (stock 0)")
+
+
+class CataloguePage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CatalogueReward]
+    next_cursor: str | None = Field(description="Pass as `after` to get the next page")

@@ -9,7 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.problems import Conflict, NotFound, Unprocessable
 from points.redemptions.models import Reward
-from points.rewards.schemas import RewardIn, RewardOut, RewardPage, RewardPatch
+from points.rewards.schemas import (
+    CataloguePage,
+    CatalogueReward,
+    RewardIn,
+    RewardOut,
+    RewardPage,
+    RewardPatch,
+)
 
 # a repeated POST with the same id is a replay when these match; stock and active move
 # with redemptions and PATCHes, so they do not make a retry a conflict
@@ -118,3 +125,43 @@ async def list_rewards(
     return RewardPage(
         items=[_out(r) for r in rows], next_cursor=rows[-1].reward_id if more else None
     )
+
+
+# -- the member's catalogue (a member token) ------------------------------------------
+
+
+def _for_member(reward: RewardOut) -> CatalogueReward:
+    return CatalogueReward(
+        reward_id=reward.reward_id,
+        name=reward.name,
+        description=reward.description,
+        kind=reward.kind,
+        points_cost=reward.points_cost,
+        in_stock=reward.stock is None or reward.stock > 0,
+    )
+
+
+async def member_catalogue(
+    session: AsyncSession,
+    *,
+    active: bool | None,
+    kind: str | None,
+    available: bool,
+    after: str | None,
+    limit: int,
+) -> CataloguePage:
+    """Active rewards only, in stock or not; ``active=false`` asks for what a member never sees."""
+    if active is False:
+        return CataloguePage(items=[], next_cursor=None)
+    page = await list_rewards(
+        session, active=True, kind=kind, available=available, after=after, limit=limit
+    )
+    return CataloguePage(items=[_for_member(r) for r in page.items], next_cursor=page.next_cursor)
+
+
+async def member_reward(session: AsyncSession, reward_id: str) -> CatalogueReward:
+    """An inactive reward does not exist for a member (404, as an unknown one)."""
+    reward = await get(session, reward_id)
+    if not reward.active:
+        raise RewardNotFound(f"No reward with id {reward_id!r}", reward_id=reward_id)
+    return _for_member(reward)
