@@ -1,11 +1,13 @@
 """Random operation sequences against the real ledger (hypothesis stateful, real Postgres).
 
 Orders (some inside the return window), replays, refunds (and their replays),
-redemptions, cancels, manual adjustments, the maturing/expiry jobs and clock
+redemptions, cancels, manual adjustments, check-ins, the maturing/expiry jobs and clock
 moves, in any order. After every step, for every member:
 
 - cached balances = sums of the ledger entries (available, pending, debt,
   lifetime earned, growth value);
+- the tier is the highest the growth value qualified for at any credit so far (each
+  credit upgrades at once, as of its own time; nothing here downgrades);
 - available + pending = sum of open lot remainders - debt; pending = pending lots;
 - every lot's remainder = the sum of its entries, within 0..points (none overspent);
 - while in debt no spendable lot is left (earnings repay the debt first);
@@ -38,6 +40,9 @@ from sqlalchemy import DateTime, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from loyalty_shared.testing import Infra, migrated_database
+from points.actions import flows
+from points.actions.flows import AlreadyCheckedIn
+from points.actions.schemas import CheckInIn
 from points.adjustments import service as adjustments
 from points.adjustments.schemas import AdjustmentIn
 from points.errors import InsufficientPoints, PointsInDebt, RefundExceedsOrder
@@ -56,6 +61,8 @@ from points.refunds import service as refunds
 from points.refunds.schemas import RefundIn
 from points.settings import PointsSettings
 from points.testing import SERVICE_DIR
+from points.tiers import service as tiers
+from points.tiers.schemas import Tier, TierLadderIn
 
 T = TypeVar("T")
 
@@ -78,6 +85,21 @@ PROFILES = {
 PROFILE = PROFILES.get(os.environ.get("HYPOTHESIS_PROFILE", "ci"), PROFILES["ci"])
 
 START = datetime(2016, 3, 1, 12, 0, tzinfo=UTC)
+
+# Multiplier 1 on every tier, so an order earns exactly its base points whatever the tier
+# (multipliers are tested in test_order_earning.py); purchases, check-ins and positive
+# adjustments count toward growth value over a short window, so members move up and
+# credits fall out of the window within a sequence.
+LADDER = TierLadderIn(
+    tiers=[
+        Tier(code="regular", name="Regular", threshold=0),
+        Tier(code="silver", name="Silver", threshold=300),
+        Tier(code="gold", name="Gold", threshold=800),
+        Tier(code="diamond", name="Diamond", threshold=1500),
+    ],
+    rolling_window_days=120,
+    growth_point_types=["purchase", "action", "adjustment"],
+)
 
 INVARIANTS_SQL = text(
     """
@@ -151,8 +173,15 @@ class LedgerMachine(RuleBasedStateMachine):
         self.orders: dict[str, dict[str, Any]] = {}
         self.redemptions: dict[str, str] = {}
         self.earned = dict.fromkeys(self.members, 0)  # lifetime: order points - reversals
+        # growth value credited (+) or reversed (-), by the entry's time; the tier it gave
+        self.growth: dict[str, list[tuple[datetime, int]]] = {m: [] for m in self.members}
+        self.tier = dict.fromkeys(self.members, "regular")
         for member in self.members:
-            self.tx(lambda s, m=member: members.enrol(s, self.config, MemberIn(member_id=m)))
+
+            def enrol(s: AsyncSession, m: str = member) -> Awaitable[Any]:
+                return members.enrol(s, self.config, MemberIn(member_id=m))
+
+            self.tx(enrol)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -176,6 +205,18 @@ class LedgerMachine(RuleBasedStateMachine):
             members=self.members,
         )
         return int(rows[0][0])
+
+    def grew(self, member: str, at: datetime, growth: int, *, credit: bool = True) -> None:
+        """A ledger entry dated ``at`` added ``growth``; a credit upgrades at once when the
+        growth value over the window ending at ``at`` qualifies above the tier held."""
+        self.growth[member].append((at, growth))
+        if not credit:
+            return
+        start = tiers.growth_window_start(LADDER, at)
+        value = max(0, sum(g for when, g in self.growth[member] if when >= start))
+        qualified = tiers.tier_for_growth(LADDER, value).code
+        if tiers.rank(LADDER, qualified) > tiers.rank(LADDER, self.tier[member]):
+            self.tier[member] = qualified
 
     def spendable(self, member: str) -> tuple[int, int]:
         """(spendable points at the current clock, debt) straight from the tables."""
@@ -222,6 +263,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "reversed": 0,
         }
         self.earned[member] += points
+        self.grew(member, body.occurred_at, points)  # purchase points count, all of them
         # the storefront retries: the same answer, nothing credited twice
         before = self.entry_count()
         again = self.tx(lambda s: orders.record_order(s, self.config, body, now=self.clock))
@@ -272,6 +314,8 @@ class LedgerMachine(RuleBasedStateMachine):
         order["refunded"] = total
         order["reversed"] = expected
         self.earned[order["member"]] -= out.points_reversed
+        # the order's growth, reversed pro rata as its points (all its points counted)
+        self.grew(order["member"], self.clock, -out.points_reversed, credit=False)
         # the storefront retries the refund: the same answer, nothing reversed twice
         before = self.entry_count()
         again = self.tx(
@@ -333,6 +377,23 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         except InsufficientPoints:
             assert points < 0 and spendable < -points
+            return
+        if points > 0:  # a credit counts (the ladder counts adjustments); a debit does not
+            self.grew(member, self.clock, points)
+
+    @rule(who=st.integers(0, 1))
+    def check_in(self, who: int) -> None:
+        """An action credit (5 points, counting toward growth here; once per day, capped)."""
+        member = self.members[who]
+        try:
+            out = self.tx(
+                lambda s: flows.check_in(s, self.config, None, member, CheckInIn(), now=self.clock)
+            )
+        except AlreadyCheckedIn:
+            return
+        self.earned[member] += out.points
+        if out.points > 0:
+            self.grew(member, self.clock, out.points)
 
     @rule()
     def run_jobs(self) -> None:
@@ -385,6 +446,14 @@ class LedgerMachine(RuleBasedStateMachine):
             assert cached == full, (member, start, cached, full)
 
     @invariant()
+    def tier_is_what_the_credits_qualified_for(self) -> None:
+        rows = self.sql(
+            text("SELECT member_id, tier FROM members WHERE member_id = ANY(:members)"),
+            members=self.members,
+        )
+        assert {r.member_id: r.tier for r in rows} == self.tier
+
+    @invariant()
     def ledger_is_consistent(self) -> None:
         async def read() -> list[list[Any]]:
             async with self.sessionmaker() as session:
@@ -408,7 +477,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert r.l_spendable == 0 and r.available == -r.debt, r
             assert r.l_expired == 0, r
             assert r.lifetime_earned == self.earned[r.member_id], r
-            assert r.growth_value == self.earned[r.member_id], r
+            assert r.growth_value == sum(g for _, g in self.growth[r.member_id]), r
 
         # no lot overspent; every lot is the sum of its entries
         for lot in lots:
@@ -438,7 +507,7 @@ def machine(stateful_db: str, points_settings: PointsSettings) -> Iterator[type[
     )
     with asyncio.Runner() as runner:
         engine = runner.run(_engine(config))
-        runner.run(_flat_ladder(engine))
+        runner.run(_ladder_and_rules(engine))
         LedgerMachine.runner = runner
         LedgerMachine.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         LedgerMachine.config = config
@@ -448,15 +517,13 @@ def machine(stateful_db: str, points_settings: PointsSettings) -> Iterator[type[
             runner.run(engine.dispose())
 
 
-async def _flat_ladder(engine: Any) -> None:
-    """One tier, multiplier 1: an order earns exactly its base points here, so the machine
-    can predict every amount (multipliers and upgrades are tested in test_order_earning.py)."""
-    from points.tiers.schemas import Tier, TierLadderIn
-    from points.tiers.service import replace_ladder
-
-    ladder = TierLadderIn(tiers=[Tier(code="regular", name="Regular", threshold=0)])
+async def _ladder_and_rules(engine: Any) -> None:
+    """``LADDER``, and check-ins counting toward growth value."""
     async with async_sessionmaker(engine)() as session, session.begin():
-        await replace_ladder(session, ladder)
+        await tiers.replace_ladder(session, LADDER)
+        await session.execute(
+            text("UPDATE earning_rules SET counts_toward_growth = true WHERE action = 'check_in'")
+        )
 
 
 async def _engine(config: PointsSettings) -> Any:

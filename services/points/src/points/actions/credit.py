@@ -3,7 +3,8 @@
 Every credit runs under the member's balance lock, sums what the same action already
 earned in the member's local day and month (caps), decides with ``decide`` and writes one
 lot + entry (``source_type = "action:<action>"``) under a natural key, repaying a debt
-first, with a ``loyalty.points.earned.v1`` event. The caller makes the action itself
+first, with a ``loyalty.points.earned.v1`` event; growth value that qualifies upgrades the
+member at once (``points.tiers.upgrades``). The caller makes the action itself
 idempotent (its own table or the inbox) before calling.
 """
 
@@ -27,6 +28,7 @@ from points.rules.models import EarningRuleRow
 from points.rules.schemas import EarningRuleFields
 from points.settings import PointsSettings
 from points.tiers.schemas import TierLadderIn
+from points.tiers.upgrades import upgrade_at_once
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ActionCredit:
     reason: str
     balance_available: int
     balance_pending: int
+    upgraded_to: str | None = None  # the tier this credit moved the member up to
 
 
 async def lock_action_member(session: AsyncSession, member_id: str) -> ActionMember | None:
@@ -203,9 +206,14 @@ async def earn_for_action(
     at: datetime,
     details: dict[str, Any] | None = None,
 ) -> ActionCredit:
-    """Decide (rule + caps) and credit; a capped or disabled action earns 0 and says why."""
+    """Decide (rule + caps) and credit; a capped or disabled action earns 0 and says why.
+
+    Points that count toward growth value upgrade the member at once if they qualify
+    (``upgrade_at_once``, in the same transaction).
+    """
     decision = await decide_action(session, ladder, member, action, at)
     available, pending = member.locked.available, member.locked.pending
+    upgrade = None
     if decision.points > 0 and action is not None:
         available, pending = await credit(
             session,
@@ -219,4 +227,14 @@ async def earn_for_action(
             at=at,
             details=details,
         )
-    return ActionCredit(decision.points, decision.reason, available, pending)
+        # growth value that qualifies moves the member up at once (docs/points-rules.md)
+        upgrade = await upgrade_at_once(
+            session,
+            ladder,
+            member.locked.member_id,
+            growth_added=decision.growth_points,
+            at=at,
+            reason="action",
+        )
+    upgraded_to = upgrade.to_tier if upgrade is not None else None
+    return ActionCredit(decision.points, decision.reason, available, pending, upgraded_to)

@@ -4,10 +4,11 @@ Tier evaluation (docs/points-rules.md, "Tier evaluation"): a member's evaluation
 the ladder's evaluation date (the membership anniversary by default, or 1 January) and is
 applied once the grace period after it has passed. The member then keeps the tier if the
 growth value (rolling window, as of the run) still qualifies for it, otherwise drops
-exactly one level (``tiers.evaluate``); upgrades never happen here (the order flow applies
-them at once). ``members.last_evaluated_at`` records the evaluation date handled, so a
-second run (or a second worker) does nothing, and a member whose job runs late is
-evaluated once per missed date, one level each (one date per run).
+exactly one level (``tiers.evaluate``); upgrades never happen here (every credit that adds
+growth value applies them at once: ``points.tiers.upgrades``). ``members.last_evaluated_at``
+records the evaluation date handled, so a second run (or a second worker) does nothing,
+and a member whose job runs late is evaluated once per missed date, one level each (one
+date per run).
 
 ``members.next_evaluation_at`` (indexed) holds each member's next evaluation date, so a run
 reads only the members that are due. The date depends only on the enrolment, the last

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
 from typing import Any, cast
 
 import asyncpg
@@ -51,20 +50,22 @@ from loyalty_shared.db import CompiledStatement, DriverAutocommit, driver_connec
 from loyalty_shared.outbox import outbox_row
 from loyalty_shared.topics import POINTS_EVENTS
 from points import events
-from points.campaigns.calculator import Campaign, CampaignResult, OrderFacts, apply_campaigns
+from points.campaigns.calculator import Campaign
 from points.db import outbox
 from points.errors import IdempotencyConflict, UnknownMember
 from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.models import balances, entries, lots
 from points.members.models import Member
+from points.orders.earning import Earning, compute_earning
 from points.orders.facts_cache import OrderFactsCache, RememberedFacts
 from points.orders.models import orders
 from points.orders.schemas import BalanceSummary, OrderIn, OrderOut
 from points.rules_cache import RulesCache, earning_data
 from points.settings import PointsSettings
 from points.tiers import service as tiers
-from points.tiers.schemas import GrowthPointType, Tier, TierLadderIn
+from points.tiers.schemas import TierLadderIn
+from points.tiers.upgrades import Upgrade, held_tier, upgrade_for
 
 members_table = cast(Table, Member.__table__)
 
@@ -72,11 +73,6 @@ members_table = cast(Table, Member.__table__)
 def request_fingerprint(data: OrderIn) -> str:
     canonical = orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
-
-
-def base_points(amount: Decimal, rate: Decimal) -> int:
-    """1 point per unit paid (configurable rate), rounded down per order."""
-    return int((amount * rate).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def earn_key(order_id: str) -> str:
@@ -215,81 +211,12 @@ def _order_member(row: Any, facts: Any, window_start: datetime) -> OrderMember:
 
 
 @dataclass(frozen=True)
-class Earning:
-    """How an order's points are made (the ledger entry's ``details``)."""
-
-    base: int
-    tier_multiplier: Decimal
-    tier_bonus: int
-    campaign: CampaignResult
-    growth: int
-
-    @property
-    def points(self) -> int:
-        return self.base + self.tier_bonus + self.campaign.bonus_points
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "base_points": self.base,
-            "tier_multiplier": str(self.tier_multiplier),
-            "tier_bonus": self.tier_bonus,
-            "campaign_bonus": self.campaign.bonus_points,
-            "campaigns": [
-                {"campaign_id": line.campaign_id, "kind": line.kind, "points": line.points}
-                for line in self.campaign.lines
-            ],
-            "growth_points": self.growth,
-        }
-
-
-def held_tier(ladder: TierLadderIn, code: str, growth_value: int) -> Tier:
-    """The member's tier in this ladder (a code the ladder lacks: what the growth value gives)."""
-    try:
-        return tiers.tier_by_code(ladder, code)
-    except tiers.UnknownTier:
-        return tiers.tier_for_growth(ladder, growth_value)
-
-
-def compute_earning(
-    ladder: TierLadderIn,
-    campaigns: list[Campaign],
-    rate: Decimal,
-    data: OrderIn,
-    *,
-    tier: Tier,
-    is_first_order: bool,
-) -> Earning:
-    """Base x tier multiplier (rounded down) + campaign bonus; and what counts toward growth."""
-    base = base_points(data.amount, rate)
-    multiplied = int((base * tier.multiplier).to_integral_value(rounding=ROUND_FLOOR))
-    if campaigns:
-        facts = OrderFacts.from_items(
-            amount=data.amount,
-            occurred_at=data.occurred_at,
-            is_first_order=is_first_order,
-            member_tier=tier.code,
-            items=data.items,
-        )
-        result = apply_campaigns(facts, campaigns, base, tier.multiplier)
-    else:  # what apply_campaigns answers for no campaigns, without the order's facts
-        result = CampaignResult(bonus_points=0)
-    tier_bonus = multiplied - base
-    parts: tuple[tuple[GrowthPointType, int], ...] = (
-        ("purchase", base),
-        ("tier_bonus", tier_bonus),
-        ("campaign_bonus", result.bonus_points),
-    )
-    growth = sum(part for kind, part in parts if tiers.counts_toward_growth(ladder, kind))
-    return Earning(base, tier.multiplier, tier_bonus, result, growth)
-
-
-@dataclass(frozen=True)
 class OrderPlan:
     """What recording the order writes and answers, worked out from the member's facts."""
 
     fingerprint: str
     earning: Earning
-    upgrade: Tier | None
+    upgrade: Upgrade | None
     new_growth: int
     pending: bool
     response: OrderOut
@@ -322,9 +249,17 @@ def plan_order(
         is_first_order=not member.has_orders,
     )
     points = earning.points
-    new_growth = member.growth_value + earning.growth
-    upgrade = tiers.upgrade_for_growth(ladder, tier.code, new_growth)
-    new_tier = upgrade.code if upgrade is not None else locked.tier
+    new_growth = max(0, member.window_sum + earning.growth)  # as the member status shows it
+    upgrade = upgrade_for(
+        ladder,
+        data.member_id,
+        locked.tier,
+        tier,
+        growth_value=new_growth,
+        reason="order",
+        at=data.occurred_at,
+    )
+    new_tier = upgrade.to_tier if upgrade is not None else locked.tier
     available_at = data.occurred_at + timedelta(days=settings.pending_days)
     pending = points > 0 and available_at > now
     expires_at = ledger.expiry_for(data.occurred_at, settings.expiry_months)
@@ -403,21 +338,33 @@ def plan_order(
     for i, event_row in enumerate((order_event, earned_event)):
         params.update(_event_params(i, event_row))
     if upgrade is not None:
-        params.update(_upgrade_params(data, locked.tier, upgrade, new_growth))
+        params.update(_upgrade_params(upgrade))
     if points > 0:
-        params.update(
-            p_lot_status=lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
-            p_available_at=available_at,
-            p_expires_at=expires_at,
-            p_entry_type=lm.PENDING if pending else lm.EARN,
-            p_d_available=0 if pending else points,
-            p_d_pending=points if pending else 0,
-            p_earn_key=earn_key(data.order_id),
-            p_window_start=member.window_start,
-            p_window_sum=member.window_sum,
-            p_cache_entry_id=member.latest_entry_id,
-        )
+        params.update(_credit_params(data, member, points, pending, available_at, expires_at))
     return OrderPlan(fingerprint, earning, upgrade, new_growth, pending, response, params)
+
+
+def _credit_params(
+    data: OrderIn,
+    member: OrderMember,
+    points: int,
+    pending: bool,
+    available_at: datetime,
+    expires_at: datetime | None,
+) -> dict[str, Any]:
+    """The write's lot, entry and balance-window-cache parameters (an order with points)."""
+    return {
+        "p_lot_status": lm.LOT_PENDING if pending else lm.LOT_AVAILABLE,
+        "p_available_at": available_at,
+        "p_expires_at": expires_at,
+        "p_entry_type": lm.PENDING if pending else lm.EARN,
+        "p_d_available": 0 if pending else points,
+        "p_d_pending": points if pending else 0,
+        "p_earn_key": earn_key(data.order_id),
+        "p_window_start": member.window_start,
+        "p_window_sum": member.window_sum,
+        "p_cache_entry_id": member.latest_entry_id,
+    }
 
 
 async def record_order_optimistic(
@@ -570,19 +517,11 @@ async def _write_if_unchanged(
     return None if row is None else (plan, member, row)
 
 
-def _upgrade_params(data: OrderIn, held: str, upgrade: Tier, growth: int) -> dict[str, Any]:
+def _upgrade_params(upgrade: Upgrade) -> dict[str, Any]:
     """The upgrade's parameters: the new tier, and ``tier.changed`` as the third event
-    (the CloudEvent every other tier change publishes)."""
-    event = events.tier_changed(
-        data.member_id,
-        held,
-        upgrade.code,
-        direction="up",
-        reason="order",
-        growth_value=growth,
-        at=data.occurred_at,
-    )
-    return {"p_new_tier": upgrade.code, **_event_params(2, outbox_row(POINTS_EVENTS, event))}
+    (the CloudEvent every other tier change publishes: ``points.tiers.upgrades``)."""
+    event_row = outbox_row(POINTS_EVENTS, upgrade.event())
+    return {"p_new_tier": upgrade.to_tier, **_event_params(2, event_row)}
 
 
 class _LockedPathNeeded(Exception):
@@ -638,7 +577,10 @@ async def record_order_once(
     if not member.has_orders and member.referred_by is not None:
         from points.referrals.service import credit_referral
 
-        await credit_referral(session, settings, ladder, data, member.referred_by, now)
+        # the bonus may move the new member up: then the answer (and the stored one) says so
+        response = await credit_referral(
+            session, settings, ladder, data, member.referred_by, now, response
+        )
 
     return response, True
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from points.actions.credit import earn_for_action, lock_action_member
 from points.actions.service import referral_key
 from points.members.models import Member
-from points.orders.schemas import OrderIn
+from points.orders.models import orders
+from points.orders.schemas import OrderIn, OrderOut
 from points.settings import PointsSettings
 from points.tiers.schemas import TierLadderIn
 
@@ -37,18 +38,24 @@ async def credit_referral(
     order: OrderIn,
     referrer_id: str,
     now: datetime,
-) -> None:
-    """Credit both sides of the referral once (natural keys ``referral:<new>:<side>``)."""
+    answer: OrderOut,
+) -> OrderOut:
+    """Credit both sides of the referral once (natural keys ``referral:<new>:<side>``).
+
+    Each bonus that counts toward growth value may upgrade its member at once; returns the
+    order's ``answer``, saying so when the new member's bonus moved it up (the stored answer
+    too, which a retry of the order replays).
+    """
     new_member = await lock_action_member(session, order.member_id)
     referrer = await lock_action_member(session, referrer_id)
     if new_member is None or referrer is None:
-        return
+        return answer
     details = {"order_id": order.order_id, "new_member_id": order.member_id}
     for member, action, side in (
         (new_member, "referral_new_member", "new_member"),
         (referrer, "referral_referrer", "referrer"),
     ):
-        await earn_for_action(
+        earned = await earn_for_action(
             session,
             settings,
             ladder,
@@ -59,3 +66,11 @@ async def credit_referral(
             at=order.occurred_at,
             details=details,
         )
+        if member is new_member and earned.upgraded_to is not None:
+            answer = answer.model_copy(update={"tier": earned.upgraded_to, "tier_changed": True})
+            await session.execute(
+                update(orders)
+                .where(orders.c.order_id == order.order_id)
+                .values(response=answer.model_dump(mode="json"))
+            )
+    return answer

@@ -100,7 +100,8 @@ def downgrade_target(ladder: TierLadderIn, current: str, qualified: str) -> Tier
 
     ``current`` is the tier held, ``qualified`` the tier the member's growth value qualifies
     for (``tier_for_growth``). If qualified is the current tier or higher the member keeps the
-    current tier (upgrades are applied at once by the order flow, not at evaluation).
+    current tier (upgrades are applied at once by the credit that qualifies, not at evaluation:
+    ``points.tiers.upgrades``).
     """
     current_rank = rank(ladder, current)
     if rank(ladder, qualified) >= current_rank:
