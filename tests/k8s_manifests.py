@@ -175,6 +175,16 @@ def check_workloads(objects: list[Object]) -> None:
             assert labels["app.kubernetes.io/component"] == command, name
     services = {o["metadata"]["name"] for o in of_kind(objects, "Service")}
     assert services == {"gateway", *(f"{s}-api" for s in DB_SERVICES), *STORES}
+    # the selectors deploy/README.md applies, waits and restarts by
+    for obj in objects:
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "loyalty", obj["metadata"]["name"]
+    migrations = [
+        o["metadata"]["name"]
+        for o in objects
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == "migrate"
+    ]
+    assert sorted(migrations) == sorted(n for n, (_, c) in WORKLOADS.items() if c == "migrate")
 
 
 def check_probes(objects: list[Object]) -> None:

@@ -252,6 +252,12 @@ BREAKAGES: dict[str, tuple[Breakage, Callable[[list[Object]], None]]] = {
         _policies,
     ),
     "no default deny": (lambda o: o.remove(find(o, "NetworkPolicy", "default-deny")), _policies),
+    "a migration among the apps": (
+        lambda o: find(o, "Deployment", "points-api")["metadata"]["labels"].update(
+            {COMPONENT: "migrate"}
+        ),
+        check_workloads,
+    ),
     "a field the API does not know": (
         lambda o: find(o, "Deployment", "gateway")["spec"].update(replica=2),
         check_models,
