@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from gateway import policy
 from gateway.auth import AuthenticationFailed, Authenticator, Identity
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Limiter
 from gateway.routing import owner_of
 from loyalty_shared.problems import forbidden_response, problem_response
 
@@ -117,7 +117,7 @@ def body_member_ids(body: bytes) -> list[Any] | None:
 
 class Guard:
     def __init__(
-        self, authenticator: Authenticator, limiter: RateLimiter, metrics: GuardMetrics
+        self, authenticator: Authenticator, limiter: Limiter, metrics: GuardMetrics
     ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
@@ -142,7 +142,7 @@ class Guard:
         structlog.contextvars.bind_contextvars(caller=identity.name, caller_scope=identity.scope)
 
         rate_headers: dict[str, str] = {}
-        decision = self.limiter.check(identity.rate_key, identity.scope)
+        decision = await self.limiter.take(identity.rate_key, identity.scope)
         if decision is not None:
             rate_headers = decision.headers()
             if not decision.allowed:

@@ -15,7 +15,7 @@ from gateway.auth import Authenticator
 from gateway.fast_transport import FastTransport
 from gateway.guard import Guard, GuardMetrics
 from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit_store import build_limiter
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamMetrics, Upstreams
 from loyalty_shared.app import create_service_app
@@ -66,6 +66,7 @@ def create_app(
 
     async def close_client(app: FastAPI) -> None:
         await asyncio.shield(app.state.http.aclose())
+        await asyncio.shield(app.state.guard.limiter.aclose())
 
     app = create_service_app(
         settings,
@@ -90,7 +91,7 @@ def create_app(
     app.state.authenticator = authenticator
     app.state.upstream_metrics = UpstreamMetrics(registry)
     app.state.guard = Guard(
-        authenticator, RateLimiter(dict(settings.rate_limits)), GuardMetrics(registry)
+        authenticator, build_limiter(settings, registry), GuardMetrics(registry)
     )
 
     # Request context (id, access log, metrics) stays outermost so that every answer,

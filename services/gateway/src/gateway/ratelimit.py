@@ -1,8 +1,9 @@
 """Token buckets per caller (API key name or member), configured per scope, in process.
 
-Each replica keeps its own buckets, so with N replicas behind a load balancer a
-caller gets up to N times the configured rate; divide the configured rate by the
-replica count (docs/gateway.md), or move the buckets to a shared store.
+Each replica keeps its own buckets here, so with N replicas behind a load balancer a
+caller gets up to N times the configured rate. ``GATEWAY_RATE_LIMIT_STORE_URL`` moves the
+buckets to a shared Valkey/Redis (``ratelimit_store.py``), with these per-process buckets
+as the fallback while the store is down.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.settings import RateLimitConfig
 
@@ -42,6 +44,24 @@ class Decision:
         return headers
 
 
+class Limiter(Protocol):
+    """What the guard asks: take one token from the caller's bucket (None: not limited)."""
+
+    async def take(self, caller: str, scope: str) -> Decision | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def decide(config: RateLimitConfig, tokens: float, allowed: bool) -> Decision:
+    """The answer for a bucket holding ``tokens`` after the request took one (if ``allowed``)."""
+    window = max(1, math.ceil(config.burst / config.rate))
+    reset = math.ceil((config.burst - tokens) / config.rate)
+    if allowed:
+        return Decision(True, config.burst, int(tokens), reset, 0, window)
+    wait = max(1, math.ceil((1.0 - tokens) / config.rate))
+    return Decision(False, config.burst, 0, reset, wait, window)
+
+
 class RateLimiter:
     MAX_BUCKETS = 100_000
 
@@ -69,26 +89,16 @@ class RateLimiter:
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(float(config.burst), bucket.tokens + elapsed * config.rate)
             bucket.updated = now
-        window = max(1, math.ceil(config.burst / config.rate))
-        if bucket.tokens >= 1.0:
+        allowed = bucket.tokens >= 1.0
+        if allowed:
             bucket.tokens -= 1.0
-            return Decision(
-                allowed=True,
-                limit=config.burst,
-                remaining=int(bucket.tokens),
-                reset_seconds=math.ceil((config.burst - bucket.tokens) / config.rate),
-                retry_after_seconds=0,
-                window_seconds=window,
-            )
-        wait = max(1, math.ceil((1.0 - bucket.tokens) / config.rate))
-        return Decision(
-            allowed=False,
-            limit=config.burst,
-            remaining=0,
-            reset_seconds=math.ceil((config.burst - bucket.tokens) / config.rate),
-            retry_after_seconds=wait,
-            window_seconds=window,
-        )
+        return decide(config, bucket.tokens, allowed)
+
+    async def take(self, caller: str, scope: str) -> Decision | None:
+        return self.check(caller, scope)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the buckets live in this process."""
 
     def _prune(self, now: float) -> None:
         """Forget the buckets that have been idle longest (a full bucket holds no state)."""

@@ -96,6 +96,22 @@ class GatewaySettings(CommonSettings):
     member_token_max_ttl_seconds: int = Field(default=86_400, ge=60)
 
     rate_limits: dict[str, RateLimitConfig] = Field(default_factory=_default_rate_limits)
+    # -- rate limits shared by every replica (ratelimit_store.py) ----------------------
+    rate_limit_store_url: str = Field(
+        default="",
+        description="Valkey/Redis URL holding the buckets of every replica "
+        "(redis://valkey:6379/0, rediss:// for TLS); empty: each process keeps its own",
+    )
+    rate_limit_store_password: str = Field(default="", repr=False)
+    rate_limit_store_timeout_seconds: float = Field(
+        default=0.2, gt=0, description="Connect and answer timeout of one store call"
+    )
+    rate_limit_store_retry_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="After a failed store call, decide in process this long before asking again",
+    )
+    rate_limit_store_key_prefix: str = "loyalty:ratelimit:"
 
     def upstreams(self) -> dict[str, str]:
         return {
