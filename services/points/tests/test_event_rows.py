@@ -120,3 +120,21 @@ async def test_real_checkouts_write_exactly_what_the_models_write(
     for type_, payload in stored:
         model = CONTRACTS[type_]
         assert payload["data"] == model.model_validate(payload["data"]).model_dump(mode="json")
+
+
+async def test_a_check_in_publishes_its_own_event(
+    points_client: httpx.AsyncClient, points_settings: PointsSettings
+) -> None:
+    """DOMAIN counts check-ins in the 360 profile: points says so with member.checked_in,
+    whatever the check-in earned."""
+    member = await enrol(points_client)
+    answer = await points_client.post(f"/v1/members/{member}/check-ins", json={})
+    assert answer.status_code == 201, answer.text
+    stored = await outbox_events(points_settings.sqlalchemy_url(), member)
+    checked = [p for t, p in stored if t == events.MEMBER_CHECKED_IN]
+    assert len(checked) == 1
+    data = CONTRACTS[events.MEMBER_CHECKED_IN].model_validate(checked[0]["data"])
+    assert data.model_dump(mode="json") == checked[0]["data"]
+    assert checked[0]["data"]["member_id"] == member
+    assert checked[0]["data"]["points"] == answer.json()["points"]
+    assert checked[0]["data"]["local_day"] == answer.json()["local_day"]
