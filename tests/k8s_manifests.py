@@ -283,6 +283,9 @@ def check_selectors(objects: list[Object]) -> None:
         match = deployment["spec"]["selector"]
         assert set(match) == {"matchLabels"} and match["matchLabels"], name
         assert selected_workloads(objects, match) == [name], f"{name}: its selector"
+        for spread in pod_spec(deployment).get("topologySpreadConstraints", []):
+            spreads = selected_workloads(objects, spread["labelSelector"])
+            assert spreads == [name], f"{name}: spreads {spreads}"
     for service in of_kind(objects, "Service"):
         name, spec = service["metadata"]["name"], service["spec"]
         if name in STORES:

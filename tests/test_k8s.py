@@ -181,6 +181,12 @@ BREAKAGES: dict[str, tuple[Breakage, Callable[[list[Object]], None]]] = {
         lambda o: find(o, "Service", "points-api")["spec"]["selector"].update({NAME: "point"}),
         check_selectors,
     ),
+    "spread over another Deployment's pods": (
+        lambda o: _pod(o, "gateway")["spec"]["topologySpreadConstraints"][0].update(
+            labelSelector={"matchLabels": {NAME: "points", COMPONENT: "api"}}
+        ),
+        check_selectors,
+    ),
     "PDB selector typo": (
         lambda o: find(o, "PodDisruptionBudget", "gateway")["spec"].update(
             selector={"matchLabels": {NAME: "gw"}}
