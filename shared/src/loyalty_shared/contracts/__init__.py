@@ -18,7 +18,6 @@ from loyalty_shared.contracts.base import (
     InvalidPayload,
     Money,
     Timestamp,
-    jsonb_object_sql,
 )
 
 # publishing service -> the payload models it publishes
@@ -48,6 +47,5 @@ __all__ = [
     "InvalidPayload",
     "Money",
     "Timestamp",
-    "jsonb_object_sql",
     "publisher_of",
 ]

@@ -107,18 +107,3 @@ class EventPayload(BaseModel):
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         return tuple(cls.model_fields)
-
-
-def jsonb_object_sql(model: type[EventPayload], exprs: Mapping[str, str]) -> str:
-    """``jsonb_build_object('f1', <expr1>, ...)`` over exactly the model's fields, in its order.
-
-    For the set-based producers that build payloads in SQL: the keys come from the model, so
-    a field cannot be forgotten or misspelt (a missing or extra expression raises here, when
-    the statement is built). Money must be rendered as text, times with ``to_jsonb``.
-    """
-    wanted = model.fields()
-    if set(exprs) != set(wanted):
-        missing = sorted(set(wanted) - set(exprs))
-        extra = sorted(set(exprs) - set(wanted))
-        raise ValueError(f"{model.__name__}: missing {missing}, not in the model {extra}")
-    return "jsonb_build_object(" + ", ".join(f"'{f}', {exprs[f]}" for f in wanted) + ")"
