@@ -33,6 +33,7 @@ async def test_order_through_gateway_reaches_profile(
         body = response.json()
         return body if body["order_count"] == 1 and body["points_earned"] == 256 else None
 
-    body = await eventually(profile, timeout=5.0)
+    # a hang guard, not a speed target (profile freshness is measured by bench/segmentation.py)
+    body = await eventually(profile, timeout=60.0)
     assert body["total_spend"] == "256.40"
     assert body["last_order_at"].startswith(order["occurred_at"][:19])
