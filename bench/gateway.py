@@ -23,7 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from harness import PYTHON, ROOT, WrkResult, ensure_wrk, infra, service_env, wait_http, write_table
+from harness import (
+    GATEWAY_HEADERS,
+    GATEWAY_TOKEN_ENV,
+    PYTHON,
+    ROOT,
+    WrkResult,
+    ensure_wrk,
+    infra,
+    service_env,
+    wait_http,
+    write_table,
+)
 
 from loyalty_shared.devstack.broker import free_port
 from loyalty_shared.devstack.stack import DEV_KEYS
@@ -43,7 +54,9 @@ def _wrk(url: str, args: list[str], duration_s: int, connections: int) -> WrkRes
     threads = min(2, connections)
     cmd = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency"]
     cmd += ["-s", str(SCRIPT), url, "--", *args]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        cmd, check=True, capture_output=True, text=True, env={**os.environ, **GATEWAY_TOKEN_ENV}
+    ).stdout
 
     def find(pattern: str) -> re.Match[str]:
         found = re.search(pattern, out, re.MULTILINE)
@@ -138,7 +151,7 @@ def main() -> None:
             _server([PYTHON, "-m", "gateway", "api"], gateway_env, f"{gateway}/health") as gw_pid,
         ):
             pids = {"points": points_pid, "gateway": gw_pid}
-            with httpx.Client(base_url=direct) as client:
+            with httpx.Client(base_url=direct, headers=GATEWAY_HEADERS) as client:
                 for i in range(MEMBERS):
                     client.post(
                         "/v1/members", json={"member_id": f"bench-m-{i}"}

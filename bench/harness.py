@@ -23,6 +23,12 @@ from pathlib import Path
 
 from loyalty_shared.devstack.broker import TansuBroker, free_port
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
+from loyalty_shared.settings import DEV_GATEWAY_SECRET
+
+# wrk scripts calling a service straight (not through the gateway) send it as X-Gateway-Token
+GATEWAY_TOKEN_ENV = {"X_GATEWAY_TOKEN": DEV_GATEWAY_SECRET}
+# ... and so does an HTTP client calling it straight
+GATEWAY_HEADERS = {"X-Gateway-Token": DEV_GATEWAY_SECRET}
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -103,7 +109,7 @@ def run_wrk(
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, **env} if env else None,
+        env={**os.environ, **GATEWAY_TOKEN_ENV, **(env or {})},
     ).stdout
     used = {g: cpu_seconds(pids()) - before[g] for g, pids in (meter or {}).items()}
     if not re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M):

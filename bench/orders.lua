@@ -1,5 +1,6 @@
 -- wrk script: POST /v1/orders with a unique order id per request.
 -- args: <prefix> <members> <hot|spread>
+-- X_GATEWAY_TOKEN (environment), if set: sent as X-Gateway-Token (bench/harness.py sets it).
 -- ORDERS_PAUSE_MS (environment), if set: each connection waits a random pause (exponential,
 -- this mean) before each request: shoppers arriving at random at a chosen rate, not as fast
 -- as the server answers. (An environment variable, since wrk decides whether the script
@@ -19,6 +20,10 @@ function init(args)
   members = tonumber(args[2])
   hot = args[3] == "hot"
   math.randomseed(os.time() + 7919 * tid)
+  headers = {["Content-Type"] = "application/json"}
+  -- straight to a service: it answers only calls carrying the gateway's token
+  local token = os.getenv("X_GATEWAY_TOKEN")
+  if token then headers["X-Gateway-Token"] = token end
 end
 
 local pause = tonumber(os.getenv("ORDERS_PAUSE_MS") or "0")
@@ -35,5 +40,5 @@ function request()
   local body = string.format(
     '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"%s"}',
     prefix, counter, member, occurred)
-  return wrk.format("POST", "/v1/orders", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/v1/orders", headers, body)
 end

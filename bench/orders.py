@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 from harness import (
+    GATEWAY_HEADERS,
     PYTHON,
     ROOT,
     WrkResult,
@@ -156,7 +157,7 @@ def main() -> None:
                 process(api_cmd, env, f"{base}/ready") as api_pid,
             ):
                 if not enrolled:
-                    with httpx.Client(base_url=base) as client:
+                    with httpx.Client(base_url=base, headers=GATEWAY_HEADERS) as client:
                         for i in range(MEMBERS):
                             client.post(
                                 "/v1/members", json={"member_id": f"bench-m-{i}"}

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
+from loyalty_shared.settings import DEV_GATEWAY_SECRET
 from loyalty_shared.testing import running_app
 
 MEMBERS = 200
@@ -54,6 +55,7 @@ async def call(app: Any, method: str, path: str, body: Any = None) -> int:
         "headers": [
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
+            (b"x-gateway-token", DEV_GATEWAY_SECRET.encode()),
             (b"content-length", str(len(raw)).encode()),
         ],
         "client": ("127.0.0.1", 1234),

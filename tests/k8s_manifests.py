@@ -61,6 +61,8 @@ TEST_SECRETS = {
     **{f"{s.upper()}_ERASURE_HMAC_SECRET": "e" * 64 for s in DB_SERVICES},
     "GATEWAY_API_KEYS": json.dumps([{"name": "ops", "scope": "admin", "sha256": "a" * 64}]),
     "GATEWAY_MEMBER_TOKEN_SECRET": "m" * 64,
+    "GATEWAY_UPSTREAM_SECRET": "g" * 64,
+    "GATEWAY_RATE_LIMIT_STORE_PASSWORD": "valkey-password",
 }
 
 Object = dict[str, Any]

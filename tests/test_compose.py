@@ -61,7 +61,7 @@ APP_CONTAINERS: dict[str, tuple[str, str]] = {
     **{f"{s}-worker": (s, "worker") for s in DB_SERVICES},
     "gateway": ("gateway", "api"),
 }
-INFRA_CONTAINERS = {"postgres", "kafka", "kafka-init"}
+INFRA_CONTAINERS = {"postgres", "kafka", "kafka-init", "valkey"}
 API_CONTAINERS = [name for name, (_, command) in APP_CONTAINERS.items() if command == "api"]
 RUNTIME_CONTAINERS = [n for n, (_, c) in APP_CONTAINERS.items() if c in ("api", "worker")]
 
@@ -75,9 +75,12 @@ SECRETS = {
         [{"name": "ops-console", "scope": "admin", "sha256": hashlib.sha256(b"k").hexdigest()}]
     ),
     "GATEWAY_MEMBER_TOKEN_SECRET": "member-token-secret-of-at-least-32-characters",
+    "GATEWAY_SECRET": "gateway-to-services-secret-of-32-characters-or-more",
+    "VALKEY_PASSWORD": "valkey-secret",
     "ERASURE_HMAC_SECRET": "erasure-hmac-secret-of-at-least-32-characters",
 }
 SECRET_WORDS = ("PASSWORD", "SECRET", "API_KEY")
+GATEWAY_SECRET_FIELDS = ("gateway_secret", "gateway_secret_previous")
 
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -290,8 +293,11 @@ def test_secret_settings_are_set_from_required_variables(service: str) -> None:
         name
         for name in settings.model_fields
         if any(w in name.upper() for w in SECRET_WORDS)
-        # the gateway keeps no data, so no erasure tombstones either
-        and not (service == "gateway" and name == "erasure_hmac_secret")
+        # the gateway keeps no data, so no erasure tombstones either; it sends its secret to
+        # the services as upstream_secret rather than checking one
+        and not (service == "gateway" and name in ("erasure_hmac_secret", *GATEWAY_SECRET_FIELDS))
+        # optional by design: set only while a new gateway secret is rolled out
+        and name != "gateway_secret_previous"
     ]
     containers = [c for c, (s, command) in APP_CONTAINERS.items() if s == service]
     for name in secret_fields:
@@ -322,6 +328,29 @@ def test_gateway_routes_to_the_api_containers() -> None:
         port = default(SETTINGS[service], "port")
         assert gateway_env[f"GATEWAY_{service.upper()}_URL"] == f"http://{service}-api:{port}"
         assert depends_on("gateway")[f"{service}-api"] == "service_healthy"
+
+
+def test_the_gateway_shares_its_rate_limits_in_the_valkey_container() -> None:
+    gateway = env("gateway")
+    url = make_url(gateway["GATEWAY_RATE_LIMIT_STORE_URL"])
+    assert (url.drivername, url.host, url.port) == ("redis", "valkey", 6379)
+    assert url.password is None  # the password is a setting of its own, from the secret
+    valkey = services()["valkey"]
+    assert valkey["image"].startswith("valkey/valkey:")
+    assert env("valkey")["VALKEY_PASSWORD"] == SECRETS["VALKEY_PASSWORD"]
+    assert gateway["GATEWAY_RATE_LIMIT_STORE_PASSWORD"] == SECRETS["VALKEY_PASSWORD"]
+    command = " ".join(valkey["command"])
+    assert '--requirepass "$VALKEY_PASSWORD"' in command.replace("$$", "$")
+    assert "healthcheck" in valkey
+    assert depends_on("gateway")["valkey"] == "service_healthy"
+
+
+def test_the_services_trust_the_secret_the_gateway_sends() -> None:
+    sent = env("gateway")["GATEWAY_UPSTREAM_SECRET"]
+    assert sent == SECRETS["GATEWAY_SECRET"]
+    for container, (service, _) in APP_CONTAINERS.items():
+        if service in DB_SERVICES:
+            assert env(container)[f"{prefix_of(service)}GATEWAY_SECRET"] == sent, container
 
 
 def test_kafka_is_a_single_kraft_node() -> None:

@@ -17,7 +17,7 @@ from loyalty_shared.app import TELEMETRY_OFF, create_service_app, fastapi_teleme
 from loyalty_shared.lean import FastLane, fast_lane, json_response, read_json
 from loyalty_shared.problems import Conflict
 from loyalty_shared.settings import CommonSettings
-from loyalty_shared.testing import running_app
+from loyalty_shared.testing import gateway_headers, running_app
 
 Small = Annotated[int, Field(ge=1, le=100)]
 
@@ -85,7 +85,9 @@ async def both(apps: tuple[FastAPI, FastAPI], method: str, path: str, **kwargs: 
     answers = []
     for app in apps:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=gateway_headers()
+        ) as client:
             answers.append(comparable(await client.request(method, path, **kwargs)))
     return answers
 
@@ -123,7 +125,9 @@ async def test_metrics_count_each_request_once(apps: tuple[FastAPI, FastAPI]) ->
         return float(found[0].removeprefix(line)) if found else 0.0
 
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=apps[0]), base_url="http://test"
+        transport=httpx.ASGITransport(app=apps[0]),
+        base_url="http://test",
+        headers=gateway_headers(),
     ) as client:
         before = count((await client.get("/metrics")).text)
         for _ in range(3):

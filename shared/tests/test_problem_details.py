@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from loyalty_shared.app import create_service_app
 from loyalty_shared.problems import Conflict
 from loyalty_shared.settings import CommonSettings
-from loyalty_shared.testing import asgi_client, running_app
+from loyalty_shared.testing import asgi_client, gateway_headers, running_app
 
 
 class InsufficientPoints(Conflict):
@@ -103,7 +103,9 @@ async def test_domain_error_carries_slug_and_extensions(client: httpx.AsyncClien
 async def test_unexpected_error_is_a_500_problem_without_internals(app: FastAPI) -> None:
     # Starlette re-raises after answering (so servers log it); the client still gets the problem
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=gateway_headers()
+    ) as client:
         response = await client.get("/boom")
     body = _is_problem(response, 500)
     assert "secret" not in body["detail"]

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty_shared.db import create_engine, create_sessionmaker
 from loyalty_shared.docs import install_offline_docs
+from loyalty_shared.gateway_trust import GatewayOnlyMiddleware, from_gateway
 from loyalty_shared.kafka import broker_reachable
 from loyalty_shared.lean import FastLane, add_schemas, fast_routes
 from loyalty_shared.logs import configure_logging
@@ -61,6 +62,8 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     @router.get(
         "/ready",
         summary="Readiness: the database and the broker are reachable",
+        description="200 or 503 for anyone (probes send no credentials); which check "
+        "failed and why only for the gateway's token (`checks` is null otherwise).",
         responses={503: {"description": "A dependency is not reachable"}},
     )
     async def ready(request: Request) -> JSONResponse:
@@ -71,7 +74,10 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
             results[name] = {"ok": ok, "detail": detail}
             all_ok = all_ok and ok
         return JSONResponse(
-            {"status": "ready" if all_ok else "not-ready", "checks": results},
+            {
+                "status": "ready" if all_ok else "not-ready",
+                "checks": results if from_gateway(request) else None,
+            },
             status_code=200 if all_ok else 503,
         )
 
@@ -144,8 +150,14 @@ def create_service_app(
     extra_schemas: Sequence[type[BaseModel]] = (),
     front_routers: Sequence[APIRouter] = (),
     probe_routers: Sequence[APIRouter] | None = None,
+    gateway_only: bool = True,
 ) -> FastAPI:
     """``serve_openapi=False``: the caller serves /openapi.json itself (the gateway merges).
+
+    ``gateway_only``: answer only calls carrying the gateway's ``X-Gateway-Token``
+    (``gateway_trust.py``; /health, /ready, /metrics and the docs stay open). Raises
+    ``RuntimeError`` outside dev and test when no gateway secret is configured. The gateway
+    itself, which clients call, passes False.
 
     ``probe_routers``: serve /health, /ready and /metrics with these instead of the
     standard ones (the gateway, exposed to the world, shows less to callers without a key).
@@ -187,6 +199,9 @@ def create_service_app(
         telemetry=fastapi_telemetry(),
     )
     app.state.settings = settings
+    # read before anything else: a service without its secret refuses to start
+    gateway_secrets = settings.gateway_secrets() if gateway_only else None
+    app.state.gateway_secrets = gateway_secrets
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     install_problem_handlers(app)
@@ -215,6 +230,8 @@ def create_service_app(
     hot = fast_routes([route for front in front_routers for route in front.routes])
     if hot:
         app.add_middleware(FastLane, routes=hot)  # inside the request context (added last)
+    if gateway_secrets is not None:  # before every route, the fast lane's too
+        app.add_middleware(GatewayOnlyMiddleware, secrets=gateway_secrets)
     app.add_middleware(
         RequestContextMiddleware, metrics=HttpMetrics(registry), quiet_paths=QUIET_PATHS
     )

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["dev", "test", "production"]
 
 DEV_ERASURE_KEY = "dev-erasure-key-not-secret"
+# The documented dev/test credential between the gateway and the services (like the dev
+# API keys): never accepted outside dev and test.
+DEV_GATEWAY_SECRET = "dev-gateway-secret-change-me-outside-dev"  # noqa: S105
+GATEWAY_SECRET_MIN_LENGTH = 32
 
 
 class CommonSettings(BaseSettings):
@@ -80,6 +84,33 @@ class CommonSettings(BaseSettings):
     # Erasure tombstones are HMAC-SHA256(this secret, member_id) (loyalty_shared.erasure).
     # Required outside dev and test; keep it stable (a new secret forgets every tombstone).
     erasure_hmac_secret: str = Field(default="", repr=False)
+
+    # The credential the gateway sends in X-Gateway-Token (loyalty_shared.gateway_trust): a
+    # service answers 401 to any other caller. Required outside dev and test; the previous
+    # one is accepted as well while a new one is rolled out.
+    gateway_secret: str = Field(default="", repr=False)
+    gateway_secret_previous: str = Field(default="", repr=False)
+
+    def gateway_secrets(self) -> tuple[bytes, ...]:
+        """The X-Gateway-Token values this service accepts (the dev secret in dev and test)."""
+        dev = self.environment in ("dev", "test")
+        prefix = self.model_config.get("env_prefix", "")
+        if not self.gateway_secret:
+            if dev:
+                return (DEV_GATEWAY_SECRET.encode(),)
+            raise RuntimeError(
+                f"{prefix}GATEWAY_SECRET is not set: outside dev and test a service answers "
+                "only the gateway, which proves itself with this shared secret (a random "
+                f"string of {GATEWAY_SECRET_MIN_LENGTH}+ characters, the gateway's "
+                "GATEWAY_UPSTREAM_SECRET)"
+            )
+        accepted = tuple(s for s in (self.gateway_secret, self.gateway_secret_previous) if s)
+        if not dev and any(len(s) < GATEWAY_SECRET_MIN_LENGTH for s in accepted):
+            raise RuntimeError(
+                f"{prefix}GATEWAY_SECRET (and {prefix}GATEWAY_SECRET_PREVIOUS) need "
+                f"{GATEWAY_SECRET_MIN_LENGTH}+ characters outside dev and test"
+            )
+        return tuple(s.encode() for s in accepted)
 
     def erasure_key(self) -> str:
         """The tombstones' HMAC key: the setting, or the dev key in dev and test."""

@@ -23,8 +23,9 @@ from fastapi import FastAPI
 
 from loyalty_shared.devstack.broker import TansuBroker, free_port
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
+from loyalty_shared.gateway_trust import TOKEN_HEADER
 from loyalty_shared.migrations import upgrade_head
-from loyalty_shared.settings import CommonSettings
+from loyalty_shared.settings import DEV_GATEWAY_SECRET, CommonSettings
 
 
 @dataclass
@@ -111,8 +112,20 @@ async def running_app(app: FastAPI) -> AsyncIterator[FastAPI]:
         yield app
 
 
-def asgi_client(app: FastAPI, base_url: str = "http://test") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+def gateway_headers() -> dict[str, str]:
+    """What the gateway adds to every call in dev and test: its ``X-Gateway-Token``."""
+    return {TOKEN_HEADER: DEV_GATEWAY_SECRET}
+
+
+def asgi_client(
+    app: FastAPI, base_url: str = "http://test", *, as_gateway: bool = True
+) -> httpx.AsyncClient:
+    """A client of the app in process; it calls as the gateway does (``as_gateway=False``:
+    as anyone else on the network, without the gateway's token)."""
+    headers = gateway_headers() if as_gateway else None
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=base_url, headers=headers
+    )
 
 
 @asynccontextmanager
@@ -155,6 +168,7 @@ __all__ = [
     "asgi_client",
     "background",
     "eventually",
+    "gateway_headers",
     "infra",
     "migrated_database",
     "running_app",

@@ -52,6 +52,7 @@ def create_app(
     """
     settings = settings or GatewaySettings()
     authenticator = Authenticator(settings)
+    settings.upstream_token()  # no secret for the services outside dev: no start
 
     async def open_client(app: FastAPI) -> None:
         pool = transport or _production_transport(settings)
@@ -85,6 +86,7 @@ def create_app(
         on_startup=[open_client],
         on_shutdown=[close_client],
         serve_openapi=False,
+        gateway_only=False,  # the gateway is what clients call
     )
     app.state.readiness_checks = probes.readiness_checks(settings)
     registry = app.state.metrics_registry

@@ -29,10 +29,12 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# Never passed on to a service: credentials stay at the gateway, identity is set by it.
+# Never passed on to a service: credentials stay at the gateway, identity is set by it (a
+# client's X-Gateway-Token too: the gateway adds its own to every call).
 _DROP_FROM_REQUEST = frozenset(
     name.encode()
-    for name in HOP_BY_HOP | {"authorization", "cookie", "x-request-id", *IDENTITY_HEADERS}
+    for name in HOP_BY_HOP
+    | {"authorization", "cookie", "x-request-id", "x-gateway-token", *IDENTITY_HEADERS}
 )
 _DROP_FROM_RESPONSE = frozenset(
     name.encode() for name in HOP_BY_HOP | {"content-encoding", "x-request-id", "server", "date"}

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from loyalty_shared.settings import CommonSettings
+from loyalty_shared.settings import DEV_GATEWAY_SECRET, GATEWAY_SECRET_MIN_LENGTH, CommonSettings
 
 Scope = Literal["storefront", "ops", "admin"]
 CallerScope = Literal["storefront", "ops", "admin", "member"]
@@ -73,6 +73,13 @@ class GatewaySettings(CommonSettings):
         default=2.0, gt=0, description="Budget of each part of GET /v1/members/{id}/status"
     )
 
+    upstream_secret: str = Field(
+        default="",
+        repr=False,
+        description="Sent to the services in X-Gateway-Token (their <SERVICE>_GATEWAY_SECRET); "
+        "required outside dev and test",
+    )
+
     # -- clients ---------------------------------------------------------------------
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     cors_allow_origins: list[str] = Field(default_factory=list)
@@ -119,6 +126,21 @@ class GatewaySettings(CommonSettings):
             "segmentation": self.segmentation_url.rstrip("/"),
             "feedback": self.feedback_url.rstrip("/"),
         }
+
+    def upstream_token(self) -> bytes:
+        """What the gateway proves itself with to the services (the dev secret in dev/test).
+
+        Raises ``RuntimeError`` outside dev and test without a long enough secret.
+        """
+        if not self.upstream_secret and self.is_dev:
+            return DEV_GATEWAY_SECRET.encode()
+        if len(self.upstream_secret) < GATEWAY_SECRET_MIN_LENGTH and not self.is_dev:
+            raise RuntimeError(
+                "GATEWAY_UPSTREAM_SECRET is not set (or shorter than "
+                f"{GATEWAY_SECRET_MIN_LENGTH} characters): the services answer only calls "
+                "carrying it (their <SERVICE>_GATEWAY_SECRET holds the same value)"
+            )
+        return self.upstream_secret.encode()
 
     def timeout_for(self, service: str) -> float:
         return self.upstream_timeouts.get(service, self.upstream_timeout_seconds)

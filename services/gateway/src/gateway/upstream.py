@@ -163,6 +163,8 @@ class Upstreams:
         self.transport = transport
         self.metrics = metrics
         self.base_urls = settings.upstreams()
+        # every call proves it comes from the gateway (loyalty_shared.gateway_trust)
+        self.token_header = (b"x-gateway-token", settings.upstream_token())
         # The fast transport takes raw bytes: no httpx Request/URL/Response per call.
         self.fast = transport if isinstance(transport, FastTransport) else None
         self.targets = {name: _target(url) for name, url in self.base_urls.items()}
@@ -189,6 +191,7 @@ class Upstreams:
             self.metrics.errors.labels(service, "circuit-open").inc()
             raise UpstreamError(service, "circuit-open", breaker.retry_after())
         raw = [(_raw(k), _raw(v)) for k, v in headers]
+        raw.append(self.token_header)
         if retry is None:
             retry = method in IDEMPOTENT_METHODS or any(
                 k.lower() == b"idempotency-key" for k, _ in raw

@@ -17,6 +17,7 @@ from typing import IO
 from loyalty_shared.devstack.broker import TansuBroker, die_with_parent, port_open
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
 from loyalty_shared.devstack.state import Recorded, State, forget
+from loyalty_shared.settings import DEV_GATEWAY_SECRET
 
 DEV_KEYS = {
     "admin": "dev-admin-key",
@@ -119,6 +120,8 @@ class Stack:
                     "GATEWAY_PORT": str(self.config.gateway_port),
                     "GATEWAY_LOG_JSON": str(self.config.log_json).lower(),
                     "GATEWAY_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+                    # what it sends the services in X-Gateway-Token (their *_GATEWAY_SECRET)
+                    "GATEWAY_UPSTREAM_SECRET": DEV_GATEWAY_SECRET,
                     **{
                         f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}"
                         for name, port in self.config.ports.items()
@@ -138,6 +141,7 @@ class Stack:
                 f"{prefix}_KAFKA_BOOTSTRAP": self.broker.bootstrap,
                 f"{prefix}_KAFKA_IDEMPOTENT_PRODUCER": "false",
                 f"{prefix}_WORKER_METRICS_PORT": str(self.config.worker_metrics_port(service)),
+                f"{prefix}_GATEWAY_SECRET": DEV_GATEWAY_SECRET,
             }
         )
         return env
