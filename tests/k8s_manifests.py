@@ -369,8 +369,29 @@ def load_settings(service: str, values: dict[str, str]) -> CommonSettings:
         return SETTINGS[service]()
 
 
+# secret settings a service's containers need not set: the gateway keeps no data, uses no
+# Kafka and sends its secret (upstream_secret) rather than checking one
+UNWIRED = {"gateway": ("erasure_hmac_secret", "gateway_secret", "kafka_")}
+ROTATION_ONLY = "gateway_secret_previous"  # set only while a new gateway secret rolls out
+
+
+def unwired_secrets(service: str, values: dict[str, str]) -> list[str]:
+    """The service's secret settings (passwords, secrets, keys) this container leaves unset."""
+    prefix = prefix_of(service)
+    return [
+        f"{prefix}{field.upper()}"
+        for field in SETTINGS[service].model_fields
+        if any(word in field.upper() for word in ("PASSWORD", "SECRET", "API_KEY"))
+        and field != ROTATION_ONLY
+        and not field.startswith(UNWIRED.get(service, ()))
+        and f"{prefix}{field.upper()}" not in values
+    ]
+
+
 def check_environment(objects: list[Object]) -> None:
     dev = any(o["kind"] == "Secret" for o in objects)
+    trusted: dict[str, str] = {}  # container -> the gateway secret it accepts
+    sent = ""  # what the gateway sends
     for name, workload in workloads(objects).items():
         service, command = WORKLOADS[name]
         values, from_secrets = container_env(objects, workload)
@@ -383,6 +404,7 @@ def check_environment(objects: list[Object]) -> None:
             assert secret == (key in from_secrets), f"{name}: {key} (Secret or ConfigMap?)"
         missing = compose_env(name) - set(values)
         assert not missing, f"{name}: docker-compose.yml sets {sorted(missing)}, this does not"
+        assert not unwired_secrets(service, values), f"{name}: {unwired_secrets(service, values)}"
         settings = load_settings(service, values)
         assert settings.environment == ("dev" if dev else "production"), name
         if command != "migrate":
@@ -397,11 +419,16 @@ def check_environment(objects: list[Object]) -> None:
             assert url.username == service, name
             assert settings.kafka_bootstrap == f"kafka:{STORES['kafka']}", name
             assert settings.erasure_key(), name
+            trusted[name] = settings.gateway_secret
         else:
-            check_gateway_settings(objects, settings)
+            sent = check_gateway_settings(objects, settings)
+    assert sent and all(secret == sent for secret in trusted.values()), (
+        "every service accepts the secret the gateway sends"
+    )
 
 
-def check_gateway_settings(objects: list[Object], settings: CommonSettings) -> None:
+def check_gateway_settings(objects: list[Object], settings: CommonSettings) -> str:
+    """Checks the gateway's routes and stores; the secret it sends the services."""
     assert isinstance(settings, GatewaySettings)
     for service, url in settings.upstreams().items():
         match = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", url)
@@ -410,8 +437,14 @@ def check_gateway_settings(objects: list[Object], settings: CommonSettings) -> N
         assert [p["port"] for p in target["spec"]["ports"]] == [int(match[2])], url
         selected = selected_workloads(objects, {"matchLabels": target["spec"]["selector"]})
         assert selected == [f"{service}-api"], url
+    # the rate-limit buckets every replica shares: the valkey Service, the password apart
+    store = make_url(settings.rate_limit_store_url)
+    assert store.drivername in ("redis", "rediss") and store.password is None, store
+    ports = [p["port"] for p in find(objects, "Service", str(store.host))["spec"]["ports"]]
+    assert ports == [store.port or STORES["valkey"]], store
     # what `python -m gateway api` builds at start-up: keys and token secret accepted
     importlib.import_module("gateway.main").create_app(settings)
+    return settings.upstream_secret
 
 
 def check_scraping(objects: list[Object]) -> None:

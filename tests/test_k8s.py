@@ -156,6 +156,13 @@ def _pod(objects: list[Object], name: str) -> Object:
     return template
 
 
+def _variable(objects: list[Object], workload: str, name: str) -> Object:
+    """A variable of a workload's container, by name."""
+    found: list[Object] = [v for v in _c(objects, workload)["env"] if v["name"] == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
 def _policies(objects: list[Object]) -> None:
     check_network_policies(objects, store_endpoints("overlays/prod"))
 
@@ -216,15 +223,32 @@ BREAKAGES: dict[str, tuple[Breakage, Callable[[list[Object]], None]]] = {
         check_environment,
     ),
     "a required variable missing": (
-        lambda o: _c(o, "points-worker")["env"].pop(1),  # POINTS_DATABASE_URL
+        lambda o: _c(o, "points-worker")["env"].remove(
+            _variable(o, "points-worker", "POINTS_DATABASE_URL")
+        ),
         check_environment,
     ),
     "a secret in plain sight": (
-        lambda o: _c(o, "gateway")["env"].__setitem__(2, PLAIN_SECRET),
+        lambda o: _c(o, "gateway")["env"].__setitem__(
+            _c(o, "gateway")["env"].index(_variable(o, "gateway", PLAIN_SECRET["name"])),
+            PLAIN_SECRET,
+        ),
         check_environment,
     ),
     "a variable set twice": (
         lambda o: _c(o, "gateway")["env"].append(PLAIN_SECRET),
+        check_environment,
+    ),
+    "a service trusting another secret": (
+        lambda o: _variable(o, "points-api", "POINTS_GATEWAY_SECRET")["valueFrom"][
+            "secretKeyRef"
+        ].update(key="GATEWAY_MEMBER_TOKEN_SECRET"),
+        check_environment,
+    ),
+    "rate limits kept per replica": (
+        lambda o: find(o, "ConfigMap", "gateway-config")["data"].pop(
+            "GATEWAY_RATE_LIMIT_STORE_URL"
+        ),
         check_environment,
     ),
     "gateway routed to no Service": (
