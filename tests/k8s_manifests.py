@@ -59,6 +59,7 @@ TEST_SECRETS = {
         for s in DB_SERVICES
     },
     **{f"{s.upper()}_ERASURE_HMAC_SECRET": "e" * 64 for s in DB_SERVICES},
+    **{f"{s.upper()}_KAFKA_SASL_PASSWORD": f"{s}-kafka-password" for s in DB_SERVICES},
     "GATEWAY_API_KEYS": json.dumps([{"name": "ops", "scope": "admin", "sha256": "a" * 64}]),
     "GATEWAY_MEMBER_TOKEN_SECRET": "m" * 64,
     "GATEWAY_UPSTREAM_SECRET": "g" * 64,

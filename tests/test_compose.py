@@ -77,10 +77,22 @@ SECRETS = {
     "GATEWAY_MEMBER_TOKEN_SECRET": "member-token-secret-of-at-least-32-characters",
     "GATEWAY_SECRET": "gateway-to-services-secret-of-32-characters-or-more",
     "VALKEY_PASSWORD": "valkey-secret",
+    "KAFKA_ADMIN_PASSWORD": "kafka-admin-secret",
+    "POINTS_KAFKA_PASSWORD": "points-kafka-secret",
+    "SEGMENTATION_KAFKA_PASSWORD": "segmentation-kafka-secret",
+    "FEEDBACK_KAFKA_PASSWORD": "feedback-kafka-secret",
     "ERASURE_HMAC_SECRET": "erasure-hmac-secret-of-at-least-32-characters",
 }
 SECRET_WORDS = ("PASSWORD", "SECRET", "API_KEY")
-GATEWAY_SECRET_FIELDS = ("gateway_secret", "gateway_secret_previous")
+# CommonSettings fields the gateway has but never uses: it keeps no data (no erasure
+# tombstones), talks to no broker, and sends its secret to the services (upstream_secret)
+# rather than checking one
+GATEWAY_UNUSED_SECRETS = (
+    "erasure_hmac_secret",
+    "gateway_secret",
+    "gateway_secret_previous",
+    "kafka_sasl_password",
+)
 
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -293,9 +305,7 @@ def test_secret_settings_are_set_from_required_variables(service: str) -> None:
         name
         for name in settings.model_fields
         if any(w in name.upper() for w in SECRET_WORDS)
-        # the gateway keeps no data, so no erasure tombstones either; it sends its secret to
-        # the services as upstream_secret rather than checking one
-        and not (service == "gateway" and name in ("erasure_hmac_secret", *GATEWAY_SECRET_FIELDS))
+        and not (service == "gateway" and name in GATEWAY_UNUSED_SECRETS)
         # optional by design: set only while a new gateway secret is rolled out
         and name != "gateway_secret_previous"
     ]
@@ -396,6 +406,108 @@ def test_every_client_bootstraps_from_the_advertised_listener() -> None:
             assert container_env[f"{prefix}KAFKA_IDEMPOTENT_PRODUCER"] == "true", container
 
 
+def test_every_service_logs_in_to_kafka_as_its_own_scram_user() -> None:
+    kafka, init = env("kafka"), env("kafka-init")
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    advertised = dict(
+        item.split("://", 1) for item in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    # the one listener clients reach asks for SASL; nothing on it is plaintext without auth
+    assert [protocols[name] for name in advertised] == ["SASL_PLAINTEXT"]
+    mechanisms = kafka["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+    assert kafka["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] in mechanisms
+    users = init["KAFKA_USERS"].split(",")
+    assert sorted(users) == sorted(DB_SERVICES)
+    for container, (service, _) in APP_CONTAINERS.items():
+        if service not in DB_SERVICES:
+            continue
+        container_env, prefix = env(container), prefix_of(service)
+        assert container_env[f"{prefix}KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", container
+        assert container_env[f"{prefix}KAFKA_SASL_MECHANISM"] in mechanisms, container
+        assert container_env[f"{prefix}KAFKA_SASL_MECHANISM"].startswith("SCRAM-"), container
+        assert container_env[f"{prefix}KAFKA_SASL_USERNAME"] == service, container
+        password = container_env[f"{prefix}KAFKA_SASL_PASSWORD"]
+        # the password kafka-init gives the user is the one its containers log in with
+        assert password == init[f"{service.upper()}_KAFKA_PASSWORD"], container
+        assert password == SECRETS[f"{service.upper()}_KAFKA_PASSWORD"], container
+    assert kafka["BROKER_ADMIN_PASSWORD"] == init["BROKER_ADMIN_PASSWORD"]
+    assert not any(k.startswith("KAFKA_") and "PASSWORD" in k for k in kafka)
+    spec = services()["kafka"]
+    assert spec["entrypoint"] == ["/bin/sh", "/opt/loyalty/kafka-start.sh"]
+    assert "./deploy/kafka-start.sh:/opt/loyalty/kafka-start.sh:ro" in spec["volumes"]
+    assert "--command-config /tmp/loyalty-admin.properties" in spec["healthcheck"]["test"][-1]
+
+
+def _stub(folder: Path, name: str) -> None:
+    """A stand-in for a Kafka tool: appends its arguments, one call per line, to calls.log."""
+    script = folder / name
+    script.write_text(f'#!/bin/sh\necho "{name} $*" >> "{folder}/calls.log"\n')
+    script.chmod(0o755)
+
+
+def test_kafka_start_writes_the_jaas_file_and_starts_the_broker(tmp_path: Path) -> None:
+    _stub(tmp_path, "run")
+    kafka = env("kafka")
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "BROKER_ADMIN_PASSWORD": kafka["BROKER_ADMIN_PASSWORD"],
+        "LOYALTY_CONFIG_DIR": str(tmp_path),
+        "BROKER_RUN": str(tmp_path / "run"),
+    }
+    result = subprocess.run(
+        ["sh", str(DEPLOY / "kafka-start.sh")], env=environ, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calls.log").read_text() == "run \n"
+    jaas = (tmp_path / "loyalty-broker-jaas.conf").read_text()
+    secret = SECRETS["KAFKA_ADMIN_PASSWORD"]
+    assert f'username="admin" password="{secret}" user_admin="{secret}";' in jaas
+    assert "ScramLoginModule required;" in jaas
+    assert (tmp_path / "loyalty-broker-jaas.conf").stat().st_mode & 0o077 == 0
+    admin = (tmp_path / "loyalty-admin.properties").read_text()
+    assert "security.protocol=SASL_PLAINTEXT" in admin and f'password="{secret}"' in admin
+    del environ["BROKER_ADMIN_PASSWORD"]
+    refused = subprocess.run(
+        ["sh", str(DEPLOY / "kafka-start.sh")], env=environ, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "BROKER_ADMIN_PASSWORD" in refused.stderr
+
+
+def test_kafka_init_makes_each_services_user_then_the_topics(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kafka-configs.sh", "kafka-topics.sh"):
+        _stub(bin_dir, tool)
+    environ = {"PATH": "/usr/bin:/bin", "KAFKA_HOME": str(tmp_path), **env("kafka-init")}
+    environ["LOYALTY_CONFIG_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        ["sh", str(DEPLOY / "kafka-init.sh")], env=environ, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    calls = (bin_dir / "calls.log").read_text().splitlines()
+    config = f"--command-config {tmp_path}/loyalty-admin.properties"
+    assert all(config in call for call in calls), calls
+    made = [c for c in calls if c.startswith("kafka-configs.sh")]
+    for service in DB_SERVICES:
+        password = SECRETS[f"{service.upper()}_KAFKA_PASSWORD"]
+        assert any(
+            f"--entity-type users --entity-name {service} " in c
+            and f"SCRAM-SHA-512=[iterations=8192,password={password}]" in c
+            for c in made
+        ), service
+    created = [c for c in calls if c.startswith("kafka-topics.sh") and "--create" in c]
+    assert len(created) == len(all_topics())
+    assert calls.index(made[-1]) < calls.index(created[0])  # users first
+    # a user without a password stops it before any topic is made
+    del environ["FEEDBACK_KAFKA_PASSWORD"]
+    (bin_dir / "calls.log").unlink()
+    failed = subprocess.run(
+        ["sh", str(DEPLOY / "kafka-init.sh")], env=environ, capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "FEEDBACK_KAFKA_PASSWORD" in failed.stderr
+    assert "--create" not in (bin_dir / "calls.log").read_text()
+
+
 def test_the_init_container_creates_exactly_the_platform_topics() -> None:
     init = env("kafka-init")
     topics = init["KAFKA_TOPICS"].split(",")
@@ -479,7 +591,12 @@ def test_everything_the_dockerfile_copies_exists() -> None:
 
 @pytest.mark.parametrize(
     ("shell", "script"),
-    [("sh", "entrypoint.sh"), ("sh", "kafka-init.sh"), ("bash", "postgres-init.sh")],
+    [
+        ("sh", "entrypoint.sh"),
+        ("sh", "kafka-init.sh"),
+        ("sh", "kafka-start.sh"),
+        ("bash", "postgres-init.sh"),
+    ],
 )
 def test_deploy_scripts_parse(shell: str, script: str) -> None:
     result = subprocess.run([shell, "-n", str(DEPLOY / script)], capture_output=True, text=True)

@@ -45,7 +45,7 @@ from loyalty_shared.dead_letters import record_dead_letter
 from loyalty_shared.erasure import MEMBER_ERASED, erased_among, forget_member, record_tombstone
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.failures import describe, is_transient
-from loyalty_shared.kafka import make_producer
+from loyalty_shared.kafka import connection_options, make_producer
 from loyalty_shared.pipeline import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_RETRIES, HANDLER_SECONDS
 from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.settings import CommonSettings
@@ -167,7 +167,7 @@ class EventConsumer:
 
     async def _run_session(self, stop: asyncio.Event) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **connection_options(self.settings),
             group_id=self.group_id,
             client_id=f"{self.group_id}-consumer",
             enable_auto_commit=False,

@@ -1,23 +1,47 @@
-"""aiokafka clients built from settings, and topic creation."""
+"""aiokafka clients built from settings, and topic creation.
+
+Every producer, consumer and admin client of the platform connects with
+``connection_options(settings)``: the bootstrap servers, and the security protocol,
+SASL mechanism and credentials, and the TLS context the settings ask for.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
 
 from loyalty_shared.settings import CommonSettings
 
 log = structlog.get_logger("loyalty.kafka")
 
 
+def connection_options(settings: CommonSettings) -> dict[str, Any]:
+    """The keyword arguments every aiokafka client of the platform is made with."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        # certificates checked against the CA file (else the system's), host names too
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password
+    return options
+
+
 def make_producer(settings: CommonSettings, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **connection_options(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
@@ -31,8 +55,7 @@ def make_producer(settings: CommonSettings, client_id: str) -> AIOKafkaProducer:
 async def ensure_topics(settings: CommonSettings, topics: Iterable[str]) -> list[str]:
     """Create the topics that are missing; returns the ones it created."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=settings.kafka_request_timeout_ms,
+        **connection_options(settings), request_timeout_ms=settings.kafka_request_timeout_ms
     )
     await admin.start()
     try:

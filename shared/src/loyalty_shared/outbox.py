@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from loyalty_shared.dead_letters import PARK_SQL
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.failures import describe, refused_for_good
-from loyalty_shared.kafka import ensure_topics, make_producer
+from loyalty_shared.kafka import connection_options, ensure_topics, make_producer
 from loyalty_shared.pipeline import OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISHED
 from loyalty_shared.request_context import current_request_id
 from loyalty_shared.runtime import sleep_or_stop
@@ -284,7 +284,7 @@ class OutboxRelay:
         self._producer = make_producer(self.settings, client_id=f"{self.name}-relay")
         await self._producer.start()
         self._probe = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **connection_options(self.settings),
             client_id=f"{self.name}-relay-probe",
             enable_auto_commit=False,
             request_timeout_ms=self.settings.kafka_request_timeout_ms,

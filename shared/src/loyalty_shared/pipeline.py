@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from loyalty_shared import dead_letters
 from loyalty_shared.failures import describe, is_transient
+from loyalty_shared.kafka import connection_options
 from loyalty_shared.leases import Leases
 from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.settings import CommonSettings
@@ -237,11 +238,9 @@ async def consumer_lag(
 ) -> list[dict[str, Any]]:
     """Each consumed partition: the group's committed offset, the end, and the lag."""
     timeout = settings.kafka_request_timeout_ms
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=timeout
-    )
+    admin = AIOKafkaAdminClient(**connection_options(settings), request_timeout_ms=timeout)
     probe = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **connection_options(settings),
         enable_auto_commit=False,
         request_timeout_ms=timeout,
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "production"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 DEV_ERASURE_KEY = "dev-erasure-key-not-secret"
 # The documented dev/test credential between the gateway and the services (like the dev
@@ -60,6 +62,17 @@ class CommonSettings(BaseSettings):
     # below the broker's message.max.bytes (Apache Kafka's default: 1,048,588); a row
     # above it is parked by the relay instead of blocking the outbox.
     kafka_max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    # How every producer, consumer and admin client connects (loyalty_shared.kafka.
+    # connection_options): SASL_SSL with SCRAM in production, PLAINTEXT for the dev broker.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = Field(default="", repr=False)
+    kafka_ssl_cafile: str = Field(
+        default="",
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, "
+        "SASL_SSL); empty: the system's CAs",
+    )
 
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
@@ -111,6 +124,18 @@ class CommonSettings(BaseSettings):
                 f"{GATEWAY_SECRET_MIN_LENGTH}+ characters outside dev and test"
             )
         return tuple(s.encode() for s in accepted)
+
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> CommonSettings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            prefix = self.model_config.get("env_prefix", "")
+            raise ValueError(
+                f"{prefix}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                f"{prefix}KAFKA_SASL_USERNAME and {prefix}KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     def erasure_key(self) -> str:
         """The tombstones' HMAC key: the setting, or the dev key in dev and test."""
