@@ -85,7 +85,11 @@ def test_production_without_keys_or_secret_does_not_start(monkeypatch: pytest.Mo
         create_app(GatewaySettings(api_keys=keys, member_token_secret="short"))
     with pytest.raises(ConfigurationError, match="RS256"):
         create_app(GatewaySettings(api_keys=keys, member_token_algorithm="RS256"))
-    create_app(GatewaySettings(api_keys=keys, member_token_secret="x" * 32))
+    with pytest.raises(ConfigurationError, match="GATEWAY_UPSTREAM_SECRET"):
+        create_app(GatewaySettings(api_keys=keys, member_token_secret="x" * 32))
+    create_app(
+        GatewaySettings(api_keys=keys, member_token_secret="x" * 32, upstream_secret="u" * 32)
+    )
 
 
 def test_keys_are_read_hashed_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

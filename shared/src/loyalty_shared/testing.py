@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,14 +178,36 @@ __all__ = [
 
 
 class RoutingTransport(httpx.AsyncBaseTransport):
-    """Sends each request to the in-process app named by its host (``http://points/...``)."""
+    """Sends each request to the in-process app named by its host (``http://points/...``).
 
-    def __init__(self, apps: dict[str, FastAPI]) -> None:
-        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
+    Several replicas of a service: ``{"points": [app_a, app_b]}`` serves the hosts
+    ``points-1`` and ``points-2``; ``urls("points")`` lists them as the gateway's
+    ``GATEWAY_POINTS_URL`` takes them. A host in ``down`` refuses connections (as a stopped
+    replica does); ``calls`` counts the requests each host was sent, refused ones included,
+    and ``paths`` the same by (host, path).
+    """
+
+    def __init__(self, apps: Mapping[str, FastAPI | Sequence[FastAPI]]) -> None:
+        self.transports: dict[str, httpx.ASGITransport] = {}
+        self.hosts: dict[str, list[str]] = {}
+        for name, app in apps.items():
+            group: list[FastAPI] = list(app) if isinstance(app, list | tuple) else [app]  # type: ignore[list-item]
+            several = isinstance(app, list | tuple)
+            hosts = [f"{name}-{i}" for i in range(1, len(group) + 1)] if several else [name]
+            self.hosts[name] = hosts
+            for host, one in zip(hosts, group, strict=True):
+                self.transports[host] = httpx.ASGITransport(app=one)
         self.down: set[str] = set()
+        self.calls: Counter[str] = Counter()
+        self.paths: Counter[tuple[str, str]] = Counter()
+
+    def urls(self, name: str) -> str:
+        return ",".join(f"http://{host}" for host in self.hosts[name])
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
+        self.calls[host] += 1
+        self.paths[host, request.url.path] += 1
         if host in self.down or host not in self.transports:
             raise httpx.ConnectError(f"{host} is down", request=request)
         return await self.transports[host].handle_async_request(request)

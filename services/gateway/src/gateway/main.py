@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
 from gateway import asyncapi, endpoints, member_export, openapi, ops, probes, proxy
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, ConfigurationError
 from gateway.fast_transport import FastTransport
 from gateway.guard import Guard, GuardMetrics
 from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -23,7 +23,9 @@ from loyalty_shared.request_context import RequestContextMiddleware
 
 
 def _production_transport(settings: GatewaySettings) -> httpx.AsyncBaseTransport:
-    plain_http = all(url.startswith("http://") for url in settings.upstreams().values())
+    plain_http = all(
+        url.startswith("http://") for urls in settings.upstream_replicas().values() for url in urls
+    )
     if settings.upstream_transport == "fast" and plain_http:
         return FastTransport(
             max_connections=settings.upstream_max_connections,
@@ -47,12 +49,16 @@ def create_app(
 ) -> FastAPI:
     """``transport`` lets tests route upstream calls to in-process apps.
 
-    Raises ``ConfigurationError`` outside dev when no API key or member token
-    secret is configured: the process does not start.
+    Raises ``ConfigurationError`` outside dev when no API key, member token secret or
+    secret for the services (``GATEWAY_UPSTREAM_SECRET``) is configured: the process does
+    not start.
     """
     settings = settings or GatewaySettings()
     authenticator = Authenticator(settings)
-    settings.upstream_token()  # no secret for the services outside dev: no start
+    try:
+        settings.upstream_token()  # no secret for the services outside dev: no start
+    except RuntimeError as exc:
+        raise ConfigurationError(str(exc)) from exc
 
     async def open_client(app: FastAPI) -> None:
         pool = transport or _production_transport(settings)
@@ -63,9 +69,11 @@ def create_app(
             ),
         )
         app.state.upstreams = Upstreams(settings, pool, app.state.upstream_metrics)
+        app.state.upstreams.start_health_checks(app.state.http)
         app.state.openapi_cache = openapi.OpenAPICache()
 
     async def close_client(app: FastAPI) -> None:
+        await asyncio.shield(app.state.upstreams.stop_health_checks())
         await asyncio.shield(app.state.http.aclose())
         await asyncio.shield(app.state.guard.limiter.aclose())
 

@@ -234,7 +234,8 @@ async def merged_document(app: FastAPI) -> dict[str, Any]:
         fresh = time.monotonic() - cache.fetched_at < settings.openapi_cache_seconds
         if cache.doc is not None and fresh:
             return cache.doc
-        upstreams = settings.upstreams()
+        # a replica of each service in the rotation
+        upstreams = {name: app.state.upstreams.base_url(name) for name in settings.upstreams()}
         results = await asyncio.gather(*(_fetch(app.state.http, u) for u in upstreams.values()))
         docs = {name: doc for name, doc in zip(upstreams, results, strict=True) if doc}
         merged = merge_openapi(app.openapi(), docs)

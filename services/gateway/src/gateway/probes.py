@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from gateway.auth import AuthenticationFailed, Authenticator, Identity
+from gateway.replicas import ReplicaPool
 from gateway.settings import GatewaySettings
 from loyalty_shared.app import ReadinessCheck
 from loyalty_shared.problems import problem_response
@@ -44,19 +45,26 @@ class ReadyOut(BaseModel):
 
 
 def upstream_check(name: str) -> ReadinessCheck:
-    """The service answers its own ``/ready`` with 200 (its database and broker are up)."""
+    """A replica of the service answers its own ``/ready`` with 200 (its database and
+    broker are up); replicas in the rotation are asked first, one at a time."""
 
     async def check(app: FastAPI) -> tuple[bool, str]:
-        settings: GatewaySettings = app.state.settings
         client: httpx.AsyncClient = app.state.http
-        try:
-            response = await client.get(settings.upstreams()[name] + "/ready", timeout=2.0)
-        except httpx.HTTPError as exc:
-            return False, f"unreachable ({type(exc).__name__})"
-        if response.status_code != 200:
-            return False, f"not ready (HTTP {response.status_code})"
-        state = app.state.upstreams.breakers[name].state
-        return True, "ok" if state == "closed" else f"ok (circuit {state})"
+        pool: ReplicaPool = app.state.upstreams.pools[name]
+        now = pool.clock()
+        detail = ""
+        for replica in sorted(pool.replicas, key=lambda r: not r.admitted(now)):
+            try:
+                response = await client.get(replica.base_url + "/ready", timeout=2.0)
+            except httpx.HTTPError as exc:
+                detail = f"unreachable ({type(exc).__name__})"
+                continue
+            if response.status_code != 200:
+                detail = f"not ready (HTTP {response.status_code})"
+                continue
+            state = app.state.upstreams.breakers[name].state
+            return True, "ok" if state == "closed" else f"ok (circuit {state})"
+        return False, detail
 
     return check
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from loyalty_shared.settings import DEV_GATEWAY_SECRET, GATEWAY_SECRET_MIN_LENGTH, CommonSettings
@@ -41,14 +41,31 @@ def _default_rate_limits() -> dict[str, RateLimitConfig]:
     }
 
 
+def _split_urls(value: str) -> tuple[str, ...]:
+    return tuple(u.strip().rstrip("/") for u in value.split(",") if u.strip())
+
+
 class GatewaySettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     service_name: str = "gateway"
     port: int = 8000
+    # a service's base URL, or several (its replicas) comma-separated: replicas.py
     points_url: str = "http://127.0.0.1:8001"
     segmentation_url: str = "http://127.0.0.1:8002"
     feedback_url: str = "http://127.0.0.1:8003"
+    upstream_health_interval_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Health check of each replica of a service with several; 0: none (a "
+        "replica taken out comes back after upstream_eject_seconds)",
+    )
+    upstream_health_timeout_seconds: float = Field(default=1.0, gt=0)
+    upstream_health_path: str = Field(default="/health", pattern=r"^/")
+    upstream_replica_failure_threshold: int = Field(
+        default=3, ge=1, description="Failed calls in a row that take a replica out"
+    )
+    upstream_eject_seconds: float = Field(default=10.0, gt=0)
 
     # -- upstream calls ------------------------------------------------------------
     upstream_timeout_seconds: float = 10.0
@@ -120,12 +137,30 @@ class GatewaySettings(CommonSettings):
     )
     rate_limit_store_key_prefix: str = "loyalty:ratelimit:"
 
-    def upstreams(self) -> dict[str, str]:
+    @field_validator("points_url", "segmentation_url", "feedback_url")
+    @classmethod
+    def _base_urls(cls, value: str) -> str:
+        urls = _split_urls(value)
+        if not urls:
+            raise ValueError("at least one base URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")) or len(url.split("//", 1)[1]) == 0:
+                raise ValueError(f"{url!r} is not an http:// or https:// base URL")
+        if len(set(urls)) != len(urls):
+            raise ValueError("a replica is listed twice")
+        return value
+
+    def upstream_replicas(self) -> dict[str, tuple[str, ...]]:
+        """Each service's replicas' base URLs (one, or several comma-separated)."""
         return {
-            "points": self.points_url.rstrip("/"),
-            "segmentation": self.segmentation_url.rstrip("/"),
-            "feedback": self.feedback_url.rstrip("/"),
+            "points": _split_urls(self.points_url),
+            "segmentation": _split_urls(self.segmentation_url),
+            "feedback": _split_urls(self.feedback_url),
         }
+
+    def upstreams(self) -> dict[str, str]:
+        """One base URL per service: the first replica's."""
+        return {name: urls[0] for name, urls in self.upstream_replicas().items()}
 
     def upstream_token(self) -> bytes:
         """What the gateway proves itself with to the services (the dev secret in dev/test).

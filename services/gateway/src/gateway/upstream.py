@@ -9,10 +9,15 @@ idempotent, i.e. GET/HEAD/OPTIONS, or a write carrying an ``Idempotency-Key``
 transport failure (connection refused/reset, protocol error). Timeouts are never
 retried: the service may still be working, and retrying a slow service adds load.
 
-Breaker: ``breaker_failure_threshold`` consecutive failures (transport errors,
-timeouts, 502/503/504 answers) open it; while open, calls fail at once with 503
-``circuit-open``; after ``breaker_reset_seconds`` one trial call is let through
-(half-open): success closes it, failure opens it again.
+Replicas (``replicas.py``): a call goes to one of the service's replicas; a connection
+that cannot be made sent nothing, so the call (any method) moves on to another replica at
+once, without using the retry budget.
+
+Breaker: ``breaker_failure_threshold`` consecutive failed calls to the service (transport
+errors, timeouts, 502/503/504 answers, each after every replica it could try) open it;
+while open, calls fail at once with 503 ``circuit-open``; after ``breaker_reset_seconds``
+one trial call is let through (half-open): success closes it, failure opens it again. One
+replica down is not a failure of the service: its calls reach another replica.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,6 +34,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway.fast_transport import FastTransport
+from gateway.replicas import Replica, ReplicaMetrics, ReplicaPool, health_loop, target_of
 from gateway.settings import GatewaySettings
 
 log = structlog.get_logger("gateway.upstream")
@@ -52,21 +58,6 @@ class UpstreamResponse:
 
     def json(self) -> Any:
         return json.loads(self.content)
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    host: str
-    port: int
-    prefix: bytes  # the base URL's path, if any
-
-
-def _target(base_url: str) -> _Target | None:
-    """Where the fast transport sends a service's calls; None unless plain ``http://``."""
-    url = httpx.URL(base_url)
-    if url.scheme != "http":
-        return None
-    return _Target(url.host, url.port or 80, url.raw_path.rstrip(b"/"))
 
 
 class UpstreamError(Exception):
@@ -143,10 +134,12 @@ class UpstreamMetrics:
             ["service"],
             registry=registry,
         )
+        self.replicas = ReplicaMetrics(registry)
 
 
 class Upstreams:
-    """One pooled transport (shared with the app's httpx client), one breaker per service.
+    """One pooled transport (shared with the app's httpx client), one breaker per service,
+    the service's replicas (``replicas.py``).
 
     Calls go to the transport directly: the httpx client layer (cookies, redirects, auth
     hooks) is of no use to a proxy and costs CPU on every request.
@@ -162,18 +155,52 @@ class Upstreams:
         self.settings = settings
         self.transport = transport
         self.metrics = metrics
-        self.base_urls = settings.upstreams()
         # every call proves it comes from the gateway (loyalty_shared.gateway_trust)
         self.token_header = (b"x-gateway-token", settings.upstream_token())
         # The fast transport takes raw bytes: no httpx Request/URL/Response per call.
         self.fast = transport if isinstance(transport, FastTransport) else None
-        self.targets = {name: _target(url) for name, url in self.base_urls.items()}
+        self.pools = {
+            name: ReplicaPool(
+                name,
+                [Replica(url, target_of(url)) for url in urls],
+                metrics.replicas,
+                failure_threshold=settings.upstream_replica_failure_threshold,
+                eject_seconds=settings.upstream_eject_seconds,
+                active_checks=settings.upstream_health_interval_seconds > 0,
+                clock=clock,
+            )
+            for name, urls in settings.upstream_replicas().items()
+        }
         self.breakers = {
             name: CircuitBreaker(
                 settings.breaker_failure_threshold, settings.breaker_reset_seconds, clock
             )
-            for name in self.base_urls
+            for name in self.pools
         }
+        self._health: asyncio.Task[None] | None = None
+
+    def base_url(self, service: str) -> str:
+        """A replica of ``service`` in the rotation (for calls made outside ``request``)."""
+        return self.pools[service].pick().base_url
+
+    def start_health_checks(self, client: httpx.AsyncClient) -> None:
+        interval = self.settings.upstream_health_interval_seconds
+        if interval > 0 and any(not pool.single for pool in self.pools.values()):
+            self._health = asyncio.create_task(
+                health_loop(
+                    list(self.pools.values()),
+                    client,
+                    path=self.settings.upstream_health_path,
+                    interval=interval,
+                    timeout=self.settings.upstream_health_timeout_seconds,
+                )
+            )
+
+    async def stop_health_checks(self) -> None:
+        if self._health is not None:
+            self._health.cancel()
+            await asyncio.gather(self._health, return_exceptions=True)
+            self._health = None
 
     async def request(
         self,
@@ -196,90 +223,106 @@ class Upstreams:
             retry = method in IDEMPOTENT_METHODS or any(
                 k.lower() == b"idempotency-key" for k, _ in raw
             )
-        attempts = 1 + (self.settings.upstream_retries if retry else 0)
-        read_timeout = (
+        call = _Call(method, path_and_query, content, raw, self.settings.upstream_retries * retry)
+        call.read_timeout = (
             timeout_seconds if timeout_seconds is not None else self.settings.timeout_for(service)
         )
-        connect_timeout = min(self.settings.upstream_connect_timeout_seconds, read_timeout)
+        call.connect_timeout = min(
+            self.settings.upstream_connect_timeout_seconds, call.read_timeout
+        )
         start = time.perf_counter()
         try:
-            for attempt in range(attempts):
-                try:
-                    # httpx's read timeout is per read; the deadline bounds the whole call.
-                    async with asyncio.timeout(read_timeout):
-                        response = await self._send(
-                            service,
-                            method,
-                            path_and_query,
-                            content,
-                            raw,
-                            read_timeout,
-                            connect_timeout,
-                        )
-                    break
-                except (httpx.TimeoutException, TimeoutError) as exc:
-                    self._failed(service, "timeout", exc)
-                    raise UpstreamError(service, "timeout") from exc
-                except (httpx.InvalidURL, httpx.LocalProtocolError) as exc:
-                    # The request cannot be sent as the client wrote it: not the service's fault.
-                    raise UpstreamError(service, "bad-request") from exc
-                except _RETRYABLE as exc:
-                    if attempt + 1 < attempts:
-                        self.metrics.retries.labels(service).inc()
-                        continue
-                    self._failed(service, "unavailable", exc)
-                    raise UpstreamError(service, "unavailable") from exc
-                except httpx.HTTPError as exc:
-                    self._failed(service, "unavailable", exc)
-                    raise UpstreamError(service, "unavailable") from exc
+            response, replica = await self._call(service, call)
         except BaseException:
             # Cancelled (the client went away): a half-open trial must not block the breaker.
             breaker.trial_in_flight = False
             raise
         finally:
             self.metrics.duration.labels(service).observe(time.perf_counter() - start)
+        pool = self.pools[service]
         if response.status_code in _FAILURE_STATUSES:
             self.metrics.errors.labels(service, f"http-{response.status_code}").inc()
+            pool.failed(replica)
             breaker.record_failure()
         else:
             if response.status_code >= 500:
                 self.metrics.errors.labels(service, f"http-{response.status_code}").inc()
+            pool.succeeded(replica)
             breaker.record_success()
         return response
 
-    async def _send(
-        self,
-        service: str,
-        method: str,
-        path_and_query: str,
-        content: bytes,
-        headers: list[tuple[bytes, bytes]],
-        read_timeout: float,
-        connect_timeout: float,
-    ) -> UpstreamResponse:
-        target = self.targets[service]
+    async def _call(self, service: str, call: _Call) -> tuple[UpstreamResponse, Replica]:
+        """Replicas in turn until one answers. A connection that could not be made sent
+        nothing, so any call moves on to another replica; other transport failures are
+        retried (on another replica where there is one) only within the call's budget."""
+        pool = self.pools[service]
+        while True:
+            replica = pool.pick(call.tried)
+            call.tried.append(replica)
+            replica.outstanding += 1
+            try:
+                # httpx's read timeout is per read; the deadline bounds the whole call.
+                async with asyncio.timeout(call.read_timeout):
+                    return await self._send(service, replica, call), replica
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                pool.failed(replica, refused=True)
+                if pool.untried(call.tried):
+                    self.metrics.replicas.failovers.labels(service).inc()
+                    continue
+                if isinstance(exc, httpx.ConnectTimeout):  # as any timeout: not retried
+                    self._failed(service, "timeout", exc)
+                    raise UpstreamError(service, "timeout") from exc
+                self._give_up_or_retry(service, call, "unavailable", exc)
+            except (httpx.TimeoutException, TimeoutError) as exc:
+                pool.failed(replica)
+                self._failed(service, "timeout", exc)
+                raise UpstreamError(service, "timeout") from exc
+            except (httpx.InvalidURL, httpx.LocalProtocolError) as exc:
+                # The request cannot be sent as the client wrote it: not the service's fault.
+                raise UpstreamError(service, "bad-request") from exc
+            except _RETRYABLE as exc:
+                pool.failed(replica)
+                self._give_up_or_retry(service, call, "unavailable", exc)
+            except httpx.HTTPError as exc:
+                pool.failed(replica)
+                self._failed(service, "unavailable", exc)
+                raise UpstreamError(service, "unavailable") from exc
+            finally:
+                replica.outstanding -= 1
+
+    def _give_up_or_retry(self, service: str, call: _Call, kind: str, exc: Exception) -> None:
+        """Returns when the call may be tried again; raises ``UpstreamError`` otherwise."""
+        if call.retries_left > 0:
+            call.retries_left -= 1
+            self.metrics.retries.labels(service).inc()
+            return
+        self._failed(service, kind, exc)
+        raise UpstreamError(service, kind) from exc
+
+    async def _send(self, service: str, replica: Replica, call: _Call) -> UpstreamResponse:
+        target = replica.target
         if self.fast is not None and target is not None:
             try:
                 # the path and query as the client sent them (raw bytes, read as latin-1)
-                request_target = target.prefix + path_and_query.encode("latin-1")
+                request_target = target.prefix + call.path_and_query.encode("latin-1")
             except UnicodeEncodeError as exc:
                 raise httpx.InvalidURL("the path is not in the request's encoding") from exc
             raw = await self.fast.send_raw(
-                method,
+                call.method,
                 target.host,
                 target.port,
                 request_target,
-                headers,
-                content,
-                connect_timeout=connect_timeout,
+                call.headers,
+                call.content,
+                connect_timeout=call.connect_timeout,
             )
             return UpstreamResponse(raw.status_code, raw.headers, raw.content)
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        timeout = httpx.Timeout(call.read_timeout, connect=call.connect_timeout)
         request = httpx.Request(
-            method,
-            self.base_urls[service] + path_and_query,
-            content=content,
-            headers=headers,
+            call.method,
+            replica.base_url + call.path_and_query,
+            content=call.content,
+            headers=call.headers,
             extensions={"timeout": timeout.as_dict()},
         )
         response = await self.transport.handle_async_request(request)
@@ -293,3 +336,17 @@ class Upstreams:
         log.warning("upstream_failed", upstream=service, kind=kind, error=type(exc).__name__)
         self.metrics.errors.labels(service, kind).inc()
         self.breakers[service].record_failure()
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call as it is sent (to one replica, then maybe another)."""
+
+    method: str
+    path_and_query: str
+    content: bytes
+    headers: list[tuple[bytes, bytes]]
+    retries_left: int
+    read_timeout: float = 0.0
+    connect_timeout: float = 0.0
+    tried: list[Replica] = field(default_factory=list)
