@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from segmentation.conditions.fields import FIELDS, RULE_TAG_FIELDS, FieldSpec
 from segmentation.conditions.language import Comparison, Node, Not, parse
+from segmentation.profiles.models import Profile
 
 
 def field_expr(name: str, *, rule_ctx: bool = False) -> ColumnElement[Any]:
@@ -29,6 +30,11 @@ def _value(spec: FieldSpec, value: object) -> object:
     return value
 
 
+def _has(array: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+    element = cast(literal([value], ARRAY(Text)), ARRAY(Text))
+    return array.op("@>", is_comparison=True)(element)
+
+
 def comparison_sql(c: Comparison, *, rule_ctx: bool = False) -> ColumnElement[bool]:
     """One clause, two-valued: a NULL field makes it false (never unknown)."""
     spec = FIELDS[c.field]
@@ -40,10 +46,12 @@ def comparison_sql(c: Comparison, *, rule_ctx: bool = False) -> ColumnElement[bo
     expr: ColumnElement[bool]
     if c.op == "contains":
         assert isinstance(c.value, str)
-        if spec.kind == "list":
-            expr = col.op("@>", is_comparison=True)(
-                cast(literal([c.value], ARRAY(Text)), ARRAY(Text))
-            )
+        if c.field == "tags" and not rule_ctx:
+            # manual or rule tags: no concatenation of the two arrays per evaluation
+            profiles = Profile.__table__.c
+            expr = or_(_has(profiles.manual_tags, c.value), _has(profiles.rule_tags, c.value))
+        elif spec.kind == "list":
+            expr = _has(col, c.value)
         else:
             expr = func.strpos(func.lower(col), c.value.lower()) > 0
     elif c.op == "in":

@@ -92,6 +92,9 @@ async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: st
         keep_batch,
         tuple((s.segment_id, s.name, s.condition) for s in segments),
     )
+    if plan.tags is None and plan.segments is None:
+        return
+    previous = (await session.execute(_CUSTOM_PLANS)).scalar_one()
     if plan.tags is not None:
         params: dict[str, Any] = {"ids": member_ids}
         if keep_batch:
@@ -109,6 +112,19 @@ async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: st
                 "headers": _headers(),
             },
         )
+    await session.execute(_PLAN_MODE, {"mode": previous})
+
+
+# Both statements are planned for their own member list every time (about 1-3 ms). A
+# generic plan of a prepared statement (Postgres's choice after five executions) counts
+# 10 members in ``ANY(:ids)`` and nests loops over the changes: measured 6x slower with
+# 200 rule tags and 20 segments (bench/segmentation.py). Set for these statements only.
+_CUSTOM_PLANS = text(
+    "WITH s AS MATERIALIZED (SELECT current_setting('plan_cache_mode') AS previous) "
+    "SELECT s.previous FROM s, LATERAL (SELECT set_config('plan_cache_mode', "
+    "'force_custom_plan', true) WHERE s.previous IS NOT NULL) x"
+)
+_PLAN_MODE = text("SELECT set_config('plan_cache_mode', :mode, true)")
 
 
 def _headers() -> dict[str, str]:
@@ -189,13 +205,17 @@ class _LivePlan:
 # written. With batch rule tags defined, a profile keeps the batch tags it has (only the
 # recompute changes them) and gets the live ones it meets, in name order as the batch
 # refresh writes them.
+# (MATERIALIZED: a subquery would be pulled up and its expression evaluated twice, in the
+# SET and in the comparison.)
 _LIVE_TAGS = """
-UPDATE profiles SET rule_tags = n.tags
-FROM (
+WITH n AS MATERIALIZED (
     SELECT profiles.member_id, {tags} AS tags
     FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
-) n
-WHERE profiles.member_id = n.member_id AND profiles.rule_tags IS DISTINCT FROM n.tags
+)
+UPDATE profiles SET rule_tags = n.tags
+FROM n
+WHERE profiles.member_id = n.member_id AND profiles.member_id = ANY(CAST(:ids AS text[]))
+  AND profiles.rule_tags IS DISTINCT FROM n.tags
 """
 _KEEP_BATCH_TAGS = """ARRAY(
     SELECT x FROM (
@@ -205,18 +225,24 @@ _KEEP_BATCH_TAGS = """ARRAY(
     ) AS u(x) ORDER BY x)"""
 
 
+# ``p`` is MATERIALIZED: each member's conditions are evaluated once, not once per
+# (member, segment) pair (an inlined CTE would: 20 segments, 20x the work); the history's
+# reasons read the members' profiles from it (as ``profiles``), not from the table again.
 _LIVE_SEGMENTS = """
-WITH p AS (
-    SELECT profiles.member_id, ARRAY[{flags}] AS flags
+WITH p AS MATERIALIZED (
+    SELECT profiles.*, ARRAY[{flags}] AS flags
     FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
-), wanted AS (
-    SELECT p.member_id, s.segment_id, s.i, p.flags[s.i] AS inside
-    FROM p CROSS JOIN unnest(CAST(:seg_ids AS text[])) WITH ORDINALITY AS s(segment_id, i)
-), changes AS (
-    SELECT w.member_id, w.segment_id, w.i, w.inside AS entering
-    FROM wanted w
-    LEFT JOIN segment_members m ON m.member_id = w.member_id AND m.segment_id = w.segment_id
-    WHERE w.inside <> (m.member_id IS NOT NULL)
+), current_ AS (
+    -- these members' memberships only (ix_segment_members_member_id), one array each
+    SELECT member_id, array_agg(segment_id) AS segments FROM segment_members
+    WHERE member_id = ANY(CAST(:ids AS text[])) GROUP BY member_id
+), changes AS MATERIALIZED (
+    -- (member, segment) pairs whose condition and membership differ, without a join or
+    -- a sort of every pair
+    SELECT p.member_id, s.segment_id, s.i, p.flags[s.i] AS entering
+    FROM p LEFT JOIN current_ c ON c.member_id = p.member_id
+    CROSS JOIN unnest(CAST(:seg_ids AS text[])) WITH ORDINALITY AS s(segment_id, i)
+    WHERE p.flags[s.i] <> COALESCE(s.segment_id = ANY(c.segments), false)
 ), entered AS (
     INSERT INTO segment_members (segment_id, member_id, entered_at)
     SELECT segment_id, member_id, now() FROM changes WHERE entering
@@ -225,6 +251,7 @@ WITH p AS (
 ), left_ AS (
     DELETE FROM segment_members m USING changes c
     WHERE NOT c.entering AND m.segment_id = c.segment_id AND m.member_id = c.member_id
+      AND m.member_id = ANY(CAST(:ids AS text[]))
     RETURNING m.segment_id, m.member_id
 ), done AS (
     SELECT segment_id, member_id, 'entered' AS action FROM entered
@@ -241,7 +268,7 @@ WITH p AS (
     INSERT INTO segment_history (segment_id, member_id, action, at, trigger, reason)
     SELECT n.segment_id, n.member_id, n.action, now(), CAST(:trigger AS text),
            CASE n.i {reasons} END
-    FROM named n LEFT JOIN profiles ON profiles.member_id = n.member_id
+    FROM named n LEFT JOIN p AS profiles ON profiles.member_id = n.member_id
 ), counted AS (
     UPDATE segments SET member_count = segments.member_count + x.delta
     FROM (
