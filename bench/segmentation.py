@@ -42,6 +42,8 @@ from loyalty_shared.kafka import ensure_topics  # noqa: E402
 from loyalty_shared.testing import background  # noqa: E402
 from loyalty_shared.topics import POINTS_EVENTS, all_topics  # noqa: E402
 from segmentation.analytics.recompute import WORK_MEM, recompute  # noqa: E402
+from segmentation.conditions.fields import RULE_TAG_FIELDS  # noqa: E402
+from segmentation.conditions.language import parse, refresh_mode  # noqa: E402
 from segmentation.settings import SegmentationSettings  # noqa: E402
 from segmentation.testing_events import order  # noqa: E402
 from segmentation.worker import build_consumer  # noqa: E402
@@ -63,6 +65,48 @@ SEGMENTS = [
     ("big buyers", 'tags contains "big" and order_count >= 2'),
     ("app shoes", 'channels contains "app" and categories contains "shoes"'),
     ("one timers", "order_count = 1"),
+]
+
+
+def _many_rule_tags(n: int = 200) -> list[tuple[str, str]]:
+    """DOMAIN's "200+ tags": n live rule tags over the fields events change (thresholds on
+    spend, orders, points, coupons; channels and categories), many of which the benchmark's
+    members move in and out of as their orders arrive."""
+    shapes = [
+        lambda i: f"total_spend > {5 * i}",
+        lambda i: f"order_count >= {1 + i % 7}",
+        lambda i: f"points_balance >= {10 * i}",
+        lambda i: f"coupon_share >= 0.{i % 10} and order_count > {i % 4}",
+        lambda i: f'channels contains "{("app", "web", "store")[i % 3]}" and gross_spend > {i}',
+        lambda i: f'categories contains "{("books", "shoes", "toys")[i % 3]}" or reviews > {i}',
+        lambda i: f"average_order_value > {i % 90} and average_order_value <= {90 + i}",
+    ]
+    return [(f"t{i:03d}", shapes[i % len(shapes)](i)) for i in range(n)]
+
+
+# 20 live segments as a marketing team defines them (audiences by channel, category,
+# frequency, spend, coupons, points, engagement, tier), 7 of them on rule tags.
+MANY_SEGMENTS = [
+    ("app buyers", 'channels contains "app"'),
+    ("web buyers", 'channels contains "web"'),
+    ("store buyers", 'channels contains "store"'),
+    ("one-timers", "order_count = 1"),
+    ("repeaters", "order_count >= 2"),
+    ("regulars", "order_count >= 5"),
+    ("big spenders", "total_spend > 300"),
+    ("very big spenders", "total_spend > 1000"),
+    ("coupon lovers", "coupon_share >= 0.5 and order_count >= 2"),
+    ("readers", 'categories contains "books"'),
+    ("shoe lovers", 'categories contains "shoes"'),
+    ("points rich", "points_balance >= 500"),
+    ("reviewers", "reviews >= 1 or shares >= 1"),
+    ("gold and up", 'tier in ["gold", "platinum", "diamond"]'),
+    ("high basket", 'tags contains "t006" and order_count >= 2'),
+    ("web regulars", 'tags contains "t004" and tags contains "t001"'),
+    ("tagged a", 'tags contains "t050" or tags contains "t150"'),
+    ("tagged b", 'tags contains "t021" and not channels contains "web"'),
+    ("tagged c", 'tags contains "t100" and total_spend > 200'),
+    ("tagged d", 'tags contains "t199" or tags contains "t075"'),
 ]
 
 
@@ -98,8 +142,11 @@ async def _until(check: Any, interval: float = 0.05) -> None:
         await asyncio.sleep(interval)
 
 
-async def throughput(settings: SegmentationSettings, sessionmaker: Any) -> float:
-    """Events/s of the service's consumer draining EVENTS order events.
+async def throughput(
+    settings: SegmentationSettings, sessionmaker: Any, prefix: str | None = None
+) -> float:
+    """Events/s of the service's consumer draining EVENTS order events (5 per member: new
+    members, or those of an earlier run given its ``prefix``).
 
     The events are produced first; then a consumer with a new group drains the topic.
     The clock runs from the first of these events in the inbox (database clock) to the
@@ -107,7 +154,7 @@ async def throughput(settings: SegmentationSettings, sessionmaker: Any) -> float
     every 0.1 s (a full count: more often, it takes CPU from the consumer it measures);
     the end is when a count sees them all, so the rate is at worst slightly low.
     """
-    prefix = f"tp-{uuid.uuid4().hex[:6]}"
+    prefix = prefix or f"tp-{uuid.uuid4().hex[:6]}"
     members = max(EVENTS // 5, 1)
     raw = _order_events(EVENTS, members, prefix)
     await _produce(settings, [(f"{prefix}-{i % members}", v) for i, v in enumerate(raw)])
@@ -291,21 +338,56 @@ def _met(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
-async def _define_tags_and_segments(sessionmaker: Any) -> None:
+async def _define_tags_and_segments(
+    sessionmaker: Any,
+    tags: list[tuple[str, str]] = RULE_TAGS,
+    segments: list[tuple[str, str]] = SEGMENTS,
+) -> None:
+    """Replace the definitions (each live: every condition here uses event fields)."""
     async with sessionmaker() as s, s.begin():
-        for name, cond in RULE_TAGS:
+        await s.execute(text("DELETE FROM tags"))
+        await s.execute(text("DELETE FROM segments"))
+        for name, cond in tags:
+            assert refresh_mode(parse(cond, allowed=RULE_TAG_FIELDS)) == "live", cond
             await s.execute(
                 text("INSERT INTO tags (name, kind, condition) VALUES (:n, 'rule', :c)"),
                 {"n": name, "c": cond},
             )
-        for i, (name, cond) in enumerate(SEGMENTS):
+        for i, (name, cond) in enumerate(segments):
+            assert refresh_mode(parse(cond)) == "live", cond
             await s.execute(
                 text(
                     "INSERT INTO segments (segment_id, name, condition, refresh_mode) "
                     "VALUES (:i, :n, :c, 'live')"
                 ),
-                {"i": f"seg{i}", "n": name, "c": cond},
+                {"i": f"seg{i:02d}", "n": name, "c": cond},
             )
+
+
+async def _many_definitions(
+    settings: SegmentationSettings, sessionmaker: Any, target: str
+) -> list[list[str]]:
+    """The consumer with DOMAIN's 200 rule tags and 20 live segments: new members' first
+    5 orders, then 5 more orders of the same members; with the membership changes per
+    event each wrote (a history row and an entered/left event each)."""
+    await _define_tags_and_segments(sessionmaker, _many_rule_tags(), MANY_SEGMENTS)
+    prefix = f"tp-{uuid.uuid4().hex[:6]}"
+    rows = []
+    for who in ("new members", "returning members"):
+        changes = "SELECT count(*) FROM segment_history"
+        before = await _scalar(sessionmaker, changes)
+        rate = await throughput(settings, sessionmaker, prefix)
+        per_event = (await _scalar(sessionmaker, changes) - before) / EVENTS
+        rows.append(
+            [
+                f"consumer, 200 rule tags + 20 live segments, {who} ({per_event:.2f} "
+                "membership changes per event)",
+                f"{rate:,.0f} events/s",
+                target,
+                _met(rate >= 5000),
+            ]
+        )
+    return rows
 
 
 async def run(settings: SegmentationSettings) -> None:
@@ -329,6 +411,8 @@ async def run(settings: SegmentationSettings) -> None:
                 _met(rate >= 5000),
             ]
         )
+        rows += await _many_definitions(settings, sessionmaker, target)
+        await _define_tags_and_segments(sessionmaker)  # freshness as before: 5 tags + 3
         lat = await freshness(settings, sessionmaker)
 
         def pct(q: float) -> float:
@@ -384,9 +468,16 @@ async def run(settings: SegmentationSettings) -> None:
         "run first, on the freshly loaded data; the recompute runs next and sets work_mem "
         f"to {WORK_MEM} for its transaction (the information row runs the reference with "
         "that work_mem too, after the recompute). Consumer: batches of up to 500 events, "
-        "one transaction each; the 5 rule tags and 3 segments are evaluated once per batch "
+        "one transaction each; the live rule tags and segments are evaluated once per batch "
         "for its members (two statements), every membership change is written to "
-        "segment_history and the outbox. Freshness: profiles.updated_at (clock_timestamp() "
+        "segment_history and the outbox. The 200 rule tags (bench: _many_rule_tags) are "
+        "thresholds on spend, orders, points, coupon share, basket and channel/category "
+        "tests; the 20 segments (MANY_SEGMENTS) are audiences by channel, category, "
+        "frequency, spend, coupons, points, engagement and tier, 7 of them on rule tags. "
+        "In the first run every member is new and places 5 orders, so it enters and "
+        "leaves several segments (one-timers, repeaters, regulars, spenders...): the "
+        "busiest time of a membership; in the second the same members place 5 more. "
+        "Freshness: profiles.updated_at (clock_timestamp() "
         "in the consuming transaction) minus the producer's send time, same machine clock."
         + (f"\n\n{os.environ['BENCH_NOTE']}" if os.environ.get("BENCH_NOTE") else ""),
     )
