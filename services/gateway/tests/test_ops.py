@@ -66,6 +66,11 @@ async def test_pipeline_report_has_every_service_and_names_one_that_is_down(
         assert isinstance(part["dead_letters"], int)
         assert isinstance(part["jobs"], list)
     assert body["services"]["segmentation"]["consumer"]["group"] == "segmentation"
+    for name, part in body["services"].items():
+        consumer = part["consumer"]
+        assert "error" not in consumer, (name, consumer)  # the broker answered
+        assert isinstance(consumer["lag"], int)
+        assert {p["topic"] for p in consumer["partitions"]} <= set(consumer["topics"])
     assert set(body["totals"]) == {"outbox_backlog", "parked", "dead_letters", "consumer_lag"}
 
     upstreams.down.add("feedback")

@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy import Column, DateTime, Float, Integer, MetaData, Table, Text, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -236,15 +235,19 @@ async def _jobs(conn: AsyncConnection) -> list[dict[str, Any]]:
 async def consumer_lag(
     settings: CommonSettings, group: str, topics: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Each consumed partition: the group's committed offset, the end, and the lag."""
-    timeout = settings.kafka_request_timeout_ms
-    admin = AIOKafkaAdminClient(**connection_options(settings), request_timeout_ms=timeout)
+    """Each consumed partition: the group's committed offset, the end, and the lag.
+
+    The committed offsets are read by a consumer of the group that never subscribes (so it
+    never joins the group nor starts a rebalance): OffsetFetch through the coordinator, as
+    the consumers themselves read them. (The admin client's ListConsumerGroupOffsets is not
+    served by the embedded dev broker.)
+    """
     probe = AIOKafkaConsumer(
         **connection_options(settings),
+        group_id=group,
         enable_auto_commit=False,
-        request_timeout_ms=timeout,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
     )
-    await admin.start()
     await probe.start()
     try:
         await probe.topics()  # fetches metadata
@@ -254,14 +257,13 @@ async def consumer_lag(
             for p in sorted(probe.partitions_for_topic(topic) or ())
         ]
         ends = await probe.end_offsets(partitions) if partitions else {}
-        committed = await admin.list_consumer_group_offsets(group)
+        committed = {tp: await probe.committed(tp) for tp in partitions}
     finally:
         await probe.stop()
-        await admin.close()
     out = []
     for tp in partitions:
-        meta = committed.get(tp)
-        position = meta.offset if meta is not None and meta.offset >= 0 else 0
+        offset = committed.get(tp)
+        position = offset if offset is not None and offset >= 0 else 0
         end = ends.get(tp, 0)
         out.append(
             {
