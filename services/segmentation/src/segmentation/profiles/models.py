@@ -114,6 +114,10 @@ class Profile(Base):
     __table_args__ = (
         Index("ix_profiles_value_tier", "value_tier"),
         Index("ix_profiles_rfm_segment", "rfm_segment"),
+        # room on each page for the new versions of its rows: a consumer batch writes a
+        # member's profile twice (its events, then its rule tags), and a HOT update on
+        # the same page writes no index entry (migration 0009)
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
 

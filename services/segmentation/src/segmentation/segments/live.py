@@ -79,9 +79,6 @@ async def flush_refresh(session: AsyncSession) -> None:
 # batch refresh (``batch.refresh_segment``), which reads every profile and membership of
 # a segment and must not meet a live refresh halfway.
 MEMBERSHIPS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('segmentation-memberships'))")
-_MEMBERSHIPS_LOCK_SHARED = text(
-    "SELECT pg_advisory_xact_lock_shared(hashtext('segmentation-memberships'))"
-)
 
 
 async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: str) -> None:
@@ -92,16 +89,13 @@ async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: st
         keep_batch,
         tuple((s.segment_id, s.name, s.condition) for s in segments),
     )
-    if plan.tags is None and plan.segments is None:
-        return
-    previous = (await session.execute(_CUSTOM_PLANS)).scalar_one()
     if plan.tags is not None:
         params: dict[str, Any] = {"ids": member_ids}
         if keep_batch:
             params["live_names"] = plan.live_tag_names
         await session.execute(plan.tags, params)
     if plan.segments is not None:
-        await session.execute(_MEMBERSHIPS_LOCK_SHARED)
+        previous = (await session.execute(_LOCK_AND_CUSTOM_PLANS)).scalar_one()
         await session.execute(
             plan.segments,
             {
@@ -112,17 +106,20 @@ async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: st
                 "headers": _headers(),
             },
         )
-    await session.execute(_PLAN_MODE, {"mode": previous})
+        await session.execute(_PLAN_MODE, {"mode": previous})
 
 
-# Both statements are planned for their own member list every time (about 1-3 ms). A
-# generic plan of a prepared statement (Postgres's choice after five executions) counts
-# 10 members in ``ANY(:ids)`` and nests loops over the changes: measured 6x slower with
-# 200 rule tags and 20 segments (bench/segmentation.py). Set for these statements only.
-_CUSTOM_PLANS = text(
+# The segments statement is planned for its own member list every time (about 2 ms of
+# CPU). Its generic plan (Postgres's choice for a prepared statement after five
+# executions) counts 10 members in ``ANY(:ids)`` and nests loops over the changes:
+# measured 6x slower with 200 rule tags and 20 segments (bench/segmentation.py). The
+# setting is for this statement only; one round trip with the memberships lock.
+_LOCK_AND_CUSTOM_PLANS = text(
     "WITH s AS MATERIALIZED (SELECT current_setting('plan_cache_mode') AS previous) "
-    "SELECT s.previous FROM s, LATERAL (SELECT set_config('plan_cache_mode', "
-    "'force_custom_plan', true) WHERE s.previous IS NOT NULL) x"
+    "SELECT s.previous FROM s, LATERAL (SELECT "
+    "pg_advisory_xact_lock_shared(hashtext('segmentation-memberships')), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true) "
+    "WHERE s.previous IS NOT NULL) x"
 )
 _PLAN_MODE = text("SELECT set_config('plan_cache_mode', :mode, true)")
 
@@ -201,21 +198,15 @@ class _LivePlan:
     live_tag_names: list[str]
 
 
-# The members' rule tags, computed once per row; only the rows whose tags change are
-# written. With batch rule tags defined, a profile keeps the batch tags it has (only the
-# recompute changes them) and gets the live ones it meets, in name order as the batch
-# refresh writes them.
-# (MATERIALIZED: a subquery would be pulled up and its expression evaluated twice, in the
-# SET and in the comparison.)
+# The members' rule tags; only the rows whose tags change are written. With batch rule
+# tags defined, a profile keeps the batch tags it has (only the recompute changes them)
+# and gets the live ones it meets, in name order as the batch refresh writes them. One
+# index scan, no join: its generic plan is the right one and is not planned again per
+# batch (planning 200 conditions costs more CPU than evaluating them twice).
 _LIVE_TAGS = """
-WITH n AS MATERIALIZED (
-    SELECT profiles.member_id, {tags} AS tags
-    FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
-)
-UPDATE profiles SET rule_tags = n.tags
-FROM n
-WHERE profiles.member_id = n.member_id AND profiles.member_id = ANY(CAST(:ids AS text[]))
-  AND profiles.rule_tags IS DISTINCT FROM n.tags
+UPDATE profiles SET rule_tags = {tags}
+WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
+  AND profiles.rule_tags IS DISTINCT FROM {tags}
 """
 _KEEP_BATCH_TAGS = """ARRAY(
     SELECT x FROM (
