@@ -216,32 +216,41 @@ _KEEP_BATCH_TAGS = """ARRAY(
     ) AS u(x) ORDER BY x)"""
 
 
-# ``p`` is MATERIALIZED: each member's conditions are evaluated once, not once per
-# (member, segment) pair (an inlined CTE would: 20 segments, 20x the work); the history's
-# reasons read the members' profiles from it (as ``profiles``), not from the table again.
+# ``p`` is MATERIALIZED: each member's conditions are evaluated once (an inlined CTE would
+# be evaluated again where it is read), to the positions of the segments it meets; a
+# member whose positions equal those of its memberships costs nothing more. The
+# history's reasons read the members' profiles from ``p`` (as ``profiles``).
 _LIVE_SEGMENTS = """
 WITH p AS MATERIALIZED (
-    SELECT profiles.*, ARRAY[{flags}] AS flags
+    SELECT profiles.*, array_remove(ARRAY[{wanted}], NULL) AS wanted
     FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
-), current_ AS (
-    -- these members' memberships only (ix_segment_members_member_id), one array each
-    SELECT member_id, array_agg(segment_id) AS segments FROM segment_members
-    WHERE member_id = ANY(CAST(:ids AS text[])) GROUP BY member_id
+), current_ AS MATERIALIZED (
+    -- each member's live segments now and wanted, as positions in :seg_ids, ascending;
+    -- its memberships read by member (ix_segment_members_member_id), never the table
+    SELECT p.member_id, p.wanted, COALESCE((
+        SELECT array_agg(CAST(s.i AS int) ORDER BY s.i) FROM segment_members m
+        JOIN unnest(CAST(:seg_ids AS text[])) WITH ORDINALITY AS s(segment_id, i)
+          ON s.segment_id = m.segment_id
+        WHERE m.member_id = p.member_id), CAST('{{}}' AS int[])) AS has
+    FROM p
 ), changes AS MATERIALIZED (
-    -- (member, segment) pairs whose condition and membership differ, without a join or
-    -- a sort of every pair
-    SELECT p.member_id, s.segment_id, s.i, p.flags[s.i] AS entering
-    FROM p LEFT JOIN current_ c ON c.member_id = p.member_id
-    CROSS JOIN unnest(CAST(:seg_ids AS text[])) WITH ORDINALITY AS s(segment_id, i)
-    WHERE p.flags[s.i] <> COALESCE(s.segment_id = ANY(c.segments), false)
+    -- only the members whose two lists differ are unnested
+    SELECT c.member_id, x.i, true AS entering
+    FROM current_ c CROSS JOIN unnest(c.wanted) AS x(i)
+    WHERE c.wanted <> c.has AND NOT x.i = ANY(c.has)
+    UNION ALL
+    SELECT c.member_id, x.i, false
+    FROM current_ c CROSS JOIN unnest(c.has) AS x(i)
+    WHERE c.wanted <> c.has AND NOT x.i = ANY(c.wanted)
 ), entered AS (
     INSERT INTO segment_members (segment_id, member_id, entered_at)
-    SELECT segment_id, member_id, now() FROM changes WHERE entering
+    SELECT (CAST(:seg_ids AS text[]))[i], member_id, now() FROM changes WHERE entering
     ON CONFLICT DO NOTHING
     RETURNING segment_id, member_id
 ), left_ AS (
     DELETE FROM segment_members m USING changes c
-    WHERE NOT c.entering AND m.segment_id = c.segment_id AND m.member_id = c.member_id
+    WHERE NOT c.entering AND m.member_id = c.member_id
+      AND m.segment_id = (CAST(:seg_ids AS text[]))[c.i]
       AND m.member_id = ANY(CAST(:ids AS text[]))
     RETURNING m.segment_id, m.member_id
 ), done AS (
@@ -249,12 +258,14 @@ WITH p AS MATERIALIZED (
     UNION ALL
     SELECT segment_id, member_id, 'left' FROM left_
 ), named AS (
-    SELECT d.segment_id, d.member_id, d.action, s.i, s.name,
+    SELECT d.segment_id, d.member_id, d.action, x.i,
+           (CAST(:seg_names AS text[]))[x.i] AS name,
            CAST(gen_random_uuid() AS text) AS event_id,
            CASE d.action WHEN 'entered' THEN '{entered_type}' ELSE '{left_type}' END AS type
     FROM done d
-    JOIN unnest(CAST(:seg_ids AS text[]), CAST(:seg_names AS text[])) WITH ORDINALITY
-        AS s(segment_id, name, i) ON s.segment_id = d.segment_id
+    CROSS JOIN LATERAL (
+        SELECT array_position(CAST(:seg_ids AS text[]), d.segment_id) AS i
+    ) x
 ), history AS (
     INSERT INTO segment_history (segment_id, member_id, action, at, trigger, reason)
     SELECT n.segment_id, n.member_id, n.action, now(), CAST(:trigger AS text),
@@ -313,7 +324,10 @@ def _live_plan(
     if segments:
         segments_stmt = text(
             _LIVE_SEGMENTS.format(
-                flags=", ".join(inline_sql(compiled(c)[1]) for _, _, c in segments),
+                wanted=", ".join(
+                    f"CASE WHEN {inline_sql(compiled(c)[1])} THEN {i} END"
+                    for i, (_, _, c) in enumerate(segments, start=1)
+                ),
                 reasons=" ".join(
                     f"WHEN {i} THEN {inline_sql(reason_expr(c))}"
                     for i, (_, _, c) in enumerate(segments, start=1)
