@@ -136,7 +136,7 @@ async def test_docs_are_served_without_a_cdn(client: httpx.AsyncClient) -> None:
 async def test_an_unreachable_database_is_a_503_problem_with_retry_after() -> None:
     from sqlalchemy import text
 
-    from loyalty_shared.db import HotTransaction, Session
+    from loyalty_shared.db import DriverAutocommit, HotTransaction, Session
     from loyalty_shared.devstack.broker import free_port
 
     router = APIRouter()
@@ -150,20 +150,26 @@ async def test_an_unreachable_database_is_a_503_problem_with_retry_after() -> No
         async with HotTransaction(request.app.state.engine) as session:
             return {"one": (await session.execute(text("SELECT 1"))).scalar_one()}
 
+    @router.get("/driver")
+    async def driver(request: Request) -> dict[str, int]:
+        async with DriverAutocommit(request.app.state.engine) as conn:
+            return {"one": await conn.fetchval("SELECT 1")}
+
     closed_port = free_port()  # nothing listens there
-    settings = CommonSettings(
-        environment="test",
-        service_name="demo",
-        database_url=f"postgresql://nobody@127.0.0.1:{closed_port}/nothing",
-    )
-    service = create_service_app(settings, title="demo", description="demo", routers=[router])
-    async with running_app(service) as started, asgi_client(started) as client:
-        for path in ("/through-the-session", "/hot"):
-            response = await client.get(path)
-            assert response.status_code == 503, response.text
-            assert response.headers["retry-after"] == "1"
-            assert response.headers["content-type"] == "application/problem+json"
-            assert response.json()["type"].endswith("/database-unavailable")
+    for url in (
+        f"postgresql://nobody@127.0.0.1:{closed_port}/nothing",
+        # a server that is restarting on a unix socket: the socket file is gone
+        "postgresql://nobody@/nothing?host=/tmp/no-such-postgres-dir",
+    ):
+        settings = CommonSettings(environment="test", service_name="demo", database_url=url)
+        service = create_service_app(settings, title="demo", description="demo", routers=[router])
+        async with running_app(service) as started, asgi_client(started) as client:
+            for path in ("/through-the-session", "/hot", "/driver"):
+                response = await client.get(path)
+                assert response.status_code == 503, (url, path, response.text)
+                assert response.headers["retry-after"] == "1"
+                assert response.headers["content-type"] == "application/problem+json"
+                assert response.json()["type"].endswith("/database-unavailable")
 
 
 async def test_a_deadlock_is_a_503_to_retry_never_a_500(infra) -> None:  # type: ignore[no-untyped-def]

@@ -39,7 +39,8 @@ _TRANSIENT_NAMES = frozenset(
 )
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and contexts, and SQLAlchemy's wrapped driver errors."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -53,7 +54,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def sqlstate(exc: BaseException) -> str | None:
     """The first SQLSTATE found in the exception's chain, if any."""
-    for link in _chain(exc):
+    for link in chain(exc):
         code = getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)
         if isinstance(code, str) and len(code) == 5:
             return code
@@ -67,7 +68,7 @@ def is_transient(exc: BaseException) -> bool:
         code in TRANSIENT_SQLSTATES or code.startswith(TRANSIENT_SQLSTATE_CLASSES)
     ):
         return True
-    for link in _chain(exc):
+    for link in chain(exc):
         if isinstance(link, OSError | ConnectionError | TimeoutError | PoolTimeout):
             return True
         if isinstance(link, InterfaceError | OperationalError):

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loyalty_shared.failures import is_transient, sqlstate
+from loyalty_shared.failures import chain, is_transient, sqlstate
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://loyalty-platform.dev/problems/"
@@ -191,24 +191,33 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 
 
 def database_unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached now (not that a statement failed)."""
+    """Whether ``exc`` says the database cannot be reached now (not that a statement failed).
+
+    The whole chain is read: the hot paths' driver connections raise asyncpg's own errors,
+    a pool checkout during a restart raises the dialect's adapted error caused by
+    asyncpg's ``CannotConnectNowError``, a vanished unix socket a ``FileNotFoundError``.
+    """
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
         return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+    code = sqlstate(exc)
+    if code is not None and (code.startswith("08") or code in {"57P01", "57P02", "57P03"}):
+        return True
+    for link in chain(exc):
+        if isinstance(link, sa_exc.DBAPIError) and (
+            link.connection_invalidated
+            or isinstance(link, sa_exc.OperationalError | sa_exc.InterfaceError)
         ):
             return True
-        exc = exc.orig if exc.orig is not None else exc
-        exc = getattr(exc, "__cause__", None) or exc
-    return isinstance(exc, _UNREACHABLE)
+        if isinstance(link, (*_UNREACHABLE, OSError)):
+            return True
+    return False
 
 
 async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
-    if not database_unreachable(exc):
-        if is_transient(exc):
-            return _database_busy(request, exc)
-        return await _handle_unexpected(request, exc)
+    return await _handle_unexpected(request, exc)
+
+
+def _database_unavailable(request: Request, exc: BaseException) -> JSONResponse:
     # an outage, not a bug: clients and the gateway may retry (nothing was committed)
     log.warning("database_unreachable", path=request.url.path, error_type=type(exc).__name__)
     return problem_response(
@@ -242,6 +251,12 @@ def _database_busy(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A 500, unless the error says the database is away (503) or busy (503, retry): those
+    are outages and collisions, not bugs, and nothing was committed."""
+    if database_unreachable(exc):
+        return _database_unavailable(request, exc)
+    if is_transient(exc):
+        return _database_busy(request, exc)
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     return problem_response(
         500,
@@ -256,6 +271,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
-    for database_error in (sa_exc.DBAPIError, sa_exc.TimeoutError, *_UNREACHABLE):
+    # Registered one by one, not only under Exception: Starlette re-raises what the
+    # Exception handler answers (a 500 path), and these are answered as outages (503).
+    for database_error in (
+        sa_exc.DBAPIError,
+        sa_exc.TimeoutError,
+        sa_exc.EmulatedDBAPIException,  # the asyncpg dialect's adapted errors (pool checkout)
+        OSError,  # a unix socket gone while Postgres restarts, a refused connection
+        *_UNREACHABLE,
+    ):
         app.add_exception_handler(database_error, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)
