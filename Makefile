@@ -11,7 +11,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run stop test install lint format typecheck bench test-nightly check-compose clean
+.PHONY: run stop test install lint format typecheck bench faults test-nightly check-compose clean
 
 $(UV):
 	@echo "[make] bootstrapping uv $(UV_VERSION) into $(TOOLS)/"
@@ -46,6 +46,10 @@ typecheck: install
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done
+
+# the fault suite at length: two replicas, load through the gateway, one fault at a time
+faults: install
+	@$(VENV)/bin/python bench/faults.py
 
 check-compose: install
 	@$(VENV)/bin/pytest -q tests/test_compose.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -192,7 +193,10 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
         json_serializer=jsontext.dumps,
         json_deserializer=orjson.loads,
         # asyncpg's statement cache is on by default; keep it for the hot paths.
-        connect_args={"server_settings": {"application_name": settings.service_name}},
+        # service and process in pg_stat_activity: which replica holds a lock, runs a query
+        connect_args={
+            "server_settings": {"application_name": f"{settings.service_name}:{os.getpid()}"}
+        },
     )
     _GATES[engine.sync_engine] = FairGate(
         settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout_seconds

@@ -33,6 +33,14 @@ def _banner(stack: Stack) -> str:
         f"  Pipeline       {gw}/v1/ops/pipeline  (ops key); workers' Prometheus metrics on"
         f" :{cfg.worker_metrics_port('points')} :{cfg.worker_metrics_port('segmentation')}"
         f" :{cfg.worker_metrics_port('feedback')}",
+        *(
+            [
+                f"  Replicas       {cfg.replicas} APIs and workers per service, each replica"
+                " on the ports + 10 (points :8001, :8011, ...)"
+            ]
+            if cfg.replicas > 1
+            else []
+        ),
         f"  Services       points :{cfg.ports['points']}  segmentation :{cfg.ports['segmentation']}"
         f"  feedback :{cfg.ports['feedback']}",
         f"  Kafka          127.0.0.1:{cfg.kafka_port} (memory only)",
@@ -60,8 +68,8 @@ def _say(msg: str) -> None:
 def _port_variable(name: str) -> str:
     if name == "kafka broker":
         return "KAFKA_PORT"
-    service = name.removesuffix(" worker metrics")
-    return f"{service.upper()}_PORT" + (" (the worker's is that + 100)" if service != name else "")
+    service = name.split("-", 1)[0]
+    return f"{service.upper()}_PORT (replicas: + 10 each, workers' metrics: + 100)"
 
 
 def _refuse_taken_ports(stack: Stack) -> bool:

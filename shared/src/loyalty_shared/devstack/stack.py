@@ -54,6 +54,9 @@ class StackConfig:
     database_prefix: str = "loyalty_"
     log_json: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    # API and worker processes per service (REPLICAS): the gateway balances over the APIs;
+    # the workers share the consumer groups, elect one relay and share out the jobs
+    replicas: int = 1
 
     @classmethod
     def from_env(cls, data_dir: Path) -> StackConfig:
@@ -66,19 +69,30 @@ class StackConfig:
                 for name, (prefix, default) in SERVICES.items()
             },
             kafka_port=int(env.get("KAFKA_PORT", KAFKA_DEFAULT_PORT)),
+            replicas=max(1, min(int(env.get("REPLICAS") or 1), 8)),
         )
 
-    def worker_metrics_port(self, service: str) -> int:
-        """The worker's Prometheus port: its API's port + 100 (points :8101)."""
-        return self.ports[service] + 100
+    def api_port(self, service: str, replica: int = 0) -> int:
+        """Replica r of a service listens on its port + 10·r (points :8001, :8011, ...)."""
+        return self.ports[service] + 10 * replica
+
+    def worker_metrics_port(self, service: str, replica: int = 0) -> int:
+        """The worker's Prometheus port: its API's port + 100 (points :8101, :8111, ...)."""
+        return self.api_port(service, replica) + 100
+
+    def process_name(self, service: str, kind: str, replica: int) -> str:
+        """``points-api`` with one replica; ``points-api-1``, ``points-api-2`` with more."""
+        return f"{service}-{kind}" + (f"-{replica + 1}" if self.replicas > 1 else "")
 
     def all_ports(self) -> dict[str, int]:
-        return {
-            "gateway": self.gateway_port,
-            **self.ports,
-            **{f"{s} worker metrics": self.worker_metrics_port(s) for s in self.ports},
-            "kafka broker": self.kafka_port,
-        }
+        ports: dict[str, int] = {"gateway": self.gateway_port}
+        for service in self.ports:
+            for r in range(self.replicas):
+                ports[self.process_name(service, "api", r)] = self.api_port(service, r)
+                ports[self.process_name(service, "worker metrics", r)] = self.worker_metrics_port(
+                    service, r
+                )
+        return {**ports, "kafka broker": self.kafka_port}
 
 
 class Stack:
@@ -93,6 +107,7 @@ class Stack:
         self.postgres = EmbeddedPostgres(config.data_dir / "postgres", fast=config.fast_postgres)
         self.broker = TansuBroker(config.kafka_port, log_path=config.data_dir / "tansu.log")
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._specs: dict[str, tuple[str, tuple[str, ...], int]] = {}  # name -> how to start it
         self.log: IO[str] = sys.stdout
 
     # -- helpers --------------------------------------------------------------
@@ -110,7 +125,7 @@ class Stack:
     def database_name(self, service: str) -> str:
         return f"{self.config.database_prefix}{service}"
 
-    def env_for(self, service: str) -> dict[str, str]:
+    def env_for(self, service: str, replica: int = 0) -> dict[str, str]:
         env = {**os.environ, **self.config.extra_env}
         env["PYTHONUNBUFFERED"] = "1"
         if service == "gateway":
@@ -123,8 +138,11 @@ class Stack:
                     # what it sends the services in X-Gateway-Token (their *_GATEWAY_SECRET)
                     "GATEWAY_UPSTREAM_SECRET": DEV_GATEWAY_SECRET,
                     **{
-                        f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}"
-                        for name, port in self.config.ports.items()
+                        f"GATEWAY_{name.upper()}_URL": ",".join(
+                            f"http://127.0.0.1:{self.config.api_port(name, r)}"
+                            for r in range(self.config.replicas)
+                        )
+                        for name in self.config.ports
                     },
                 }
             )
@@ -133,23 +151,28 @@ class Stack:
         env.update(
             {
                 f"{prefix}_ENVIRONMENT": "dev",
-                f"{prefix}_PORT": str(self.config.ports[service]),
+                f"{prefix}_PORT": str(self.config.api_port(service, replica)),
                 f"{prefix}_LOG_JSON": str(self.config.log_json).lower(),
                 f"{prefix}_DATABASE_URL": self.postgres.url(
                     self.database_name(service), "postgresql+asyncpg"
                 ),
                 f"{prefix}_KAFKA_BOOTSTRAP": self.broker.bootstrap,
                 f"{prefix}_KAFKA_IDEMPOTENT_PRODUCER": "false",
-                f"{prefix}_WORKER_METRICS_PORT": str(self.config.worker_metrics_port(service)),
+                f"{prefix}_WORKER_METRICS_PORT": str(
+                    self.config.worker_metrics_port(service, replica)
+                ),
                 f"{prefix}_GATEWAY_SECRET": DEV_GATEWAY_SECRET,
             }
         )
         return env
 
-    def _spawn(self, name: str, service: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, service: str, *args: str, replica: int = 0
+    ) -> subprocess.Popen[bytes]:
+        self._specs[name] = (service, args, replica)
         proc = subprocess.Popen(
             [sys.executable, "-m", service, *args],
-            env=self.env_for(service),
+            env=self.env_for(service, replica),
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
@@ -210,10 +233,11 @@ class Stack:
         _say(f"applying migrations: {', '.join(SERVICES)}")
         self._migrate()
         for service in SERVICES:
-            self._check_stop()
-            _say(f"{service}: starting API on :{cfg.ports[service]} and its worker")
-            self._spawn(f"{service}-api", service, "api")
-            self._spawn(f"{service}-worker", service, "worker")
+            for r in range(cfg.replicas):
+                self._check_stop()
+                _say(f"{service}: starting API on :{cfg.api_port(service, r)} and its worker")
+                self._spawn(cfg.process_name(service, "api", r), service, "api", replica=r)
+                self._spawn(cfg.process_name(service, "worker", r), service, "worker", replica=r)
         _say(f"gateway: starting on :{cfg.gateway_port}")
         self._spawn("gateway", "gateway", "api")
         self.wait_ready(timeout)
@@ -271,6 +295,26 @@ class Stack:
 
     def kafka_alive(self) -> bool:
         return port_open("127.0.0.1", self.config.kafka_port)
+
+    # -- what the fault suite does to it (loyalty_shared.devstack.faults) --------------------
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        for known, proc in self.procs:
+            if known == name:
+                return proc
+        raise KeyError(name)
+
+    def signal(self, name: str, signum: int) -> None:
+        """Send a signal to a process's whole group (SIGKILL, SIGSTOP, SIGCONT)."""
+        _signal_group(self.process(name), signum)
+
+    def respawn(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a process that died (or was killed) again, as it was started."""
+        old = self.process(name)
+        if old.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self.procs = [(n, p) for n, p in self.procs if n != name]
+        service, args, replica = self._specs[name]
+        return self._spawn(name, service, *args, replica=replica)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
