@@ -1,6 +1,7 @@
 """Cross-service fixtures: the three services, their relays and the segmentation consumer."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -8,6 +9,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from feedback.settings import FeedbackSettings
 from loyalty_shared.db import create_sessionmaker
+from loyalty_shared.devstack.broker import free_port
+from loyalty_shared.devstack.stack import Stack, StackConfig
 from loyalty_shared.inbox import EventConsumer
 from loyalty_shared.outbox import OutboxRelay
 from loyalty_shared.testing import background
@@ -45,3 +48,27 @@ async def pipeline(
         yield Pipeline(relays, consumer)
     for engine in engines:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def replicated_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The `make run REPLICAS=2` stack on free ports: real processes, two of every API and
+    worker behind one gateway (started once: test_devstack_e2e, then test_faults)."""
+    config = StackConfig(
+        data_dir=Path(tmp_path_factory.mktemp("devstack")),
+        gateway_port=free_port(),
+        ports={name: free_port() for name in ("points", "segmentation", "feedback")},
+        kafka_port=free_port(),
+        fast_postgres=True,
+        replicas=2,
+        extra_env={
+            f"{p}_LOG_LEVEL": "WARNING" for p in ("POINTS", "SEGMENTATION", "FEEDBACK", "GATEWAY")
+        },
+    )
+    stack = Stack(config)
+    try:
+        stack.start(timeout=300)
+        yield stack
+    finally:
+        stack.stop()
+    assert not stack.procs

@@ -1,40 +1,26 @@
-"""The `make run` stack itself: real processes (four services, relays, consumers), real
-Postgres and the real broker, on free ports; an order through the gateway reaches the profile."""
+"""The `make run` stack itself (REPLICAS=2): real processes (four services, relays,
+consumers), real Postgres and the real broker, on free ports; an order through the gateway
+reaches the profile."""
 
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from loyalty_shared.devstack.broker import free_port
-from loyalty_shared.devstack.stack import DEV_KEYS, Stack, StackConfig
+from loyalty_shared.devstack.stack import DEV_KEYS, Stack
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    config = StackConfig(
-        data_dir=Path(tmp_path_factory.mktemp("devstack")),
-        gateway_port=free_port(),
-        ports={name: free_port() for name in ("points", "segmentation", "feedback")},
-        kafka_port=free_port(),
-        fast_postgres=True,
-    )
-    stack = Stack(config)
-    try:
-        stack.start(timeout=180)
-        yield stack
-    finally:
-        stack.stop()
-    assert not stack.procs
+@pytest.fixture
+def stack(replicated_stack: Stack) -> Stack:
+    return replicated_stack
 
 
 def test_order_through_real_gateway_reaches_profile(stack: Stack) -> None:
