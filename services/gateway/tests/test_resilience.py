@@ -363,3 +363,27 @@ async def test_answers_pass_through_as_the_service_gave_them() -> None:
         r = await client.post("/v1/orders?status=409", json={"order_id": "o-1"})
         assert r.status_code == 409
         assert r.json() == {"ok": True}
+
+
+async def test_a_services_own_busy_answer_does_not_open_the_circuit() -> None:
+    """A 503 with Retry-After (the service's database restarting) is passed on as it is and
+    never opens the breaker; a 503 without it (a proxy in between failing) does."""
+    answers: list[dict[str, str]] = [{"retry-after": "1"}]
+
+    async def busy(request: Request) -> JSONResponse:
+        return JSONResponse({"type": "database-unavailable"}, status_code=503, headers=answers[0])
+
+    app = Starlette(routes=[Route("/v1/members/{member_id}", busy)])
+    transport = _transport(points=app)
+    async with gateway_over(
+        transport, breaker_failure_threshold=2, breaker_reset_seconds=60, upstream_retries=0
+    ) as client:
+        for _ in range(5):
+            r = await client.get("/v1/members/m-1")
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert r.json()["type"] == "database-unavailable"  # the service's own answer
+        answers[0] = {}
+        for _ in range(2):
+            await client.get("/v1/members/m-1")
+        r = await client.get("/v1/members/m-1")
+        assert r.json()["type"].endswith("/circuit-open")

@@ -14,7 +14,8 @@ that cannot be made sent nothing, so the call (any method) moves on to another r
 once, without using the retry budget.
 
 Breaker: ``breaker_failure_threshold`` consecutive failed calls to the service (transport
-errors, timeouts, 502/503/504 answers, each after every replica it could try) open it;
+errors, timeouts, 502/503/504 answers, each after every replica it could try; not a 503
+with Retry-After, the service's own "busy, retry" answer) open it;
 while open, calls fail at once with 503 ``circuit-open``; after ``breaker_reset_seconds``
 one trial call is let through (half-open): success closes it, failure opens it again. One
 replica down is not a failure of the service: its calls reach another replica.
@@ -42,6 +43,16 @@ log = structlog.get_logger("gateway.upstream")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 _FAILURE_STATUSES = frozenset({502, 503, 504})
+
+
+def _answered_busy(response: UpstreamResponse) -> bool:
+    """A 503 with Retry-After from the service itself (its database restarting, a deadlock
+    to retry): the service is up and answered at once; the caller gets the answer and its
+    Retry-After. Counting it would open the breaker and turn a one-second database blip
+    into ``breaker_reset_seconds`` of refusals for every caller."""
+    return response.status_code == 503 and any(
+        k.lower() == b"retry-after" for k, _ in response.headers
+    )
 
 
 def _raw(value: str | bytes) -> bytes:
@@ -240,7 +251,7 @@ class Upstreams:
         finally:
             self.metrics.duration.labels(service).observe(time.perf_counter() - start)
         pool = self.pools[service]
-        if response.status_code in _FAILURE_STATUSES:
+        if response.status_code in _FAILURE_STATUSES and not _answered_busy(response):
             self.metrics.errors.labels(service, f"http-{response.status_code}").inc()
             pool.failed(replica)
             breaker.record_failure()

@@ -109,6 +109,17 @@ COLUMNS = [
 ]
 
 
+def _status(response: httpx.Response) -> str:
+    """``503`` or, for a problem, ``503 circuit-open`` (which part of the platform said it)."""
+    if response.status_code < 400:
+        return str(response.status_code)
+    try:
+        slug = str(response.json().get("type", "")).rsplit("/", 1)[-1]
+    except ValueError:
+        slug = ""
+    return f"{response.status_code} {slug}".strip()
+
+
 class Storefront:
     """Paced orders over a fixed set of members, each retried until it is answered."""
 
@@ -158,7 +169,7 @@ class Storefront:
             self.requests += 1
             try:
                 response = await self.client.post("/v1/orders", json=body, headers=STOREFRONT)
-                status = str(response.status_code)
+                status = _status(response)
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
             else:
