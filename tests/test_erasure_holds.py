@@ -26,7 +26,7 @@ from loyalty_shared.contracts.points import OrderRefundedV1
 from loyalty_shared.db import create_sessionmaker
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.kafka import make_producer
-from loyalty_shared.testing import background, eventually
+from loyalty_shared.testing import background, eventually, start_group_at_end
 from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS
 from points.settings import PointsSettings
 from points.worker import build_consumer as points_consumer
@@ -174,6 +174,9 @@ async def test_no_late_request_or_event_brings_an_erased_member_back(  # type: i
             points_settings, create_sessionmaker(engines["points"]), group_id=f"points-{suffix}"
         ),
     ]
+    # new groups, started where the topics end now (not at every event the suite made)
+    await start_group_at_end(feedback_settings, f"feedback-{suffix}", consumers[0].topics)
+    await start_group_at_end(points_settings, f"points-{suffix}", consumers[1].topics)
     async with background(*(c.run for c in consumers)):
         made = await _build_up(client, member)
 

@@ -22,7 +22,7 @@ from feedback.settings import FeedbackSettings
 from feedback.worker import build_consumer as feedback_consumer
 from loyalty_shared.db import create_sessionmaker
 from loyalty_shared.outbox import OutboxRelay
-from loyalty_shared.testing import background, eventually
+from loyalty_shared.testing import background, eventually, start_group_at_end
 from loyalty_shared.topics import SEGMENTATION_EVENTS
 from segmentation.settings import SegmentationSettings
 
@@ -93,11 +93,11 @@ async def test_a_high_value_member_gets_the_high_value_clock(  # type: ignore[no
     relay = OutboxRelay(
         segmentation_settings, engines["segmentation"], topics=[SEGMENTATION_EVENTS]
     )
+    group = f"feedback-{uuid.uuid4().hex[:6]}"
     consumer = feedback_consumer(
-        feedback_settings,
-        create_sessionmaker(engines["feedback"]),
-        group_id=f"feedback-{uuid.uuid4().hex[:6]}",
+        feedback_settings, create_sessionmaker(engines["feedback"]), group_id=group
     )
+    await start_group_at_end(feedback_settings, group, consumer.topics)
     async with background(relay.run, consumer.run):
         # the biggest annual spend of anyone, over 5 orders: top 20% and >= 5 repeat orders
         await _history(client, high, ["99999.99"] * 5)

@@ -173,4 +173,4 @@ def test_every_kafka_client_in_the_code_is_made_with_the_connection_options() ->
                 for v in spread
             ), f"{where}: pass **connection_options(settings)"
             assert "bootstrap_servers" not in {k.arg for k in call.keywords}, where
-    assert found >= 6  # producer, admin (topics), consumer, relay probe, lag admin + probe
+    assert found >= 5  # producer, admin (topics), consumer, relay probe, lag probe

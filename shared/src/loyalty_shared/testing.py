@@ -144,6 +144,38 @@ async def background(*workers: Callable[[asyncio.Event], Any]) -> AsyncIterator[
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def start_group_at_end(settings: CommonSettings, group: str, topics: Sequence[str]) -> None:
+    """Commit a new consumer group's offsets at the topics' ends.
+
+    A consumer group made for one test starts from the earliest offset and would fold in
+    every event the suite published before it: minutes of work late in a full run.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from loyalty_shared.kafka import connection_options
+
+    probe = AIOKafkaConsumer(
+        **connection_options(settings),
+        group_id=group,
+        enable_auto_commit=False,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+    await probe.start()
+    try:
+        await probe.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(probe.partitions_for_topic(topic) or ())
+        ]
+        if partitions:
+            ends = await probe.end_offsets(partitions)
+            probe.assign(partitions)
+            await probe.commit(dict(ends))
+    finally:
+        await probe.stop()
+
+
 async def eventually(
     check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05
 ) -> Any:
@@ -174,6 +206,7 @@ __all__ = [
     "migrated_database",
     "running_app",
     "settings_overrides",
+    "start_group_at_end",
 ]
 
 
