@@ -22,6 +22,15 @@ function init(args)
   end
 end
 
+-- ORDERS_PAUSE_MS (environment), if set: a random pause (exponential, this mean) before each
+-- request, as in orders.lua (bench/replicas.py's paced rows)
+local pause = tonumber(os.getenv("ORDERS_PAUSE_MS") or "0")
+if pause > 0 then
+  function delay()
+    return -math.log(1 - math.random()) * pause
+  end
+end
+
 function request()
   counter = counter + 1
   local member = "bench-m-" .. (counter % members)
