@@ -194,3 +194,35 @@ async def test_a_deadlock_is_a_503_to_retry_never_a_500(infra) -> None:  # type:
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
     assert response.json()["type"].endswith("/database-busy")
+
+
+async def test_ready_is_503_without_the_database_and_degraded_without_the_broker(  # type: ignore[no-untyped-def]
+    infra,
+) -> None:
+    """A broker outage must not take the APIs out of rotation: writes still commit their
+    events to the outbox. A database outage does."""
+    from loyalty_shared.devstack.broker import free_port
+
+    url = await infra.create_database("ready")
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    cases = [
+        (url, infra.kafka_bootstrap, 200, "ready", set()),
+        (url, closed, 200, "degraded", {"broker"}),
+        (
+            f"postgresql+asyncpg://nobody@{closed}/nothing",
+            infra.kafka_bootstrap,
+            503,
+            "not-ready",
+            {"database"},
+        ),
+    ]
+    for database, broker, status, word, failing in cases:
+        settings = CommonSettings(
+            environment="test", service_name="demo", database_url=database, kafka_bootstrap=broker
+        )
+        service = create_service_app(settings, title="demo", description="demo", routers=[])
+        async with running_app(service) as started, asgi_client(started) as client:
+            anyone = await client.get("/ready", headers={"X-Gateway-Token": ""})
+            assert (anyone.status_code, anyone.json()) == (status, {"status": word, "checks": None})
+            detail = (await client.get("/ready", headers=gateway_headers())).json()["checks"]
+            assert {name for name, check in detail.items() if not check["ok"]} == failing

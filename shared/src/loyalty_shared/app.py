@@ -52,6 +52,13 @@ async def _broker_check(app: FastAPI) -> tuple[bool, str]:
     return ok, "ok" if ok else f"cannot reach {settings.kafka_bootstrap}"
 
 
+# Checks reported by /ready that do not take the process out of rotation: with the broker
+# away, writes still commit their events to the outbox and the relay sends them later, so
+# an API that answered 503 (and a Kubernetes readiness probe that pulled every pod) would
+# refuse the orders the outbox exists to keep.
+ADVISORY_CHECKS = frozenset({"broker"})
+
+
 def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -61,24 +68,24 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
 
     @router.get(
         "/ready",
-        summary="Readiness: the database and the broker are reachable",
-        description="200 or 503 for anyone (probes send no credentials); which check "
-        "failed and why only for the gateway's token (`checks` is null otherwise).",
+        summary="Readiness: the database is reachable (the broker is reported)",
+        description="200 or 503 for anyone (probes send no credentials): 503 while the "
+        "database is unreachable; an unreachable broker answers 200 with status `degraded` "
+        "(events wait in the outbox). Which check failed and why only for the gateway's "
+        "token (`checks` is null otherwise).",
         responses={503: {"description": "A dependency is not reachable"}},
     )
     async def ready(request: Request) -> JSONResponse:
         results: dict[str, Any] = {}
-        all_ok = True
         for name, check in checks.items():
             ok, detail = await check(request.app)
             results[name] = {"ok": ok, "detail": detail}
-            all_ok = all_ok and ok
+        failed = {name for name, result in results.items() if not result["ok"]}
+        ready = not failed - ADVISORY_CHECKS
+        status = "not-ready" if not ready else "degraded" if failed else "ready"
         return JSONResponse(
-            {
-                "status": "ready" if all_ok else "not-ready",
-                "checks": results if from_gateway(request) else None,
-            },
-            status_code=200 if all_ok else 503,
+            {"status": status, "checks": results if from_gateway(request) else None},
+            status_code=200 if ready else 503,
         )
 
     return router
