@@ -117,8 +117,9 @@ class EventConsumer:
     """Consumes ``topics`` into ``handlers`` (event type -> handler) idempotently.
 
     Subclasses that apply a batch differently (segmentation's set-based handlers) override
-    ``wants``, ``_begin``, ``_handle`` and ``_end``; the inbox, the erasure tombstones, the
-    retries and the dead letters stay here.
+    ``wants``, ``handle`` (one event) and ``apply_fresh`` (the claimed events of one
+    transaction, around ``super().apply_fresh``); the inbox claim, the erasure tombstones,
+    the retries and the dead letters stay here.
     """
 
     def __init__(
@@ -388,26 +389,11 @@ class EventConsumer:
         relevant = [e for e in events if self.wants(e.type)]
         if not relevant:
             return
-        applied = skipped = 0
         async with self.sessionmaker() as session, session.begin():
             fresh = await self._claim(session, relevant)
-            erased = await erased_among(
-                session, self._erasure_key, {e.subject for e in fresh if e.subject}
-            )
-            await self._begin(session)
-            for event in fresh:
-                if event.type == MEMBER_ERASED and event.subject:
-                    await record_tombstone(session, self._erasure_key, event.subject)
-                elif event.subject in erased:
-                    skipped += 1  # late, replayed or redelivered: nothing of theirs comes back
-                    continue
-                await self._handle(session, event)
-                applied += 1
-                if event.type == MEMBER_ERASED and event.subject:
-                    erased.add(event.subject)
-                    await forget_member(session, event.subject)
-            await self._end(session)
+            skipped = await self.apply_fresh(session, fresh)
         # counted once the transaction committed (a rolled-back batch is retried)
+        applied = len(fresh) - skipped
         duplicates = len(relevant) - len(fresh)
         self.stats.processed += applied
         self.stats.duplicates += duplicates
@@ -416,10 +402,33 @@ class EventConsumer:
             if n:
                 CONSUMER_EVENTS.labels(self.group_id, outcome).inc(n)
 
-    async def _begin(self, session: AsyncSession) -> None:
-        """Before the batch's first event (a subclass may prepare set-based work)."""
+    async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
+        """Apply the events the inbox claimed (not seen before, in order) in the batch's
+        transaction; the number skipped because their member is erased.
 
-    async def _handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        An erasure records its tombstone before its handler and drops the member's
+        pipeline rows after it; every later event about an erased member is skipped.
+        A subclass overrides this to prepare set-based work before ``super().apply_fresh``
+        and apply it after, and ``handle`` to collect events instead of applying them.
+        """
+        erased = await erased_among(
+            session, self._erasure_key, {e.subject for e in events if e.subject}
+        )
+        skipped = 0
+        for event in events:
+            if event.type == MEMBER_ERASED and event.subject:
+                await record_tombstone(session, self._erasure_key, event.subject)
+            elif event.subject in erased:
+                skipped += 1  # late, replayed or redelivered: nothing of theirs comes back
+                continue
+            await self.handle(session, event)
+            if event.type == MEMBER_ERASED and event.subject:
+                erased.add(event.subject)
+                await forget_member(session, event.subject)
+        return skipped
+
+    async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        """One fresh event through its handler, with its ids in the log context."""
         handler = self.handlers.get(event.type)
         if handler is None:
             return
@@ -432,9 +441,6 @@ class EventConsumer:
             await handler(session, event)
         finally:
             structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
-
-    async def _end(self, session: AsyncSession) -> None:
-        """After the batch's last event, in its transaction."""
 
     # -- dead letters ------------------------------------------------------------------------
 

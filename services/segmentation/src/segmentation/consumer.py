@@ -1,7 +1,8 @@
 """The segmentation consumer: the shared idempotent consumer, with a batched path.
 
 Per polled batch (one transaction, as in ``loyalty_shared.inbox``, which also claims the
-inbox rows and skips erased members): fresh events whose type has a batch handler
+inbox rows and skips erased members; this class overrides its ``apply_fresh`` and
+``handle`` hooks, nothing else of it): fresh events whose type has a batch handler
 (``profiles.handlers.BATCH_HANDLERS``: orders, points earned) are applied once,
 set-based, after the per-event handlers. Their effects commute with every other
 handler's (sums, least/greatest, newest-wins), so the final profile is the same
@@ -49,20 +50,20 @@ class BatchingEventConsumer(EventConsumer):
     def wants(self, event_type: str) -> bool:
         return super().wants(event_type) or event_type in self.batch_handlers
 
-    async def _begin(self, session: AsyncSession) -> None:
+    async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
         self._batched = {}
         defer_refresh(session)
+        skipped = await super().apply_fresh(session, events)
+        await self._flush(session)
+        return skipped
 
-    async def _handle(self, session: AsyncSession, event: CloudEvent) -> None:
+    async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
         if event.type in self.batch_handlers:
             self._batched.setdefault(event.type, []).append(event)
             return
         if event.type in BARRIERS:
             await self._flush(session)
-        await super()._handle(session, event)
-
-    async def _end(self, session: AsyncSession) -> None:
-        await self._flush(session)
+        await super().handle(session, event)
 
     async def _flush(self, session: AsyncSession) -> None:
         """Apply the batched events so far, then the pending tag/segment refresh."""
