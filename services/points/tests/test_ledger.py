@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from loyalty_shared.idempotency import prune
 from loyalty_shared.testing import asgi_client, background, eventually, running_app
-from points.idempotency.service import prune
+from points.db import idempotency_keys
 from points.jobs.service import run_ledger_jobs
 from points.main import create_app
 from points.settings import PointsSettings
@@ -522,9 +523,9 @@ async def test_stored_idempotent_answers_are_forgotten_after_the_retention(
     first = await points_client.post(path, json={"points": 5}, headers=headers)
     assert first.status_code == 201
     async with points_app.state.sessionmaker() as session, session.begin():
-        assert await prune(session, datetime.now(UTC), timedelta(hours=1)) == 0
+        assert await prune(session, idempotency_keys, datetime.now(UTC) - timedelta(hours=1)) == 0
     async with points_app.state.sessionmaker() as session, session.begin():
-        pruned = await prune(session, datetime.now(UTC) + timedelta(hours=2), timedelta(hours=1))
+        pruned = await prune(session, idempotency_keys, datetime.now(UTC) + timedelta(hours=1))
     assert pruned >= 1
     again = await points_client.post(path, json={"points": 5}, headers=headers)
     assert again.status_code == 201  # no stored answer any more: it ran again

@@ -7,20 +7,28 @@ using the same key each get their own answer, and no caller can claim a key firs
 another caller's write fail. The key is claimed with ``INSERT ... ON CONFLICT DO NOTHING``
 in the write's own transaction: a failed write leaves it unused (a retry runs again), and a
 concurrent duplicate waits on the row until the first commits, then replays its answer.
-A service keeps the table in its own database (``idempotency_table``) and prunes it on a
-schedule (``prune``).
+A service keeps the table in its own database (``idempotency_table``, in its ``db.py``) and
+prunes it on a schedule (``prune``).
+
+Two ways to use it, one store: ``once`` for a service function that returns a model
+(``IdempotencyKey``, the header and its caller, as the dependency), and
+``IdempotencyGuard`` for an endpoint that answers with a response of its own status (the
+replay says so in ``Idempotent-Replayed``); ``KeyGuards(table)`` gives the guard as an
+optional or a required dependency. The fingerprint and the replay-or-409 rule are the
+natural keys' one (``loyalty_shared.replays``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import (
     Column,
@@ -40,7 +48,11 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.caller import caller_of, member_owner
-from loyalty_shared.problems import Conflict
+from loyalty_shared.lean import json_response
+from loyalty_shared.problems import Conflict, ProblemError
+from loyalty_shared.replays import fingerprint, replay_or_conflict
+
+__all__ = ["fingerprint"]  # the request's hash, as every keyed write makes it
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,6 +97,12 @@ class IdempotencyKeyReused(Conflict):
     title = "Idempotency-Key already used with a different request"
 
 
+class IdempotencyKeyRequired(ProblemError):
+    slug = "idempotency-key-required"
+    status = 428
+    title = "Idempotency-Key header required"
+
+
 def idempotency_table(metadata: MetaData, name: str = "idempotency_keys") -> Table:
     return Table(
         name,
@@ -98,12 +116,6 @@ def idempotency_table(metadata: MetaData, name: str = "idempotency_keys") -> Tab
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index(f"ix_{name}_created_at", "created_at"),  # for pruning
     )
-
-
-def fingerprint(request: Any) -> str:
-    """A stable hash of the request (blind to key order and whitespace)."""
-    raw = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +166,14 @@ async def claim(
             )
         )
     ).one()
-    if row.request_hash != digest or row.response is None:
+    if row.response is None:  # claimed by a write that had no answer to store
         raise _reused(key)
-    return Stored(row.status_code, row.response)
+    return replay_or_conflict(
+        row.request_hash,
+        digest,
+        lambda: Stored(row.status_code, row.response),
+        lambda: _reused(key),
+    )
 
 
 async def record(
@@ -217,3 +234,142 @@ async def forget_member(session: AsyncSession, table: Table, member_id: str) -> 
         .returning(table.c.key)
     )
     return len(result.all())
+
+
+# --- the guard: an endpoint's whole answer, stored and replayed ----------------------------
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+# For endpoints that read the header themselves (the checkout hot path): the same rules as
+# ``KeyHeader``, documented the same way.
+HEADER_PARAMETER: dict[str, Any] = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": KEY_DESCRIPTION,
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": KEY_MAX_LENGTH,
+        "pattern": KEY_PATTERN,
+    },
+}
+_VALID_KEY = re.compile(KEY_PATTERN)
+
+
+def payload_of(body: BaseModel | dict[str, Any] | None) -> Any:
+    if isinstance(body, BaseModel):
+        return body.model_dump(mode="json")
+    return body
+
+
+class IdempotencyGuard:
+    """What the dependency hands an endpoint: the key (if any), who sent it, where it went.
+
+    ``route`` is the route's template (``/v1/members/{member_id}/redemptions``): with the
+    method it is the key's scope; ``path`` (the concrete one) is part of the request.
+    """
+
+    def __init__(
+        self,
+        table: Table,
+        key: str | None,
+        method: str,
+        path: str,
+        *,
+        route: str = "",
+        caller: str = "",
+    ) -> None:
+        self.table = table
+        self.key = key
+        self.method = method
+        self.path = path
+        self.route = route or path
+        self.caller = caller
+
+    async def run(
+        self,
+        session: AsyncSession,
+        body: BaseModel | dict[str, Any] | None,
+        produce: Callable[[], Awaitable[tuple[BaseModel, int]]],
+    ) -> Response:
+        """Run ``produce`` once per key; later calls with the same key replay its answer."""
+        if self.key is None:
+            result, status = await produce()
+            return json_response(result, status)
+        scope = f"{self.method} {self.route}"
+        digest = fingerprint([self.method, self.path, payload_of(body)])
+        stored = await claim(session, self.table, scope, self.caller, self.key, digest)
+        if stored is not None:
+            return JSONResponse(
+                stored.response,
+                status_code=stored.status_code or 200,
+                headers={REPLAYED_HEADER: "true"},
+            )
+        result, status = await produce()
+        await record(
+            session,
+            self.table,
+            scope,
+            self.caller,
+            self.key,
+            result.model_dump(mode="json"),
+            status,
+        )
+        return json_response(result, status)
+
+
+class KeyGuards:
+    """The ``Idempotency-Key`` header as a guard over one service's table: ``optional`` and
+    ``required`` are FastAPI dependencies, ``from_request`` reads the header straight from
+    the request (validated like ``KeyHeader``) for endpoints without dependencies.
+
+    Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, which cost
+    more than the rest of the dependency on every write.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def _guard(self, request: Request, key: str | None) -> IdempotencyGuard:
+        if key is None:  # nothing to store or replay: no need to build the request's URL
+            return IdempotencyGuard(self.table, None, request.method, "")
+        route = getattr(request.scope.get("route"), "path", None) or request.url.path
+        return IdempotencyGuard(
+            self.table,
+            key,
+            request.method,
+            request.url.path,
+            route=route,
+            caller=caller_of(request.headers).owner,
+        )
+
+    def from_request(self, request: Request) -> IdempotencyGuard:
+        key = request.headers.get(HEADER)
+        if key is not None and (len(key) > KEY_MAX_LENGTH or not _VALID_KEY.match(key)):
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "string_pattern_mismatch",
+                        "loc": ("header", HEADER),
+                        "msg": "must be 1-255 printable ASCII characters without spaces",
+                        "input": key,
+                    }
+                ]
+            )
+        return self._guard(request, key)
+
+    async def optional(
+        self, request: Request, idempotency_key: KeyHeader = None
+    ) -> IdempotencyGuard:
+        return self._guard(request, idempotency_key)
+
+    async def required(
+        self, request: Request, idempotency_key: KeyHeader = None
+    ) -> IdempotencyGuard:
+        if idempotency_key is None:
+            raise IdempotencyKeyRequired(
+                "This request needs an Idempotency-Key header so that a retry cannot spend twice",
+                errors=[{"field": "header.Idempotency-Key", "message": "header is required"}],
+            )
+        return self._guard(request, idempotency_key)

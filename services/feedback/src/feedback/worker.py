@@ -10,8 +10,8 @@ from functools import partial
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from feedback.db import idempotency_keys
 from feedback.followups.service import schedule_monthly
-from feedback.idempotency.service import TABLE as IDEMPOTENCY_KEYS
 from feedback.members.handlers import build_handlers
 from feedback.orders.handlers import HANDLERS as ORDER_HANDLERS
 from feedback.settings import FeedbackSettings
@@ -68,7 +68,7 @@ async def run_periodic_jobs(
         async with sessionmaker() as session, session.begin():
             await idempotency.prune(
                 session,
-                IDEMPOTENCY_KEYS,
+                idempotency_keys,
                 now - timedelta(hours=settings.idempotency_retention_hours),
             )
     return len(breached), created

@@ -1,7 +1,7 @@
 """Domain errors of the points service; the shared handler turns them into problem details."""
 
 from loyalty_shared.erasure import MemberErased
-from loyalty_shared.problems import Conflict, NotFound, ProblemError, Unprocessable
+from loyalty_shared.problems import Conflict, NotFound, Unprocessable
 
 __all__ = ["MemberErased"]  # the platform's one "member-erased" problem, used here too
 
@@ -19,12 +19,6 @@ class UnknownMember(Unprocessable):
 class IdempotencyConflict(Conflict):
     slug = "idempotency-key-reused"
     title = "Idempotency key reused with a different request"
-
-
-class IdempotencyKeyRequired(ProblemError):
-    slug = "idempotency-key-required"
-    status = 428
-    title = "Idempotency-Key header required"
 
 
 class OperatorRequired(Unprocessable):

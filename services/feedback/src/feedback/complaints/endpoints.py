@@ -13,10 +13,10 @@ from feedback.complaints.schemas import (
     MemberComplaintOut,
     MemberComplaintPage,
 )
-from feedback.idempotency.endpoints import IdempotencyKey
-from feedback.idempotency.service import once
+from feedback.db import idempotency_keys
 from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
+from loyalty_shared.idempotency import IdempotencyKey, once
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
 # /v1/members/{member_id}/complaints (the gateway sends it here: routing.MEMBER_SUBRESOURCES)
@@ -61,6 +61,7 @@ async def open_complaint(
 ) -> ComplaintOut | MemberComplaintOut:
     opened = await once(
         session,
+        idempotency_keys,
         "open-complaint",
         idempotency_key,
         body.model_dump(mode="json"),
@@ -131,6 +132,7 @@ async def take_action(
 ) -> ComplaintOut:
     return await once(
         session,
+        idempotency_keys,
         "complaint-action",
         idempotency_key,
         {"complaint_id": complaint_id, "actor": operator, **body.model_dump(mode="json")},

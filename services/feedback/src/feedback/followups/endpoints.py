@@ -4,6 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 
 from feedback.clock import Now
+from feedback.db import idempotency_keys
 from feedback.followups import service
 from feedback.followups.schemas import (
     AssignIn,
@@ -13,9 +14,8 @@ from feedback.followups.schemas import (
     OutcomeIn,
     Reason,
 )
-from feedback.idempotency.endpoints import IdempotencyKey
-from feedback.idempotency.service import once
 from loyalty_shared.db import Session
+from loyalty_shared.idempotency import IdempotencyKey, once
 
 router = APIRouter(prefix="/v1/follow-ups", tags=["follow-ups"])
 
@@ -76,6 +76,7 @@ async def record_outcome(
 ) -> FollowUpOut:
     return await once(
         session,
+        idempotency_keys,
         "follow-up-outcome",
         idempotency_key,
         {"follow_up_id": follow_up_id, "actor": operator, **body.model_dump(mode="json")},

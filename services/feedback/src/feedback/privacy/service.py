@@ -17,8 +17,8 @@ from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback.complaints.models import Complaint, ComplaintAction
+from feedback.db import idempotency_keys
 from feedback.followups.models import FollowUp
-from feedback.idempotency.models import IdempotencyKey
 from feedback.members.models import MemberProjection
 from feedback.orders.models import OrderFact
 from feedback.sla.models import SlaBreach
@@ -77,7 +77,7 @@ async def erase_member(session: AsyncSession, member_id: str) -> str:
         ),
         {"p": pseudonym, "m": member_id},
     )
-    await idempotency.forget_member(session, IdempotencyKey, member_id)
+    await idempotency.forget_member(session, idempotency_keys, member_id)
     await session.execute(delete(MemberProjection).where(MemberProjection.member_id == member_id))
     await session.execute(delete(SurveyInvitation).where(SurveyInvitation.member_id == member_id))
     return pseudonym

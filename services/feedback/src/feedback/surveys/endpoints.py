@@ -3,8 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, status
 
 from feedback.clock import Now
-from feedback.idempotency.endpoints import IdempotencyKey
-from feedback.idempotency.service import once
+from feedback.db import idempotency_keys
 from feedback.settings import FeedbackSettings
 from feedback.surveys import addressing, service
 from feedback.surveys.schemas import (
@@ -18,6 +17,7 @@ from feedback.surveys.schemas import (
 )
 from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
+from loyalty_shared.idempotency import IdempotencyKey, once
 
 router = APIRouter(prefix="/v1/surveys", tags=["surveys"])
 # /v1/members/{member_id}/surveys (the gateway sends it here: routing.MEMBER_SUBRESOURCES)
@@ -78,6 +78,7 @@ async def submit_response(
 
     return await once(
         session,
+        idempotency_keys,
         "survey-response",
         idempotency_key,
         {"survey_id": survey_id, **body.model_dump(mode="json")},

@@ -7,7 +7,7 @@ from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
 from points.actions import flows
 from points.actions.schemas import CheckInIn, CheckInOut, InteractionIn, InteractionOut
-from points.idempotency.dependencies import Idempotency
+from points.db import Idempotency
 from points.identifiers import ClientId
 
 router = APIRouter(tags=["actions"])

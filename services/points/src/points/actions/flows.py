@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
-import orjson
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.caller import INTERNAL, Caller
 from loyalty_shared.contracts.points import MemberCheckedInV1
 from loyalty_shared.problems import Conflict
+from loyalty_shared.replays import fingerprint, stored_answer
 from points import events
 from points.actions import limits
 from points.actions.credit import (
@@ -105,30 +103,21 @@ async def check_in(
     )
 
 
-def _fingerprint(data: InteractionIn) -> str:
-    canonical = orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()
-
-
 async def _existing(
     session: AsyncSession, data: InteractionIn, digest: str
 ) -> InteractionOut | None:
     """The stored answer for an event id sent before (409 for another body); None if new."""
-    row = (
-        await session.execute(
-            select(interactions.c.request_hash, interactions.c.response).where(
-                interactions.c.event_id == data.event_id
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    if row.request_hash != digest:
-        raise IdempotencyConflict(
+    return await stored_answer(
+        session,
+        interactions.c.event_id == data.event_id,
+        interactions,
+        digest,
+        InteractionOut,
+        lambda: IdempotencyConflict(
             f"Interaction {data.event_id!r} was already recorded with a different body",
             event_id=data.event_id,
-        )
-    return InteractionOut.model_validate(row.response)
+        ),
+    )
 
 
 async def record_interaction(
@@ -147,7 +136,7 @@ async def record_interaction(
     """
     limits.check_attributes(data, settings)
     now = now or datetime.now(UTC)
-    digest = _fingerprint(data)
+    digest = fingerprint(data.model_dump(mode="json"))
     member = await lock_action_member(session, data.member_id)
     if member is None:
         raise UnknownMember(

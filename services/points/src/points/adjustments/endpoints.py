@@ -6,8 +6,8 @@ from fastapi.responses import Response
 from loyalty_shared.db import Session
 from points.adjustments import service
 from points.adjustments.schemas import AdjustmentIn, AdjustmentOut
+from points.db import RequiredIdempotency
 from points.errors import OperatorRequired
-from points.idempotency.dependencies import RequiredIdempotency
 from points.identifiers import ClientId
 
 router = APIRouter(prefix="/v1/members", tags=["adjustments"])

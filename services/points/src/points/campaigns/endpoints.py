@@ -16,7 +16,7 @@ from points.campaigns.schemas import (
     CampaignPreviewOut,
     CampaignReplace,
 )
-from points.idempotency.dependencies import Idempotency
+from points.db import Idempotency
 from points.identifiers import ClientId
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])

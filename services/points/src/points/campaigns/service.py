@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.problems import Conflict, NotFound, Unprocessable
+from loyalty_shared.replays import fingerprint, replay_or_conflict
 from points.campaigns.calculator import Campaign, OrderFacts, apply_campaigns
 from points.campaigns.models import CampaignRow
 from points.campaigns.schemas import (
@@ -106,11 +105,6 @@ async def _validate(session: AsyncSession, kind: str, values: dict[str, Any]) ->
         raise InvalidCampaign(f"{len(errors)} invalid field(s): {fields}", errors=errors)
 
 
-def _fingerprint(data: CampaignIn) -> str:
-    canonical = orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()
-
-
 def _out(row: CampaignRow) -> CampaignOut:
     return CampaignOut.model_validate(row, from_attributes=True)
 
@@ -136,12 +130,12 @@ async def create(session: AsyncSession, data: CampaignIn) -> tuple[CampaignOut, 
     """Create a campaign; the same id with the same body again returns it (created=False)."""
     values = data.model_dump()
     await _validate(session, data.kind, values)
-    fingerprint = _fingerprint(data)
+    digest = fingerprint(data.model_dump(mode="json"))
     now = datetime.now(UTC)
     inserted = (
         await session.execute(
             insert(CampaignRow)
-            .values(**values, request_hash=fingerprint, created_at=now, updated_at=now)
+            .values(**values, request_hash=digest, created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=[CampaignRow.campaign_id])
             .returning(CampaignRow)
         )
@@ -149,13 +143,16 @@ async def create(session: AsyncSession, data: CampaignIn) -> tuple[CampaignOut, 
     if inserted is not None:
         return _out(inserted), True
     existing = await _row(session, data.campaign_id)
-    if existing.request_hash != fingerprint:
-        raise CampaignExists(
+    return replay_or_conflict(
+        existing.request_hash,
+        digest,
+        lambda: (_out(existing), False),
+        lambda: CampaignExists(
             f"Campaign {data.campaign_id!r} already exists with a different definition; "
             "edit it with PUT or PATCH",
             campaign_id=data.campaign_id,
-        )
-    return _out(existing), False
+        ),
+    )
 
 
 async def _row(session: AsyncSession, campaign_id: str, *, lock: bool = False) -> CampaignRow:

@@ -15,8 +15,9 @@ import structlog
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from loyalty_shared import idempotency
 from points import events
-from points.idempotency import service as idempotency
+from points.db import idempotency_keys
 from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.models import lots
@@ -219,7 +220,9 @@ async def run_ledger_jobs(
     if member_ids is None:
         async with sessionmaker() as session, session.begin():
             await idempotency.prune(
-                session, now, timedelta(hours=settings.idempotency_retention_hours)
+                session,
+                idempotency_keys,
+                now - timedelta(hours=settings.idempotency_retention_hours),
             )
     if matured.lots or expired.lots:
         log.info(

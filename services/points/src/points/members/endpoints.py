@@ -5,7 +5,7 @@ from fastapi.responses import Response
 
 from loyalty_shared.db import DriverAutocommit, HotTransaction, Session
 from loyalty_shared.lean import fast_lane, json_response
-from points.idempotency.dependencies import Idempotency
+from points.db import Idempotency
 from points.identifiers import ClientId
 from points.members import privacy, service
 from points.members.schemas import MemberErased, MemberExport, MemberIn, MemberOut, MemberStatus

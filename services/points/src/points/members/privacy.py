@@ -33,8 +33,8 @@ from loyalty_shared import erasure, idempotency
 from loyalty_shared.problems import ProblemError
 from points import events
 from points.actions.models import check_ins, interactions
+from points.db import idempotency_keys
 from points.errors import MemberNotFound, UnknownMember
-from points.idempotency.models import records as idempotency_records
 from points.ledger import service as ledger
 from points.ledger.models import Balance, entries, lots
 from points.members.models import Member
@@ -133,7 +133,7 @@ async def _scrub(session: AsyncSession, member_id: str) -> None:
         .where(entries.c.member_id == member_id, entries.c.reason.is_not(None))
         .values(reason=None)
     )
-    await idempotency.forget_member(session, idempotency_records, member_id)
+    await idempotency.forget_member(session, idempotency_keys, member_id)
     await erasure.forget_member(session, member_id)
 
 

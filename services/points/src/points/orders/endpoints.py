@@ -4,10 +4,10 @@ from fastapi import APIRouter, FastAPI, Path, Request, status
 from fastapi.responses import Response
 
 from loyalty_shared.db import HotTransaction, Session, pool_slot
+from loyalty_shared.idempotency import HEADER_PARAMETER, IdempotencyGuard
 from loyalty_shared.keyed_batches import KeyedBatches
 from loyalty_shared.lean import fast_lane, json_body, json_response, read_json
-from points.idempotency.dependencies import HEADER_PARAMETER, Idempotency, guard_for
-from points.idempotency.service import IdempotencyGuard
+from points.db import Idempotency, idempotency_guards
 from points.identifiers import ClientId
 from points.orders import batch, service
 from points.orders.realtime import check_order_time
@@ -42,7 +42,7 @@ async def record_order(request: Request) -> Response:
     body = await read_json(request, OrderIn)
     state = request.app.state
     await check_order_time(state.time_bounds, state.enrolment_times, state.engine, body)
-    idempotency = guard_for(request)
+    idempotency = idempotency_guards.from_request(request)
     if idempotency.key is None:
         checkouts: KeyedBatches[str, OrderIn, OrderOut] = request.app.state.checkouts
         out = await checkouts.submit(body.member_id, body)

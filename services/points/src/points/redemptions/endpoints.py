@@ -6,7 +6,7 @@ from fastapi.responses import Response
 from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
 from loyalty_shared.problems import forbidden_response
-from points.idempotency.dependencies import Idempotency, RequiredIdempotency
+from points.db import Idempotency, RequiredIdempotency
 from points.identifiers import ClientId
 from points.redemptions import service
 from points.redemptions.schemas import CancelOut, RedemptionIn, RedemptionOut

@@ -5,7 +5,7 @@ from fastapi.responses import Response
 
 from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
-from points.idempotency.dependencies import Idempotency
+from points.db import Idempotency
 from points.identifiers import ClientId
 from points.rewards import service
 from points.rewards.schemas import (

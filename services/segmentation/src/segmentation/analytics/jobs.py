@@ -21,8 +21,6 @@ Recovery from a crashed process (its row would stay ``running`` or ``queued`` fo
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -35,8 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_shared import idempotency
 from loyalty_shared.deadlocks import retry_on_deadlock
+from loyalty_shared.idempotency import IdempotencyKeyReused
 from loyalty_shared.pipeline import Jobs
 from loyalty_shared.problems import Conflict, NotFound
+from loyalty_shared.replays import fingerprint, replay_or_conflict
 from loyalty_shared.runtime import sleep_or_stop
 from segmentation.analytics.models import Job
 from segmentation.analytics.recompute import recompute
@@ -71,11 +71,6 @@ class JobAbandoned(Exception):
     """The job row is no longer ours to finish (failed as stale while we ran)."""
 
 
-class IdempotencyKeyReused(Conflict):
-    slug = "idempotency-key-reused"
-    title = "Idempotency-Key already used with a different request"
-
-
 async def create_job(
     session: AsyncSession,
     as_of: datetime,
@@ -106,11 +101,6 @@ async def create_job(
     return inserted
 
 
-def fingerprint(request: Any) -> str:
-    raw = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 async def request_recompute(
     session: AsyncSession,
     settings: SegmentationSettings,
@@ -131,12 +121,15 @@ async def request_recompute(
             )
         ).first()
         if first is not None:
-            if first.request_hash != digest:
-                raise IdempotencyKeyReused(
+            return replay_or_conflict(
+                first.request_hash,
+                digest,
+                lambda: (first.job_id, first.as_of, True),
+                lambda: IdempotencyKeyReused(
                     "this Idempotency-Key was used with a different request",
                     job_id=first.job_id,
-                )
-            return first.job_id, first.as_of, True
+                ),
+            )
     await fail_stale_jobs(session, settings.job_stale_after_seconds)
     if (await session.execute(_TRY_LOCK)).scalar_one():
         # nobody runs a recompute now (held until this request commits): a 'running' row
