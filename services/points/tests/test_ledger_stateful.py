@@ -45,13 +45,13 @@ from points.actions.flows import AlreadyCheckedIn
 from points.actions.schemas import CheckInIn
 from points.adjustments import service as adjustments
 from points.adjustments.schemas import AdjustmentIn
+from points.checkout import record as orders
 from points.errors import InsufficientPoints, PointsInDebt, RefundExceedsOrder
 from points.jobs.service import run_ledger_jobs
 from points.ledger import service as ledger
 from points.ledger.models import balances
 from points.members import service as members
 from points.members.schemas import MemberIn
-from points.orders import service as orders
 from points.orders.schemas import OrderIn
 from points.reconciliation.schemas import LedgerReport
 from points.reconciliation.service import verify_ledger

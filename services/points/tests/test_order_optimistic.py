@@ -21,8 +21,8 @@ from fastapi import FastAPI
 
 from loyalty_shared.db import FairGate
 from loyalty_shared.settings import DEV_ERASURE_KEY
+from points.checkout import record as service
 from points.members.privacy import pseudonym
-from points.orders import service
 from points.orders.schemas import OrderIn
 from points.testing import backdate_enrolment, enrol, import_history, order, outbox_events, sql
 
@@ -44,9 +44,10 @@ async def counts(db: str, member: str) -> dict[str, int]:
 
 async def attempt(app: FastAPI, body: dict[str, Any]) -> Any:
     state = app.state
-    return await service.record_order_optimistic(
+    outcome = await service.record_order_optimistic(
         state.engine, state.settings, OrderIn.model_validate(body), state.rules_cache
     )
+    return outcome.out if isinstance(outcome, service.Written) else None  # else NeedsLock
 
 
 def after_each_read(
@@ -296,8 +297,8 @@ async def test_a_burst_for_one_member_is_recorded_in_batches_each_order_once(
 
 
 def test_the_facts_cache_is_bounded_in_members_and_age_and_can_be_off() -> None:
+    from points.checkout.facts_cache import OrderFactsCache, RememberedFacts
     from points.ledger.service import LockedBalance
-    from points.orders.facts_cache import OrderFactsCache, RememberedFacts
 
     def facts(stored: float) -> RememberedFacts:
         balance = LockedBalance("m", 0, 0, 0, 0, 0, "regular")

@@ -377,7 +377,7 @@ class DriverAutocommit:
 
     Each statement run on it is its own transaction: Postgres commits it when it ends, in
     the same round trip, with no ``BEGIN`` or ``COMMIT`` sent. For a write that is one
-    statement (the order path's optimistic attempt: ``points.orders.service``), that is
+    statement (the order path's optimistic attempt: ``points.checkout.record``), that is
     two round trips fewer than ``HotTransaction``. The connection goes back to the pool
     on exit; after an error that may have left it mid-statement it is discarded.
     """

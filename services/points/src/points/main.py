@@ -7,15 +7,16 @@ from loyalty_shared.keyed_locks import KeyedLocks
 from points import rules_api
 from points.actions.endpoints import router as actions_router
 from points.adjustments.endpoints import router as adjustments_router
+from points.checkout.endpoints import checkout_router
+from points.checkout.facts_cache import OrderFactsCache
+from points.checkout.realtime import EnrolmentTimes
+from points.checkout.record import Checkout
 from points.client_times import TimeBounds
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.members.endpoints import status_router
 from points.members.privacy import install_erased_member_answers
-from points.orders.endpoints import checkout_batches, checkout_router
 from points.orders.endpoints import router as orders_router
-from points.orders.facts_cache import OrderFactsCache
-from points.orders.realtime import EnrolmentTimes
 from points.orders.schemas import OrderIn
 from points.reconciliation.endpoints import router as reconciliation_router
 from points.redemptions.endpoints import router as redemptions_router
@@ -53,10 +54,16 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
     )
     install_erased_member_answers(app)  # a write naming an erased id: 409 member-erased
     app.state.rules_cache = RulesCache(settings.rules_cache_seconds)
-    app.state.member_locks = KeyedLocks()  # checkouts of one member take turns here
-    # what a member's last checkout left, so the next one writes in one statement
-    app.state.order_facts = OrderFactsCache(settings.order_facts_members)
-    app.state.checkouts = checkout_batches(app)  # a burst for one member: batches
+    # POST /v1/orders; checkouts of one member take turns in-process (KeyedLocks), and what
+    # a member's last checkout left makes the next one a single statement (OrderFactsCache)
+    app.state.checkout = Checkout(
+        lambda: app.state.engine,  # made by the lifespan
+        settings,
+        app.state.rules_cache,
+        OrderFactsCache(settings.order_facts_members),
+        KeyedLocks(),
+    )
+    app.state.checkouts = app.state.checkout.batches  # a burst for one member: batches
     # the bounds on client-given times (docs/security.md) and what they read
     app.state.time_bounds = TimeBounds.of(settings)
     app.state.enrolment_times = EnrolmentTimes()

@@ -111,7 +111,7 @@ async def touch_balance(session: AsyncSession, *member_ids: str) -> None:
     Every change to what an order reads about a member (its orders and entries, its tier,
     whether it is erased) writes the balance row in the same transaction: the order path
     compares the row's version (``xmin``) with the one it read its facts with, and a new
-    version is how it knows they may be out of date (``points.orders.service``). Rows are
+    version is how it knows they may be out of date (``points.checkout``). Rows are
     written in member id order, so two callers never lock them in different orders.
     """
     await session.execute(

@@ -25,12 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.deadlocks import retry_on_deadlock
 from loyalty_shared.problems import ProblemError, problem_type
+from points.checkout.record import record_order_once
 from points.client_times import TimeBounds
 from points.errors import IdempotencyConflict, UnknownMember
 from points.members import service as members
 from points.members.schemas import MemberIn
 from points.orders.schemas import OrderIn
-from points.orders.service import record_order_once
 from points.rules_cache import RulesCache
 from points.settings import PointsSettings
 

@@ -7,7 +7,7 @@ that adds growth value (docs/points-rules.md, "Upgrades at once"):
 - ``upgrade_for`` (pure): the tier the growth value qualifies for, if it is above the tier
   held, as an ``Upgrade`` whose ``event()`` is the ``tier.changed`` it publishes. The
   checkout plans with it and writes the new tier and that event in its one statement
-  (``points.orders.service``).
+  (``points.checkout.plan``).
 - ``upgrade_at_once``: every other credit (actions: check-ins, interactions, surveys,
   birthdays, both sides of a referral; adjustments the ladder counts), once its
   ``Posting`` is written, in the same transaction and under the same balance-row lock.

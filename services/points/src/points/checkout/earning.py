@@ -1,18 +1,25 @@
 """What an order earns: base points x the tier's multiplier (rounded down) + campaign bonus,
-and the part of it that counts toward growth value (docs/points-rules.md, "The order flow").
+the part of it that counts toward growth value, and the upgrade it gives
+(docs/points-rules.md, "The order flow").
 
-Pure: the checkout (``points.orders.service``) computes an order's ``Earning`` from the
-member's tier, the ladder and the campaigns running at the order's time.
+Pure, no I/O: ``earn`` works it all out from the member's facts (``OrderMember``), the
+tier ladder and the campaigns running at the order's time; ``points.checkout.plan`` turns
+that into the rows, events and answer the checkout writes.
 """
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from points.campaigns.calculator import Campaign, CampaignResult, OrderFacts, apply_campaigns
+from points.checkout.facts import OrderMember
+from points.ledger.service import expiry_for
 from points.orders.schemas import OrderIn
+from points.settings import PointsSettings
 from points.tiers import service as tiers
 from points.tiers.schemas import GrowthPointType, Tier, TierLadderIn
+from points.tiers.upgrades import Upgrade, held_tier, upgrade_for
 
 
 def base_points(amount: Decimal, rate: Decimal) -> int:
@@ -79,3 +86,61 @@ def compute_earning(
     )
     growth = sum(part for kind, part in parts if tiers.counts_toward_growth(ladder, kind))
     return Earning(base, tier.multiplier, tier_bonus, result, growth)
+
+
+@dataclass(frozen=True)
+class Earned:
+    """An order's earning with everything that follows from it for the member."""
+
+    earning: Earning
+    upgrade: Upgrade | None
+    new_tier: str  # the tier after the order (the upgrade's, or the one stored)
+    new_growth: int  # the growth value after the order, as the member status shows it
+    pending: bool  # the points wait out the return window
+    available_at: datetime
+    expires_at: datetime | None
+
+    @property
+    def points(self) -> int:
+        return self.earning.points
+
+
+def earn(
+    settings: PointsSettings,
+    data: OrderIn,
+    ladder: TierLadderIn,
+    campaigns: list[Campaign],
+    member: OrderMember,
+    now: datetime,
+) -> Earned:
+    """The order's points at the tier held when it came, and the upgrade they give."""
+    locked = member.locked
+    tier = held_tier(ladder, locked.tier, member.growth_value)
+    earning = compute_earning(
+        ladder,
+        campaigns,
+        settings.earn_rate,
+        data,
+        tier=tier,
+        is_first_order=not member.has_orders,
+    )
+    new_growth = max(0, member.window_sum + earning.growth)
+    upgrade = upgrade_for(
+        ladder,
+        data.member_id,
+        locked.tier,
+        tier,
+        growth_value=new_growth,
+        reason="order",
+        at=data.occurred_at,
+    )
+    available_at = data.occurred_at + timedelta(days=settings.pending_days)
+    return Earned(
+        earning,
+        upgrade,
+        upgrade.to_tier if upgrade is not None else locked.tier,
+        new_growth,
+        earning.points > 0 and available_at > now,
+        available_at,
+        expiry_for(data.occurred_at, settings.expiry_months),
+    )
