@@ -42,7 +42,7 @@ format: install
 	@$(VENV)/bin/ruff check --fix .
 
 typecheck: install
-	@$(VENV)/bin/mypy shared/src services/points/src services/segmentation/src services/feedback/src services/gateway/src
+	@$(VENV)/bin/mypy shared/src services/points/src services/segmentation/src services/feedback/src services/gateway/src services/webhooks/src
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done

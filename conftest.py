@@ -6,4 +6,5 @@ pytest_plugins = [
     "segmentation.testing",
     "feedback.testing",
     "gateway.testing",
+    "webhooks.testing",
 ]

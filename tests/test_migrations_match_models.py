@@ -25,6 +25,10 @@ def _metadata(service: str) -> MetaData:
         from segmentation.db import metadata as segmentation_metadata
 
         return segmentation_metadata
+    if service == "webhooks":
+        from webhooks.db import metadata as webhooks_metadata
+
+        return webhooks_metadata
     from feedback.db import metadata as feedback_metadata
 
     return feedback_metadata
@@ -35,7 +39,7 @@ def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to
     return not (type_ == "table" and name == "outbox_relay_state")
 
 
-@pytest.mark.parametrize("service", ["points", "segmentation", "feedback"])
+@pytest.mark.parametrize("service", ["points", "segmentation", "feedback", "webhooks"])
 async def test_migrations_match_the_models(infra: Infra, service: str) -> None:
     url = await migrated_database(infra, f"drift_{service}", ROOT / "services" / service)
     engine = create_async_engine(url)

@@ -1,0 +1,1 @@
+"""Deliveries: one row per event and subscription, its attempts, and the sender."""

@@ -1,0 +1,79 @@
+"""The webhooks consumer group: every subscribable event becomes a delivery per subscription.
+
+It reads every platform topic in its own consumer group (``webhooks``), so a slow endpoint
+never holds up the platform's own consumers: this consumer only writes rows (one statement
+per batch, in the batch's transaction with the inbox, so an event makes its deliveries once:
+unique by subscription and event id), and the sender POSTs them apart.
+
+The body is the CloudEvents envelope with ``data`` read with the event type's contract model
+and written back by it: the same typed payload as on Kafka, no field more. After a member's
+erasure event, every delivery about the member is dropped (pending or done: their bodies
+hold the member's data), and the shared consumer skips every later event about them; the
+erasure event itself is delivered to the subscriptions that asked for it, so a shop can
+erase the member in its own systems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from loyalty_shared.contracts import CONTRACTS
+from loyalty_shared.erasure import MEMBER_ERASED
+from loyalty_shared.events import CloudEvent
+from loyalty_shared.inbox import EventConsumer
+from loyalty_shared.topics import ALL_EVENT_TOPICS
+from webhooks.deliveries.repository import fan_out, forget_member
+from webhooks.settings import WebhooksSettings
+
+# what a subscription may ask for: every type a service publishes (the AsyncAPI document)
+SUBSCRIBABLE: frozenset[str] = frozenset(CONTRACTS)
+
+
+def typed(event: CloudEvent) -> CloudEvent:
+    """The event with ``data`` as its contract model reads and writes it (``InvalidPayload``
+    for a payload the model can't read: the consumer dead-letters it)."""
+    payload = CONTRACTS[event.type].of(event)
+    return event.model_copy(update={"data": payload.model_dump(mode="json")})
+
+
+class WebhookConsumer(EventConsumer):
+    def __init__(
+        self,
+        settings: WebhooksSettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        wake: asyncio.Event | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            settings, sessionmaker, topics=ALL_EVENT_TOPICS, handlers={}, group_id=group_id
+        )
+        self.window = settings.retry_window_seconds
+        self.wake = wake
+        self._batch: list[CloudEvent] = []
+
+    def wants(self, event_type: str) -> bool:
+        return event_type in SUBSCRIBABLE or event_type == MEMBER_ERASED
+
+    async def _begin(self, session: AsyncSession) -> None:
+        self._batch = []
+
+    async def _handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        if event.type == MEMBER_ERASED and event.subject:
+            await self._flush(session)  # this batch's earlier events about them go too
+            await forget_member(session, event.subject)
+        self._batch.append(typed(event))
+
+    async def _end(self, session: AsyncSession) -> None:
+        await self._flush(session)
+
+    async def _flush(self, session: AsyncSession) -> None:
+        batch, self._batch = self._batch, []
+        await fan_out(session, batch, self.window)
+
+    async def _apply(self, events: list[CloudEvent]) -> None:
+        await super()._apply(events)
+        if self.wake is not None:
+            self.wake.set()  # committed: the sender may take them now

@@ -1,0 +1,1 @@
+"""Subscriptions: where to send which event types, and the secrets that sign them."""

@@ -1,0 +1,200 @@
+"""Events from Kafka to a real receiver on loopback: signed as documented, retried, in order
+per member, and one endpoint that hangs never delays another."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loyalty_shared.contracts.feedback import ComplaintSlaBreachedV1
+from loyalty_shared.contracts.points import PointsEarnedV1, TierChangedV1
+from loyalty_shared.testing import eventually
+from webhooks.testing import IsolatedWebhooks
+from webhooks.testing_receiver import Received, receiver
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "webhooks.md"
+TIER = TierChangedV1.TYPE
+EARNED = PointsEarnedV1.TYPE
+
+
+def snippet(language: str) -> str:
+    """The verification snippet docs/webhooks.md shows for ``language``."""
+    found = re.search(
+        rf"<!-- verify-{language} -->\n```{language}\n(.*?)```", DOCS.read_text(), re.S
+    )
+    assert found, f"docs/webhooks.md has no {language} snippet"
+    return found.group(1)
+
+
+def python_verify() -> Any:
+    namespace: dict[str, Any] = {}
+    exec(snippet("python"), namespace)
+    return namespace["verify"]
+
+
+def node_verify(secret: str, got: Received) -> bool:
+    script = snippet("javascript") + (
+        "\nconst input = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));\n"
+        "process.stdout.write(String(verify(input.secret, input.headers, "
+        "Buffer.from(input.body, 'base64'))));\n"
+    )
+    import base64
+
+    payload = {
+        "secret": secret,
+        "headers": got.headers,
+        "body": base64.b64encode(got.body).decode(),
+    }
+    done = subprocess.run(
+        ["node", "-e", script], input=json.dumps(payload), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout == "true"
+
+
+def member() -> str:
+    return f"m-{uuid.uuid4().hex[:10]}"
+
+
+async def test_an_event_arrives_signed_as_documented(isolated_webhooks: IsolatedWebhooks) -> None:
+    wh = isolated_webhooks
+    async with receiver() as r, wh.working():
+        sub = await wh.subscribe(r.url("/tiers"), TIER)
+        other = await wh.subscribe(r.url("/complaints"), ComplaintSlaBreachedV1.TYPE)
+        m = member()
+        await wh.send(PointsEarnedV1, m)  # no subscription wants it
+        event_id = await wh.send(TierChangedV1, m, to_tier="gold")
+        await eventually(lambda: r.at("/tiers"), timeout=20)
+
+    [got] = r.at("/tiers")
+    assert r.at("/complaints") == [] and other["event_types"] == [ComplaintSlaBreachedV1.TYPE]
+    assert got.headers["loyalty-webhook-id"] == event_id
+    assert got.headers["loyalty-webhook-type"] == TIER
+    assert got.headers["content-type"].startswith("application/cloudevents+json")
+    assert got.headers["loyalty-webhook-signature"].startswith("k1=")
+    body = json.loads(got.body)
+    assert body["id"] == event_id and body["type"] == TIER and body["subject"] == m
+    assert body["data"] == TierChangedV1.sample(member_id=m, to_tier="gold").model_dump(mode="json")
+    verify = python_verify()
+    assert verify(sub["secret"], got.headers, got.body)
+    assert not verify(sub["secret"] + "x", got.headers, got.body)
+    assert not verify(sub["secret"], got.headers, got.body + b" ")
+    if shutil.which("node"):
+        assert node_verify(sub["secret"], got)
+        assert not node_verify("whsec_wrong", got)
+
+
+async def test_fails_five_times_then_gets_it_once_more_and_no_more(
+    isolated_webhooks: IsolatedWebhooks,
+) -> None:
+    wh = isolated_webhooks
+    async with receiver() as r, wh.working():
+        sub = await wh.subscribe(r.url("/flaky", fail_first=5), TIER)
+        m = member()
+        event_id = await wh.send(TierChangedV1, m)
+
+        async def delivered() -> list[dict[str, Any]]:
+            return [d for d in await wh.deliveries(sub["id"]) if d["status"] == "delivered"]
+
+        [delivery] = await eventually(delivered, timeout=20)
+        # a sync point: a later event to the same endpoint (failing five times as well) is
+        # applied after it; by then a stray repeat of the first would have arrived
+        await wh.send(TierChangedV1, m)
+        await eventually(lambda: r.effects["/flaky"] == 2, timeout=20)
+
+    assert r.ids("/flaky").count(event_id) == 6
+    assert r.effects["/flaky"] == 2  # each event applied once
+    detail = await wh.delivery(sub["id"], delivery["id"])
+    assert detail["attempts"] == 6
+    log = detail["attempt_log"]
+    assert [a["outcome"] for a in log] == ["retry"] * 5 + ["delivered"]
+    assert [a["status_code"] for a in log] == [500] * 5 + [200]
+    assert all(a["error"].startswith("HTTP 500: not now") for a in log[:5])
+    assert all(a["next_attempt_at"] > a["attempted_at"] for a in log[:5])
+    assert log[-1]["error"] is None and log[-1]["next_attempt_at"] is None
+    assert all(a["latency_ms"] >= 0 for a in log)
+    assert detail["event"]["id"] == event_id
+
+
+async def test_one_members_events_arrive_in_order_through_retries(
+    isolated_webhooks: IsolatedWebhooks,
+) -> None:
+    wh = isolated_webhooks
+    async with receiver() as r, wh.working():
+        await wh.subscribe(r.url("/ordered", fail_first=2), TIER, EARNED)
+        m = member()
+        first = await wh.send(TierChangedV1, m)
+        second = await wh.send(PointsEarnedV1, m)
+        third = await wh.send(TierChangedV1, m, to_tier="platinum")
+        await eventually(lambda: r.effects["/ordered"] == 3, timeout=20)
+
+    ids = r.ids("/ordered")
+    assert ids == [first] * 3 + [second] * 3 + [third] * 3
+
+
+async def test_a_hanging_endpoint_does_not_delay_another_subscription(
+    isolated_webhooks: IsolatedWebhooks,
+) -> None:
+    wh = isolated_webhooks
+    async with (
+        wh.working(timeout_seconds=120.0, max_in_flight=6, max_in_flight_per_subscription=2),
+        receiver() as r,  # stops first: the hanging requests end with it
+    ):
+        await wh.subscribe(r.url("/hangs", hang=True), TIER)
+        await wh.subscribe(r.url("/healthy"), TIER)
+        sent = [await wh.send(TierChangedV1, member()) for _ in range(8)]
+        # every one reaches the healthy endpoint while the other holds its two requests open
+        await eventually(lambda: set(r.ids("/healthy")) == set(sent), timeout=20)
+        hanging = r.ids("/hangs")
+
+    assert len(hanging) <= 2  # its own slots only
+    assert r.effects["/hangs"] == 0
+
+
+async def test_both_secrets_sign_during_a_rotation_overlap(
+    isolated_webhooks: IsolatedWebhooks,
+) -> None:
+    wh = isolated_webhooks
+    verify = python_verify()
+    async with receiver() as r, wh.working():
+        sub = await wh.subscribe(r.url("/rotating"), TIER)
+        rotated = await wh.client.post(
+            f"/v1/webhooks/{sub['id']}/rotate-secret", json={"overlap_seconds": 3600}
+        )
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()
+        assert new["secret_key_id"] == "k2" and new["previous_key_id"] == "k1"
+        assert new["secret"] != sub["secret"]
+        await wh.send(TierChangedV1, member())
+        await eventually(lambda: len(r.at("/rotating")) == 1, timeout=20)
+
+        ended = await wh.client.post(
+            f"/v1/webhooks/{sub['id']}/rotate-secret", json={"overlap_seconds": 0}
+        )
+        newest = ended.json()
+        assert newest["secret_key_id"] == "k3" and newest["previous_key_id"] is None
+        await wh.send(TierChangedV1, member())
+        await eventually(lambda: len(r.at("/rotating")) == 2, timeout=20)
+
+    during, after = r.at("/rotating")
+    assert during.headers["loyalty-webhook-signature"].split(",")[0].startswith("k2=")
+    assert verify(new["secret"], during.headers, during.body)  # a receiver already moved
+    assert verify(sub["secret"], during.headers, during.body)  # one not yet
+    assert after.headers["loyalty-webhook-signature"].startswith("k3=")
+    assert "," not in after.headers["loyalty-webhook-signature"]
+    assert verify(newest["secret"], after.headers, after.body)
+    assert not verify(new["secret"], after.headers, after.body)
+    if shutil.which("node"):
+        assert node_verify(sub["secret"], during) and node_verify(new["secret"], during)
+
+
+@pytest.mark.parametrize("language", ["python", "javascript"])
+def test_the_documented_snippets_are_there(language: str) -> None:
+    assert "verify" in snippet(language)
