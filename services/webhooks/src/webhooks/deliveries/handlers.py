@@ -57,17 +57,17 @@ class WebhookConsumer(EventConsumer):
     def wants(self, event_type: str) -> bool:
         return event_type in SUBSCRIBABLE or event_type == MEMBER_ERASED
 
-    async def _begin(self, session: AsyncSession) -> None:
+    async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
         self._batch = []
+        skipped = await super().apply_fresh(session, events)
+        await self._flush(session)
+        return skipped
 
-    async def _handle(self, session: AsyncSession, event: CloudEvent) -> None:
+    async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
         if event.type == MEMBER_ERASED and event.subject:
             await self._flush(session)  # this batch's earlier events about them go too
             await forget_member(session, event.subject)
         self._batch.append(typed(event))
-
-    async def _end(self, session: AsyncSession) -> None:
-        await self._flush(session)
 
     async def _flush(self, session: AsyncSession) -> None:
         batch, self._batch = self._batch, []
