@@ -11,7 +11,7 @@ SERVICE_DIR = Path(__file__).resolve().parents[2]
 def main() -> None:
     # points' own subcommands (the shared CLI serves api / worker / migrate)
     if sys.argv[1:2] == ["import-orders"]:
-        from points.orders.cli import main as import_orders
+        from points.imports.cli import main as import_orders
 
         raise SystemExit(import_orders(sys.argv[2:]))
     if sys.argv[1:2] == ["verify-ledger"]:

@@ -12,6 +12,7 @@ from points.checkout.facts_cache import OrderFactsCache
 from points.checkout.realtime import EnrolmentTimes
 from points.checkout.record import Checkout
 from points.client_times import TimeBounds
+from points.imports.endpoints import router as imports_router
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.members.endpoints import status_router
@@ -33,6 +34,7 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
         # checkout's routes first: FastAPI tries routers in order on every request
         routers=[
             orders_router,
+            imports_router,
             members_router,
             redemptions_router,
             adjustments_router,

@@ -6,39 +6,12 @@ from fastapi.responses import Response
 from loyalty_shared.db import Session
 from points.db import Idempotency
 from points.identifiers import ClientId
-from points.orders import batch
-from points.orders.schemas import OrderBatchIn, OrderBatchOut
 from points.refunds import service as refunds
 from points.refunds.schemas import RefundIn, RefundOut
 
-# the checkout itself (POST /v1/orders): points.checkout.endpoints
+# the checkout itself (POST /v1/orders): points.checkout.endpoints; the history import
+# (POST /v1/orders/batch): points.imports.endpoints
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
-
-
-@router.post(
-    "/batch",
-    status_code=status.HTTP_200_OK,
-    response_model=OrderBatchOut,
-    summary="Import order history (<= 1000 orders); each evaluated as of its own occurred_at",
-    responses={422: {"description": "Not a batch (no orders, more than 1000...)"}},
-)
-async def import_orders(
-    body: OrderBatchIn, session: Session, request: Request, idempotency: Idempotency
-) -> Response:
-    async def produce() -> tuple[OrderBatchOut, int]:
-        result = await batch.import_orders(
-            session,
-            request.app.state.settings,
-            body.orders,
-            enrol_missing=body.enrol_missing,
-            cache=request.app.state.rules_cache,
-        )
-        out = OrderBatchOut.model_validate(
-            {"created": result.created, "duplicates": result.duplicates, "failed": result.failed}
-        )
-        return out, status.HTTP_200_OK
-
-    return await idempotency.run(session, body, produce)
 
 
 @router.post(

@@ -1,5 +1,5 @@
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -49,26 +49,3 @@ class OrderOut(BaseModel):
     balance: BalanceSummary
     tier: str
     tier_changed: bool
-
-
-class OrderBatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    orders: list[dict[str, Any]] = Field(
-        min_length=1,
-        max_length=1000,
-        description="Orders as for POST /v1/orders; each is validated alone (a bad row fails "
-        "alone)",
-    )
-    enrol_missing: bool = Field(default=False, description="Enrol unknown members first")
-
-
-class BatchFailure(BaseModel):
-    index: int = Field(description="Position of the row in `orders`")
-    problem: dict[str, Any] = Field(description="Problem details (RFC 9457) for that row")
-
-
-class OrderBatchOut(BaseModel):
-    created: int
-    duplicates: int = Field(description="Orders already recorded with the same body")
-    failed: list[BatchFailure]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loyalty_shared.db import create_engine, create_sessionmaker
-from points.orders.batch import BatchResult, import_orders
+from points.imports.service import BatchResult, import_orders
 from points.rules_cache import RulesCache
 from points.settings import PointsSettings
 
