@@ -27,6 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from loyalty_shared import jsontext
+from loyalty_shared.failures import chain
 from loyalty_shared.fifo_slots import FifoSlots
 from loyalty_shared.settings import CommonSettings
 
@@ -372,6 +373,19 @@ class HotTransaction:
                 await self._slot.__aexit__(None, None, None)
 
 
+# What a connection that may be broken or mid-operation raises. asyncpg's
+# InternalClientError ("cannot switch to state ...; another operation is in progress") is
+# what a connection whose server went away mid-statement answers from then on: kept, it
+# failed every checkout that took it until the process restarted.
+_BROKEN = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+)
+
+
 class DriverAutocommit:
     """A pooled connection's asyncpg connection outside any transaction.
 
@@ -413,8 +427,7 @@ class DriverAutocommit:
         transaction (a ``BEGIN`` sent by hand): the pool's reset would not see it.
         """
         if exc is not None and (
-            not isinstance(exc, Exception)
-            or isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError)
+            not isinstance(exc, Exception) or any(isinstance(e, _BROKEN) for e in chain(exc))
         ):
             return False
         conn: asyncpg.Connection = self._fairy.driver_connection

@@ -35,7 +35,13 @@ TRANSIENT_SQLSTATES = frozenset(
 TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "58")
 
 _TRANSIENT_NAMES = frozenset(
-    {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}
+    {
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        "ConnectionFailureError",
+        # asyncpg: a connection left mid-operation when its server went away
+        "InternalClientError",
+    }
 )
 
 

@@ -183,6 +183,8 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
 _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # a connection whose server went away mid-statement ("another operation is in progress")
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     ConnectionError,
