@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
-from gateway import asyncapi, endpoints, member_export, openapi, ops, probes, proxy
+from gateway import asyncapi, console, endpoints, member_export, openapi, ops, probes, proxy
 from gateway.auth import Authenticator, ConfigurationError
 from gateway.fast_transport import FastTransport
 from gateway.guard import Guard, GuardMetrics
@@ -87,6 +87,7 @@ def create_app(
             endpoints.router,
             member_export.router,
             ops.router,
+            console.router,
             proxy.router,
         ],
         with_database=False,
@@ -97,6 +98,8 @@ def create_app(
         gateway_only=False,  # the gateway is what clients call
     )
     app.state.readiness_checks = probes.readiness_checks(settings)
+    for exc_class, handler in console.EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)
     registry = app.state.metrics_registry
     app.state.authenticator = authenticator
     app.state.upstream_metrics = UpstreamMetrics(registry)

@@ -107,6 +107,11 @@ _DOCS_CSP = (
     b"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
 )
 _DOCS_PATHS = ("/docs", "/redoc", "/docs-assets/", "/asyncapi")
+# The ops console: its own scripts and styles only (no inline script or style, no eval).
+_CONSOLE_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 class SecurityHeadersMiddleware:
@@ -127,6 +132,7 @@ class SecurityHeadersMiddleware:
             return
         path: str = scope["path"]
         docs = path.startswith(_DOCS_PATHS)
+        csp = _DOCS_CSP if docs else _CONSOLE_CSP if path.startswith("/console") else _API_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -136,7 +142,7 @@ class SecurityHeadersMiddleware:
                     if name not in present:
                         headers.append((name, value))
                 if b"content-security-policy" not in present:
-                    headers.append((b"content-security-policy", _DOCS_CSP if docs else _API_CSP))
+                    headers.append((b"content-security-policy", csp))
                 if not docs and b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers

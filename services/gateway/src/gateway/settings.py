@@ -119,6 +119,21 @@ class GatewaySettings(CommonSettings):
     member_token_default_ttl_seconds: int = Field(default=900, ge=60)
     member_token_max_ttl_seconds: int = Field(default=86_400, ge=60)
 
+    # -- the ops console (/console) ----------------------------------------------------
+    console_secret: str = Field(
+        default="",
+        repr=False,
+        description="Seals the console's session cookie (32+ characters); empty outside dev "
+        "and test: the console is off (404)",
+    )
+    console_session_seconds: int = Field(
+        default=8 * 3600, ge=60, description="A console sign-in lasts this long"
+    )
+    console_cookie_secure: bool | None = Field(
+        default=None,
+        description="The session cookie's Secure flag; unset: on outside dev and test",
+    )
+
     rate_limits: dict[str, RateLimitConfig] = Field(default_factory=_default_rate_limits)
     # -- rate limits shared by every replica (ratelimit_store.py) ----------------------
     rate_limit_store_url: str = Field(
