@@ -63,6 +63,7 @@ TEST_SECRETS = {
     "GATEWAY_API_KEYS": json.dumps([{"name": "ops", "scope": "admin", "sha256": "a" * 64}]),
     "GATEWAY_MEMBER_TOKEN_SECRET": "m" * 64,
     "GATEWAY_UPSTREAM_SECRET": "g" * 64,
+    "GATEWAY_CONSOLE_SECRET": "c" * 64,
     "GATEWAY_RATE_LIMIT_STORE_PASSWORD": "valkey-password",
 }
 

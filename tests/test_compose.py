@@ -82,6 +82,7 @@ SECRETS = {
     "SEGMENTATION_KAFKA_PASSWORD": "segmentation-kafka-secret",
     "FEEDBACK_KAFKA_PASSWORD": "feedback-kafka-secret",
     "ERASURE_HMAC_SECRET": "erasure-hmac-secret-of-at-least-32-characters",
+    "GATEWAY_CONSOLE_SECRET": "console-cookie-secret-of-at-least-32-characters",
 }
 SECRET_WORDS = ("PASSWORD", "SECRET", "API_KEY")
 # CommonSettings fields the gateway has but never uses: it keeps no data (no erasure

@@ -5,30 +5,18 @@ elsewhere the test is skipped with the command to run.
 """
 
 import asyncio
-import os
-import shutil
 import socket
-import subprocess
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
 
-
-def _chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
-    if subprocess.run(install, check=False, capture_output=True, timeout=900).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=900)
-        subprocess.run(install, check=False, capture_output=True, timeout=900)
-    return shutil.which("chromium")
+from gateway.testing import chromium_path
 
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = _chromium()
+    path = chromium_path()
     if path is None:
         pytest.skip("needs Debian's chromium package: apt-get install chromium")
     return path

@@ -98,8 +98,7 @@ def create_app(
         gateway_only=False,  # the gateway is what clients call
     )
     app.state.readiness_checks = probes.readiness_checks(settings)
-    for exc_class, handler in console.EXCEPTION_HANDLERS.items():
-        app.add_exception_handler(exc_class, handler)
+    console.install(app)
     registry = app.state.metrics_registry
     app.state.authenticator = authenticator
     app.state.upstream_metrics = UpstreamMetrics(registry)

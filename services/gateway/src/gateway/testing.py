@@ -5,6 +5,9 @@ route); pass ``headers={"Authorization": ...}`` to act as someone else, using
 ``TEST_KEYS`` or ``member_token_for``.
 """
 
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -152,3 +155,16 @@ def echo_app() -> Starlette:
             Route("/{path:path}", echo, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         ]
     )
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium, installed with apt-get when missing and the suite runs as root (as
+    on CI); None elsewhere (the browser tests are then skipped with the command to run)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
+    if subprocess.run(install, check=False, capture_output=True, timeout=900).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=900)
+        subprocess.run(install, check=False, capture_output=True, timeout=900)
+    return shutil.which("chromium")

@@ -125,7 +125,7 @@ def breakdown(kpis: dict[str, Any], dimension: str | None) -> dict[str, Any] | N
                 ],
             }
         )
-    return {"dimension": dimension, "keys": keys, "rows": rows}
+    return {"dimension": dimension, "columns": keys, "rows": rows}
 
 
 def profile_charts(profiles: list[dict[str, Any]]) -> dict[str, Any]:

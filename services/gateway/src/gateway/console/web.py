@@ -202,3 +202,15 @@ EXCEPTION_HANDLERS = {
     ConsoleOff: console_off,
     CsrfRefused: csrf_refused,
 }
+
+
+def field_errors(result: ApiResult) -> dict[str, list[dict[str, Any]]]:
+    """A 422's errors by field name (the last part of ``body.reason``), to show under the
+    form's fields."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    errors = result.body.get("errors", []) if isinstance(result.body, dict) else []
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict):
+            name = str(error.get("field", "")).split(".")[-1]
+            out.setdefault(name, []).append(error)
+    return out
