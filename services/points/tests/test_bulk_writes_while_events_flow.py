@@ -35,7 +35,7 @@ from loyalty_shared.testing import (
     running_app,
     settings_overrides,
 )
-from points.consumers.handlers import build_handlers
+from points.actions.handlers import build_handlers
 from points.main import create_app
 from points.settings import PointsSettings
 from points.testing import SERVICE_DIR, enrol, order, sql

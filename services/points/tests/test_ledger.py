@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from loyalty_shared.idempotency import prune
 from loyalty_shared.testing import asgi_client, background, eventually, running_app
 from points.db import idempotency_keys
-from points.jobs.service import run_ledger_jobs
+from points.ledger.jobs import run_ledger_jobs
 from points.main import create_app
 from points.settings import PointsSettings
 from points.testing import import_history

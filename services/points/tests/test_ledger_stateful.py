@@ -47,8 +47,8 @@ from points.adjustments import service as adjustments
 from points.adjustments.schemas import AdjustmentIn
 from points.checkout import record as orders
 from points.errors import InsufficientPoints, PointsInDebt, RefundExceedsOrder
-from points.jobs.service import run_ledger_jobs
 from points.ledger import service as ledger
+from points.ledger.jobs import run_ledger_jobs
 from points.ledger.models import balances
 from points.members import service as members
 from points.members.schemas import MemberIn

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from loyalty_shared.contracts.feedback import ComplaintGoodwillGrantedV1
-from points.consumers.handlers import GOODWILL_GRANTED, build_handlers
+from points.actions.handlers import GOODWILL_GRANTED, build_handlers
 from points.settings import PointsSettings
 from points.testing import enrol, outbox_events, replica, sql
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from loyalty_shared.settings import DEV_ERASURE_KEY
-from points.members.privacy import pseudonym
+from points.privacy.service import pseudonym
 from points.testing import enrol, order, outbox_events, sql
 
 

@@ -22,8 +22,8 @@ from fastapi import FastAPI
 from loyalty_shared.db import FairGate
 from loyalty_shared.settings import DEV_ERASURE_KEY
 from points.checkout import record as service
-from points.members.privacy import pseudonym
 from points.orders.schemas import OrderIn
+from points.privacy.service import pseudonym
 from points.testing import backdate_enrolment, enrol, import_history, order, outbox_events, sql
 
 
@@ -325,7 +325,7 @@ async def test_an_erasure_that_commits_while_the_write_waits_for_the_lock_stops_
     """The write's snapshot still shows the member live; the balance row's version doesn't."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from points.members import privacy
+    from points.privacy import service as privacy
 
     member = await enrol(points_client)
     assert (await points_client.post("/v1/orders", json=order(member, "3.00"))).status_code == 201

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from points.jobs.tiers import birthday_bonuses, evaluate_tiers
+from points.actions.jobs import birthday_bonuses
 from points.settings import PointsSettings
 from points.testing import backdate_enrolment, enrol, order, outbox_events, sql
+from points.tiers.jobs import evaluate_tiers
 
 
 @pytest.fixture

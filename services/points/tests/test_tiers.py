@@ -22,12 +22,12 @@ from loyalty_shared.testing import (
     running_app,
     settings_overrides,
 )
-from points.jobs.tiers import evaluate_tiers
 from points.main import create_app
 from points.settings import PointsSettings
 from points.testing import SERVICE_DIR, replica
 from points.tiers import service as tiers
 from points.tiers.badges import ALL_BADGES, MemberFacts, earned_badges
+from points.tiers.jobs import evaluate_tiers
 from points.tiers.schemas import Benefits, Tier, TierLadderIn
 
 # ---------------------------------------------------------------------------- fixtures

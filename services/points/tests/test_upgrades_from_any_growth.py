@@ -35,8 +35,8 @@ from loyalty_shared.testing import (
 )
 from loyalty_shared.topics import FEEDBACK_EVENTS
 from points.actions import flows
+from points.actions.jobs import birthday_bonuses
 from points.actions.schemas import CheckInIn
-from points.jobs.tiers import birthday_bonuses
 from points.main import create_app
 from points.settings import PointsSettings
 from points.testing import SERVICE_DIR, enrol, import_history, order, outbox_events, sql

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -141,6 +141,34 @@ def fastapi_telemetry() -> TelemetryConfig | None:
     return TELEMETRY_OFF
 
 
+def _lifespan(
+    settings: CommonSettings,
+    with_database: bool,
+    on_startup: Sequence[LifespanHook],
+    on_shutdown: Sequence[LifespanHook],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shutdown: the engine and sessionmaker (``with_database``) around the
+    service's own hooks."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if with_database:
+            app.state.engine = create_engine(settings)
+            app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        for hook in on_startup:
+            await hook(app)
+        log.info("service_started", service=settings.service_name, environment=settings.environment)
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                await hook(app)
+            if with_database:
+                await app.state.engine.dispose()
+
+    return lifespan
+
+
 def create_service_app(
     settings: CommonSettings,
     *,
@@ -177,28 +205,11 @@ def create_service_app(
     with ``loyalty_shared.lean.fast_lane`` are served by ``FastLane``.
     """
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if with_database:
-            app.state.engine = create_engine(settings)
-            app.state.sessionmaker = create_sessionmaker(app.state.engine)
-        for hook in on_startup:
-            await hook(app)
-        log.info("service_started", service=settings.service_name, environment=settings.environment)
-        try:
-            yield
-        finally:
-            for hook in on_shutdown:
-                await hook(app)
-            if with_database:
-                await app.state.engine.dispose()
-
     app = FastAPI(
         title=title,
         description=description,
         version=version,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, with_database, on_startup, on_shutdown),
         openapi_tags=openapi_tags,
         openapi_url="/openapi.json" if serve_openapi else None,
         docs_url=None,
@@ -212,25 +223,19 @@ def create_service_app(
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     install_problem_handlers(app)
-    checks: dict[str, ReadinessCheck] = {}
-    if with_database:
-        checks["database"] = _database_check
-        checks["broker"] = _broker_check
-    checks.update(readiness or {})
+    if probe_routers is None:
+        checks: dict[str, ReadinessCheck] = {}
+        if with_database:
+            checks["database"] = _database_check
+            checks["broker"] = _broker_check
+        checks.update(readiness or {})
+        probe_routers = (health_router(checks), metrics_router(registry))
     # The service's routes first: FastAPI tries routers in order on every request, and the
     # business calls far outnumber the probes and scrapes.
     for front in front_routers:
         app.router.routes.extend(front.routes)  # prefix, tags, responses are already applied
-    for router in routers:
+    for router in (*routers, *((ops_router(),) if with_database else ()), *probe_routers):
         app.include_router(router)
-    if with_database:
-        app.include_router(ops_router())
-    for probes in (
-        (health_router(checks), metrics_router(registry))
-        if probe_routers is None
-        else probe_routers
-    ):
-        app.include_router(probes)
     install_offline_docs(app, title)
     if extra_schemas:
         _document_extra_schemas(app, tuple(extra_schemas))

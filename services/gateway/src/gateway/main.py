@@ -44,6 +44,42 @@ def _is_request_context(middleware: Middleware) -> bool:
     return cls is RequestContextMiddleware
 
 
+def _arrange_middleware(app: FastAPI, settings: GatewaySettings) -> None:
+    """Request context (id, access log, metrics) stays outermost so that every answer, a 413
+    included, carries X-Request-ID and is logged; then security headers, CORS, the body
+    limit, the service's own middleware, and the proxy's shortcut innermost."""
+    context = [m for m in app.user_middleware if _is_request_context(m)]
+    others = [m for m in app.user_middleware if not _is_request_context(m)]
+    ours = [Middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds)]
+    if settings.cors_allow_origins:
+        ours.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allow_origins,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+                expose_headers=[
+                    "X-Request-ID",
+                    "Retry-After",
+                    "RateLimit-Limit",
+                    "RateLimit-Remaining",
+                    "RateLimit-Reset",
+                    "RateLimit-Policy",
+                ],
+                max_age=600,
+            )
+        )
+    ours.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    own_routes = [
+        r.path_regex
+        for router in (endpoints.router, member_export.router)
+        for r in router.routes
+        if isinstance(r, APIRoute)
+    ]
+    shortcut = Middleware(proxy.ProxyShortcut, own_routes=own_routes)
+    app.user_middleware[:] = [*context, *ours, *others, shortcut]
+
+
 def create_app(
     settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None
 ) -> FastAPI:
@@ -106,36 +142,5 @@ def create_app(
         authenticator, build_limiter(settings, registry), GuardMetrics(registry)
     )
 
-    # Request context (id, access log, metrics) stays outermost so that every answer,
-    # a 413 included, carries X-Request-ID and is logged.
-    context = [m for m in app.user_middleware if _is_request_context(m)]
-    others = [m for m in app.user_middleware if not _is_request_context(m)]
-    ours = [Middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds)]
-    if settings.cors_allow_origins:
-        ours.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.cors_allow_origins,
-                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-                expose_headers=[
-                    "X-Request-ID",
-                    "Retry-After",
-                    "RateLimit-Limit",
-                    "RateLimit-Remaining",
-                    "RateLimit-Reset",
-                    "RateLimit-Policy",
-                ],
-                max_age=600,
-            )
-        )
-    ours.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
-    own_routes = [
-        r.path_regex
-        for router in (endpoints.router, member_export.router)
-        for r in router.routes
-        if isinstance(r, APIRoute)
-    ]
-    shortcut = Middleware(proxy.ProxyShortcut, own_routes=own_routes)
-    app.user_middleware[:] = [*context, *ours, *others, shortcut]
+    _arrange_middleware(app, settings)
     return app

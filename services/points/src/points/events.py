@@ -120,7 +120,7 @@ async def publish(session: AsyncSession, *events: CloudEvent) -> None:
     """Enqueue the events, except those about an erased member (kept under a pseudonym:
     refunds and expiry still move its books, but no other service hears of it again)."""
     from points.db import outbox
-    from points.members.privacy import is_pseudonym
+    from points.privacy.service import is_pseudonym
 
     await enqueue(
         await session.connection(),

@@ -16,9 +16,10 @@ from points.imports.endpoints import router as imports_router
 from points.ledger.endpoints import router as ledger_router
 from points.members.endpoints import router as members_router
 from points.members.endpoints import status_router
-from points.members.privacy import install_erased_member_answers
 from points.orders.endpoints import router as orders_router
 from points.orders.schemas import OrderIn
+from points.privacy.endpoints import router as privacy_router
+from points.privacy.service import install_erased_member_answers
 from points.reconciliation.endpoints import router as reconciliation_router
 from points.redemptions.endpoints import router as redemptions_router
 from points.rules_cache import RulesCache
@@ -36,6 +37,7 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
             orders_router,
             imports_router,
             members_router,
+            privacy_router,
             redemptions_router,
             adjustments_router,
             ledger_router,

@@ -16,10 +16,11 @@ from loyalty_shared.runtime import sleep_or_stop
 from loyalty_shared.service_cli import Worker
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import FEEDBACK_EVENTS, POINTS_EVENTS
-from points.consumers.handlers import build_handlers
-from points.jobs.service import run_ledger_jobs
-from points.jobs.tiers import birthday_bonuses, evaluate_tiers
+from points.actions.handlers import build_handlers
+from points.actions.jobs import birthday_bonuses
+from points.ledger.jobs import run_ledger_jobs
 from points.settings import PointsSettings
+from points.tiers.jobs import evaluate_tiers
 
 
 async def _as_of_now(

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback import events
-from feedback.complaints import limits, triage
+from feedback.complaints import limits, repository, triage
 from feedback.complaints.models import Complaint, ComplaintAction
 from feedback.complaints.schemas import (
     Action,
@@ -24,40 +23,20 @@ from feedback.complaints.schemas import (
     HistoryEntry,
     SlaOut,
 )
+from feedback.complaints.transitions import (
+    EFFECTS,
+    RESUMING,
+    TRANSITIONS,
+    Step,
+)
 from feedback.followups import service as follow_ups
 from feedback.members.models import MemberProjection
 from feedback.settings import FeedbackSettings
 from feedback.sla import service as sla
+from feedback.sla.calendar import Clock
 from loyalty_shared import erasure
 from loyalty_shared.caller import INTERNAL, Caller
 from loyalty_shared.problems import Conflict, Forbidden, NotFound, Unprocessable
-
-ACTIVE_STATES = ("open", "acknowledged", "in_progress", "escalated")
-
-# action -> {from status: to status}. pause/resume/respond/hand_over keep the status.
-TRANSITIONS: dict[Action, dict[str, str]] = {
-    Action.acknowledge: {"open": "acknowledged"},
-    Action.respond: {
-        "open": "acknowledged",
-        "acknowledged": "acknowledged",
-        "in_progress": "in_progress",
-        "escalated": "escalated",
-    },
-    Action.start: {"acknowledged": "in_progress"},
-    Action.escalate: {"acknowledged": "escalated", "in_progress": "escalated"},
-    Action.resolve: {
-        "acknowledged": "resolved",
-        "in_progress": "resolved",
-        "escalated": "resolved",
-    },
-    Action.close: {"resolved": "closed"},
-    Action.reopen: {"resolved": "in_progress", "closed": "in_progress"},
-    Action.hand_over: {s: s for s in ACTIVE_STATES},
-    Action.pause: {s: s for s in ("acknowledged", "in_progress", "escalated")},
-    Action.resume: {s: s for s in ("acknowledged", "in_progress", "escalated")},
-}
-# actions that change the status; taken on a paused complaint, they resume its clocks first
-RESUMING = frozenset({Action.start, Action.escalate, Action.resolve})
 
 
 class ComplaintNotFound(NotFound):
@@ -230,19 +209,49 @@ async def open_complaint(
     await limits.check_daily_limit(session, settings, data.member_id, caller, now)
     severity, reported = triage.opening_severity(settings, data.severity, caller)
     member = await session.get(MemberProjection, data.member_id)
-    tier = member.tier if member else None
-    value_tier = member.value_tier if member else None
     applied = await sla.applicable_sla(
         session,
         settings,
         kind=data.kind.value,
         channel=data.channel.value,
-        tier=tier,
-        value_tier=value_tier,
+        tier=member.tier if member else None,
+        value_tier=member.value_tier if member else None,
         severity=severity,
     )
     clock = await sla.clock_for(session, applied.calendar_id)
-    complaint = Complaint(
+    complaint = _new_complaint(data, severity, reported, member, applied, clock, now, opened_by)
+    complaint.next_due_at = sla.next_due(complaint)
+    session.add(complaint)
+    session.add(
+        ComplaintAction(
+            complaint_id=complaint.id,
+            action="open",
+            from_status=None,
+            to_status="open",
+            actor=opened_by or f"member:{data.member_id}",
+            note=None,
+            details={"channel": complaint.channel, "sla_policy_ids": applied.policy_ids},
+            at=now,
+        )
+    )
+    await session.flush()
+    await _publish_opened(session, complaint, now)
+    return to_out(complaint, View.of(settings, now))
+
+
+def _new_complaint(
+    data: ComplaintIn,
+    severity: str,
+    reported: str | None,
+    member: MemberProjection | None,
+    applied: sla.AppliedSla,
+    clock: Clock,
+    now: datetime,
+    opened_by: str | None,
+) -> Complaint:
+    """An open complaint with the member's tiers as they are now and the applied SLA's
+    targets and deadlines (on the SLA calendar's working time)."""
+    return Complaint(
         id=str(uuid.uuid4()),
         member_id=data.member_id,
         channel=data.channel.value,
@@ -260,8 +269,8 @@ async def open_complaint(
         opened_by=opened_by,
         owner_id=None,
         handed_over=False,
-        member_tier=tier,
-        member_value_tier=value_tier,
+        member_tier=member.tier if member else None,
+        member_value_tier=member.value_tier if member else None,
         sla_policy_ids=applied.policy_ids,
         calendar_id=applied.calendar_id,
         pausable=applied.pausable,
@@ -276,28 +285,16 @@ async def open_complaint(
         reopen_count=0,
         breached=False,
     )
-    complaint.next_due_at = sla.next_due(complaint)
-    session.add(complaint)
-    session.add(
-        ComplaintAction(
-            complaint_id=complaint.id,
-            action="open",
-            from_status=None,
-            to_status="open",
-            actor=opened_by or f"member:{data.member_id}",
-            note=None,
-            details={"channel": complaint.channel, "sla_policy_ids": applied.policy_ids},
-            at=now,
-        )
-    )
-    await session.flush()
+
+
+async def _publish_opened(session: AsyncSession, complaint: Complaint, now: datetime) -> None:
     await events.publish(
         session,
         events.COMPLAINT_OPENED,
-        data.member_id,
+        complaint.member_id,
         {
             "complaint_id": complaint.id,
-            "member_id": data.member_id,
+            "member_id": complaint.member_id,
             "channel": complaint.channel,
             "kind": complaint.kind,
             "category": complaint.category,
@@ -311,26 +308,13 @@ async def open_complaint(
         },
         time=now,
     )
-    return to_out(complaint, View.of(settings, now))
-
-
-async def _history(session: AsyncSession, complaint_id: str) -> list[ComplaintAction]:
-    return list(
-        (
-            await session.execute(
-                select(ComplaintAction)
-                .where(ComplaintAction.complaint_id == complaint_id)
-                .order_by(ComplaintAction.at, ComplaintAction.id)
-            )
-        ).scalars()
-    )
 
 
 async def get_complaint(session: AsyncSession, complaint_id: str, view: View) -> ComplaintOut:
     complaint = await session.get(Complaint, complaint_id)
     if complaint is None:
         raise ComplaintNotFound(f"No complaint with id {complaint_id!r}")
-    return to_out(complaint, view, await _history(session, complaint_id))
+    return to_out(complaint, view, await repository.history(session, complaint_id))
 
 
 def _illegal(c: Complaint, action: Action, view: View) -> IllegalTransition:
@@ -387,113 +371,38 @@ async def take_action(
     actor: str,
     now: datetime,
 ) -> ComplaintOut:
+    """One step of the state machine (``transitions``): checked against the complaint's
+    status, its owner taken care of, its clocks moved, recorded in its history and
+    published; resolving schedules the post-resolution follow-up."""
     c = await session.get(Complaint, complaint_id, with_for_update=True)
     if c is None:
         raise ComplaintNotFound(f"No complaint with id {complaint_id!r}")
     action = data.action
-    table = TRANSITIONS[action]
     view = View.of(settings, now)
-    until = reopen_until(c, view.reopen_window)
-    if action is Action.reopen and until is not None and now > until:
-        raise ReopenWindowExpired(
-            f"Complaint {c.id} could be reopened until {until.isoformat()}",
-            current_state=c.status,
-            allowed_actions=[a.value for a in allowed_actions(c, view)],
-            reopen_deadline=until.isoformat(),
-        )
-    if action not in allowed_actions(c, view):
-        if action is Action.pause and c.status in table and not c.pausable:
-            raise PauseNotAllowed(
-                "This complaint's SLA policy does not let its clocks pause",
-                current_state=c.status,
-                allowed_actions=[a.value for a in allowed_actions(c, view)],
-            )
-        raise _illegal(c, action, view)
-    from_status = c.status
-    details: dict[str, Any] = {}
-
-    if action is Action.hand_over:
-        if not data.to:
-            raise MissingField(
-                "hand_over needs `to`: the agent who takes the complaint over",
-                errors=[
-                    {"field": "body.to", "message": "required for hand_over", "type": "missing"}
-                ],
-            )
-        if c.owner_id is not None and c.owner_id != actor:
-            raise NotOwner(
-                f"Complaint {c.id} is owned by {c.owner_id}; only the owner hands it over",
-                owner_id=c.owner_id,
-            )
-        details = {"from_owner": c.owner_id, "to_owner": data.to}
-        if c.owner_id is not None:
-            c.handed_over = True
-        c.owner_id = data.to
-    elif c.owner_id is None and action not in (Action.pause, Action.resume):
-        # first-contact ownership: whoever first takes the complaint owns it
-        c.owner_id = actor
-        details["owner_assigned"] = actor
-
+    _check_allowed(c, action, view)
+    step = Step(now=now, from_status=c.status, details=_take_ownership(c, data, actor))
     if c.paused_at is not None and (action is Action.resume or action in RESUMING):
-        details["credited_seconds"] = await _resume(session, c, now)
+        step.details["credited_seconds"] = await _resume(session, c, now)
     if data.cause:
         c.cause = data.cause
     if data.severity is not None:
         change = await triage.set_severity(session, settings, c, data.severity, now)
         if change is not None:
-            details["severity"] = change
-
-    to_status = table[from_status]
-    event_type: str | None = None
-    if action is Action.pause:
-        c.paused_at = now
-    elif action in (Action.acknowledge, Action.respond) and c.first_responded_at is None:
-        c.first_responded_at = now
-        if now > c.first_response_due_at:
-            await sla.record_breach(session, c, sla.FIRST_RESPONSE, now)
-        if from_status == "open":
-            event_type = events.COMPLAINT_ACKNOWLEDGED
-    elif action is Action.escalate:
-        c.escalated_at = now
-        if c.escalated_resolution_minutes:
-            clock = await sla.clock_for(session, c.calendar_id)
-            c.resolution_due_at = clock.add(now, c.escalated_resolution_minutes * 60)
-            details["resolution_due_at"] = c.resolution_due_at.isoformat()
-        event_type = events.COMPLAINT_ESCALATED
-    elif action is Action.resolve:
-        c.resolved_at = now
-        c.first_resolved_at = c.first_resolved_at or now
-        if c.first_responded_at is None:
-            c.first_responded_at = now
-        if now > c.resolution_due_at and c.resolution_breached_at is None:
-            await sla.record_breach(session, c, sla.RESOLUTION, now)
-        event_type = events.COMPLAINT_RESOLVED
-    elif action is Action.close:
-        c.closed_at = now
-        event_type = events.COMPLAINT_CLOSED
-    elif action is Action.reopen:
-        clock = await sla.clock_for(session, c.calendar_id)
-        c.cycle += 1
-        c.reopen_count += 1
-        c.resolved_at = None
-        c.closed_at = None
-        c.resolution_breached_at = None
-        c.resolution_due_at = clock.add(now, (c.resolution_minutes or 0) * 60)
-        details["resolution_due_at"] = c.resolution_due_at.isoformat()
-        event_type = events.COMPLAINT_REOPENED
-
-    c.status = to_status
+            step.details["severity"] = change
+    effect = EFFECTS.get(action)
+    event_type = await effect(session, c, step) if effect is not None else None
+    c.status = TRANSITIONS[action][step.from_status]
     c.updated_at = now
     c.next_due_at = sla.next_due(c)
     session.add(
         ComplaintAction(
             complaint_id=c.id,
             action=action.value,
-            from_status=from_status,
-            to_status=to_status,
+            from_status=step.from_status,
+            to_status=c.status,
             actor=actor,
             note=data.note,
-            details=details,
+            details=step.details,
             at=now,
         )
     )
@@ -515,7 +424,55 @@ async def take_action(
             now=now,
         )
     await session.flush()
-    return to_out(c, view, await _history(session, c.id))
+    return to_out(c, view, await repository.history(session, c.id))
+
+
+def _check_allowed(c: Complaint, action: Action, view: View) -> None:
+    """409 if the action is not allowed now: past the reopen window, a pause the SLA
+    policy forbids, or not a transition from the complaint's status."""
+    until = reopen_until(c, view.reopen_window)
+    if action is Action.reopen and until is not None and view.now > until:
+        raise ReopenWindowExpired(
+            f"Complaint {c.id} could be reopened until {until.isoformat()}",
+            current_state=c.status,
+            allowed_actions=[a.value for a in allowed_actions(c, view)],
+            reopen_deadline=until.isoformat(),
+        )
+    if action not in allowed_actions(c, view):
+        if action is Action.pause and c.status in TRANSITIONS[action] and not c.pausable:
+            raise PauseNotAllowed(
+                "This complaint's SLA policy does not let its clocks pause",
+                current_state=c.status,
+                allowed_actions=[a.value for a in allowed_actions(c, view)],
+            )
+        raise _illegal(c, action, view)
+
+
+def _take_ownership(c: Complaint, data: ActionIn, actor: str) -> dict[str, Any]:
+    """A hand-over (by the owner, to ``data.to``) or first-contact ownership (whoever first
+    takes the complaint owns it); the details the history entry records."""
+    if data.action is Action.hand_over:
+        if not data.to:
+            raise MissingField(
+                "hand_over needs `to`: the agent who takes the complaint over",
+                errors=[
+                    {"field": "body.to", "message": "required for hand_over", "type": "missing"}
+                ],
+            )
+        if c.owner_id is not None and c.owner_id != actor:
+            raise NotOwner(
+                f"Complaint {c.id} is owned by {c.owner_id}; only the owner hands it over",
+                owner_id=c.owner_id,
+            )
+        details: dict[str, Any] = {"from_owner": c.owner_id, "to_owner": data.to}
+        if c.owner_id is not None:
+            c.handed_over = True
+        c.owner_id = data.to
+        return details
+    if c.owner_id is None and data.action not in (Action.pause, Action.resume):
+        c.owner_id = actor
+        return {"owner_assigned": actor}
+    return {}
 
 
 def is_first_contact_resolution(c: Complaint) -> bool:
@@ -551,32 +508,11 @@ async def list_complaints(
     owner: str | None = None,
     due_before: datetime | None = None,
 ) -> ComplaintPage:
-    query = select(Complaint).order_by(Complaint.created_at.desc(), Complaint.id.desc())
-    if status:
-        query = query.where(Complaint.status == status)
-    if member_id:
-        query = query.where(Complaint.member_id == member_id)
-    if breached is not None:
-        query = query.where(Complaint.breached.is_(breached))
-    if owner:
-        query = query.where(Complaint.owner_id == owner)
-    if due_before is not None:
-        query = query.where(Complaint.next_due_at.is_not(None), Complaint.next_due_at < due_before)
-    if cursor:
-        created, cid = _decode_cursor(cursor)
-        query = query.where(tuple_(Complaint.created_at, Complaint.id) < tuple_(created, cid))
-    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    rows = await repository.page(
+        session,
+        repository.Filters(status, member_id, breached, owner, due_before),
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return ComplaintPage(items=[to_out(c, view) for c in rows[:limit]], next_cursor=next_cursor)
-
-
-async def open_count(session: AsyncSession, member_id: str) -> int:
-    return int(
-        (
-            await session.execute(
-                select(func.count())
-                .select_from(Complaint)
-                .where(Complaint.member_id == member_id, Complaint.status.in_(ACTIVE_STATES))
-            )
-        ).scalar_one()
-    )

@@ -3,7 +3,7 @@
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from feedback.complaints.service import open_count
+from feedback.complaints.repository import open_count
 from feedback.followups.models import FollowUp
 from feedback.members.models import MemberProjection
 from feedback.members.schemas import MemberServiceView

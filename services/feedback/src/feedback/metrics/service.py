@@ -11,13 +11,14 @@ Formulas (DOMAIN.md, Formulas):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback.ahp.service import checked, result_out
+from feedback.metrics import repository
 from feedback.metrics.models import CsiHierarchy
 from feedback.metrics.schemas import (
     Csat,
@@ -196,21 +197,7 @@ def _rate(num: int, den: int, target: float | None = None) -> Rate:
 async def _nps(
     session: AsyncSession, settings: FeedbackSettings, start: datetime, end: datetime
 ) -> Nps:
-    rows = (
-        await session.execute(
-            text(
-                "SELECT m.tier, "
-                "count(*) FILTER (WHERE a.value >= 9), "
-                "count(*) FILTER (WHERE a.value BETWEEN 7 AND 8), "
-                "count(*) FILTER (WHERE a.value <= 6) "
-                "FROM survey_answers a JOIN survey_responses r ON r.id = a.response_id "
-                "LEFT JOIN member_projection m ON m.member_id = r.member_id "
-                "WHERE a.metric = 'nps' AND a.value IS NOT NULL "
-                "AND a.submitted_at >= :s AND a.submitted_at < :e GROUP BY m.tier ORDER BY m.tier"
-            ),
-            {"s": start, "e": end},
-        )
-    ).all()
+    rows = await repository.nps_by_tier(session, start, end)
     minimum = settings.nps_min_sample
     slices: list[NpsSlice] = []
     promoters = passives = detractors = 0
@@ -246,16 +233,7 @@ async def _nps(
 async def _csat(
     session: AsyncSession, settings: FeedbackSettings, start: datetime, end: datetime
 ) -> Csat:
-    n, total, satisfied = (
-        await session.execute(
-            text(
-                "SELECT count(*), coalesce(sum(value), 0), count(*) FILTER (WHERE value >= 4) "
-                "FROM survey_answers WHERE metric = 'csat' AND value IS NOT NULL "
-                "AND submitted_at >= :s AND submitted_at < :e"
-            ),
-            {"s": start, "e": end},
-        )
-    ).one()
+    n, total, satisfied = await repository.csat_totals(session, start, end)
     return Csat(
         responses=n,
         mean=(total / n) if n else None,
@@ -267,16 +245,7 @@ async def _csat(
 async def _csi(
     session: AsyncSession, hierarchy: HierarchyOut, start: datetime, end: datetime
 ) -> Csi:
-    rows = (
-        await session.execute(
-            text(
-                "SELECT factor, value, count(*) FROM survey_answers "
-                "WHERE factor IS NOT NULL AND value IS NOT NULL "
-                "AND submitted_at >= :s AND submitted_at < :e GROUP BY factor, value"
-            ),
-            {"s": start, "e": end},
-        )
-    ).all()
+    rows = await repository.csi_answers(session, start, end)
     sums: dict[str, list[int]] = {}
     for factor, value, count in rows:
         acc = sums.setdefault(factor, [0, 0])
@@ -296,82 +265,13 @@ async def _csi(
         factors.append(
             CsiFactor(key=fw.key, criterion=fw.criterion, weight=fw.weight, answers=n, dc=dc)
         )
-    value = weighted / weight_sum if weight_sum > 0 else None
-    return Csi(value=value, complete=not missing, missing_factors=missing, factors=factors)
+    index = weighted / weight_sum if weight_sum > 0 else None
+    return Csi(value=index, complete=not missing, missing_factors=missing, factors=factors)
 
 
-async def _complaints(
-    session: AsyncSession, settings: FeedbackSettings, start: datetime, end: datetime
-) -> dict[str, Any]:
-    params = {"s": start, "e": end}
-    opened, fr_settled, fr_met, res_settled, res_met = (
-        await session.execute(
-            text(
-                "WITH c AS (SELECT c.*, "
-                " EXISTS (SELECT 1 FROM sla_breaches b WHERE b.complaint_id = c.id "
-                "         AND b.clock = 'first_response') AS fr_b, "
-                " EXISTS (SELECT 1 FROM sla_breaches b WHERE b.complaint_id = c.id "
-                "         AND b.clock = 'resolution') AS res_b "
-                " FROM complaints c WHERE c.created_at >= :s AND c.created_at < :e) "
-                "SELECT count(*), "
-                " count(*) FILTER (WHERE first_responded_at IS NOT NULL OR fr_b), "
-                " count(*) FILTER (WHERE first_responded_at IS NOT NULL AND NOT fr_b), "
-                " count(*) FILTER (WHERE status IN ('resolved', 'closed') OR res_b), "
-                " count(*) FILTER (WHERE status IN ('resolved', 'closed') AND NOT res_b) "
-                "FROM c"
-            ),
-            params,
-        )
-    ).one()
-    mean_first = (
-        await session.execute(
-            text(
-                "SELECT avg(extract(epoch FROM first_responded_at - created_at)) / 60 "
-                "FROM complaints WHERE first_responded_at >= :s AND first_responded_at < :e"
-            ),
-            params,
-        )
-    ).scalar_one()
-    resolved, fcr, mean_resolution, covered = (
-        await session.execute(
-            text(
-                "SELECT count(*), "
-                " count(*) FILTER (WHERE escalated_at IS NULL AND NOT handed_over "
-                "                  AND reopen_count = 0), "
-                " avg(extract(epoch FROM first_resolved_at - created_at)) / 60, "
-                " count(*) FILTER (WHERE EXISTS (SELECT 1 FROM follow_ups f "
-                "   WHERE f.complaint_id = c.id AND f.reason = 'post_resolution' "
-                "   AND f.status = 'completed')) "
-                "FROM complaints c WHERE first_resolved_at >= :s AND first_resolved_at < :e"
-            ),
-            params,
-        )
-    ).one()
-    causes = (
-        await session.execute(
-            text(
-                "SELECT coalesce(cause, category) AS k, count(*) AS n FROM complaints "
-                "WHERE created_at >= :s AND created_at < :e GROUP BY k ORDER BY n DESC, k"
-            ),
-            params,
-        )
-    ).all()
-    orders = (
-        await session.execute(
-            text("SELECT count(*) FROM order_facts WHERE occurred_at >= :s AND occurred_at < :e"),
-            params,
-        )
-    ).scalar_one()
-    completed, rectified = (
-        await session.execute(
-            text(
-                "SELECT count(*), count(*) FILTER (WHERE rectified) FROM follow_ups "
-                "WHERE status = 'completed' AND rectified IS NOT NULL "
-                "AND completed_at >= :s AND completed_at < :e"
-            ),
-            params,
-        )
-    ).one()
+def _pareto(causes: Sequence[tuple[str, int]], opened: int) -> list[ParetoItem]:
+    """Causes by count, each with its share and the running share; the vital few are those
+    up to the one that reaches ``PARETO_CUT``."""
     pareto: list[ParetoItem] = []
     cumulative = 0
     reached = False
@@ -387,22 +287,34 @@ async def _complaints(
             )
         )
         reached = reached or cumulative / opened >= PARETO_CUT
+    return pareto
+
+
+def _minutes(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+async def _complaints(
+    session: AsyncSession, settings: FeedbackSettings, start: datetime, end: datetime
+) -> dict[str, Any]:
+    f = await repository.complaint_facts(session, start, end)
     return {
-        "complaints_opened": opened,
-        "complaint_rate": _rate(opened, orders),
-        "fcr": _rate(fcr, resolved, settings.fcr_target),
+        "complaints_opened": f.opened,
+        "complaint_rate": _rate(f.opened, f.orders),
+        "fcr": _rate(f.first_contact, f.resolved, settings.fcr_target),
         "sla_compliance": SlaCompliance(
-            first_response=_rate(fr_met, fr_settled),
-            resolution=_rate(res_met, res_settled),
-            overall=_rate(fr_met + res_met, fr_settled + res_settled),
+            first_response=_rate(f.first_response_met, f.first_response_settled),
+            resolution=_rate(f.resolution_met, f.resolution_settled),
+            overall=_rate(
+                f.first_response_met + f.resolution_met,
+                f.first_response_settled + f.resolution_settled,
+            ),
         ),
-        "mean_minutes_to_first_response": float(mean_first) if mean_first is not None else None,
-        "mean_minutes_to_resolution": float(mean_resolution)
-        if mean_resolution is not None
-        else None,
-        "causes": pareto,
-        "follow_up_coverage": _rate(covered, resolved, settings.follow_up_coverage_target),
-        "rectification": _rate(rectified, completed, settings.rectification_target),
+        "mean_minutes_to_first_response": _minutes(f.mean_first_response),
+        "mean_minutes_to_resolution": _minutes(f.mean_resolution),
+        "causes": _pareto(f.causes, f.opened),
+        "follow_up_coverage": _rate(f.followed_up, f.resolved, settings.follow_up_coverage_target),
+        "rectification": _rate(f.rectified, f.completed, settings.rectification_target),
     }
 
 

@@ -202,6 +202,8 @@ async def submit_response(
     data: ResponseIn,
     now: datetime,
 ) -> ResponseOut:
+    """Validate and store a member's answers, link them to follow-ups, close the loop on a
+    low score (a complaint if the survey says so, a follow-up) and publish survey.completed."""
     survey = await session.get(Survey, survey_id)
     if survey is None:
         raise SurveyNotFound(f"No survey with id {survey_id!r}")
@@ -209,32 +211,79 @@ async def submit_response(
         session, settings.erasure_key(), data.member_id, field="body.member_id"
     )
     answers = validate_answers(survey.questions, data.answers)
-    complaint: Complaint | None = None
-    if data.complaint_id is not None:
-        complaint = await session.get(Complaint, data.complaint_id)
-        if complaint is None or complaint.member_id != data.member_id:
-            raise UnknownComplaint(
-                f"No complaint {data.complaint_id!r} for member {data.member_id!r}",
-                errors=[
-                    {
-                        "field": "body.complaint_id",
-                        "message": "unknown complaint",
-                        "type": "unknown",
-                    }
-                ],
-            )
+    complaint = await _linked_complaint(session, data)
     once_key = None if survey.allow_multiple_responses else f"{survey.id}:{data.member_id}"
-    if once_key is not None:
-        existing = (
-            await session.execute(
-                select(SurveyResponse.id).where(SurveyResponse.once_key == once_key)
-            )
-        ).scalar_one_or_none()
-        if existing is not None:
-            raise AlreadyResponded(
-                f"Member {data.member_id} already answered survey {survey.id}",
-                response_id=existing,
-            )
+    await _refuse_second_response(session, survey, data, once_key)
+    response = await _store_response(session, survey, data, answers, once_key, now)
+    nps, csat = response.nps, response.csat
+    score = nps if nps is not None else csat
+    await follow_ups.link_next_answer(session, data.member_id, response.id, score, now)
+    if data.complaint_id is not None:
+        await follow_ups.attach_complaint_survey(session, data.complaint_id, response.id)
+    follow_up_id, opened_complaint_id = await _close_the_loop(
+        session, settings, survey, data, response, complaint, now
+    )
+    await _publish_completed(session, survey, data, response, now)
+    return ResponseOut(
+        id=response.id,
+        survey_id=survey.id,
+        member_id=data.member_id,
+        complaint_id=data.complaint_id,
+        order_id=data.order_id,
+        answers=answers,
+        nps=nps,
+        csat=csat,
+        submitted_at=now,
+        follow_up_id=follow_up_id,
+        opened_complaint_id=opened_complaint_id,
+    )
+
+
+async def _linked_complaint(session: AsyncSession, data: ResponseIn) -> Complaint | None:
+    """The member's complaint the answers are about (None if none named); 422 if unknown."""
+    if data.complaint_id is None:
+        return None
+    complaint = await session.get(Complaint, data.complaint_id)
+    if complaint is None or complaint.member_id != data.member_id:
+        raise UnknownComplaint(
+            f"No complaint {data.complaint_id!r} for member {data.member_id!r}",
+            errors=[
+                {
+                    "field": "body.complaint_id",
+                    "message": "unknown complaint",
+                    "type": "unknown",
+                }
+            ],
+        )
+    return complaint
+
+
+async def _refuse_second_response(
+    session: AsyncSession, survey: Survey, data: ResponseIn, once_key: str | None
+) -> None:
+    """409 if the survey takes one response per member and this member has given it."""
+    if once_key is None:
+        return
+    existing = (
+        await session.execute(select(SurveyResponse.id).where(SurveyResponse.once_key == once_key))
+    ).scalar_one_or_none()
+    if existing is not None:
+        raise AlreadyResponded(
+            f"Member {data.member_id} already answered survey {survey.id}",
+            response_id=existing,
+        )
+
+
+async def _store_response(
+    session: AsyncSession,
+    survey: Survey,
+    data: ResponseIn,
+    answers: dict[str, Any],
+    once_key: str | None,
+    now: datetime,
+) -> SurveyResponse:
+    """The response (its NPS and CSAT read from the questions' metrics) and one row per
+    answer; 409 if a concurrent duplicate took ``once_key`` first."""
     metric_of = {q["id"]: q.get("metric") for q in survey.questions}
     nps = next((v for k, v in answers.items() if metric_of[k] == Metric.nps.value), None)
     csat = next((v for k, v in answers.items() if metric_of[k] == Metric.csat.value), None)
@@ -274,48 +323,66 @@ async def submit_response(
             for qid, value in answers.items()
         ]
     )
-    score = nps if nps is not None else csat
-    await follow_ups.link_next_answer(session, data.member_id, response.id, score, now)
-    if data.complaint_id is not None:
-        await follow_ups.attach_complaint_survey(session, data.complaint_id, response.id)
+    return response
 
-    follow_up_id: str | None = None
-    opened_complaint_id: str | None = None
+
+async def _close_the_loop(
+    session: AsyncSession,
+    settings: FeedbackSettings,
+    survey: Survey,
+    data: ResponseIn,
+    response: SurveyResponse,
+    complaint: Complaint | None,
+    now: datetime,
+) -> tuple[str | None, str | None]:
+    """A detractor's NPS or a low CSAT: a complaint (if the survey opens one) and a
+    follow-up. Returns (follow-up id, opened complaint id), both None for a happy member."""
+    nps, csat = response.nps, response.csat
     detractor = nps is not None and nps <= NPS_DETRACTOR_MAX
     unhappy = csat is not None and csat <= CSAT_LOW_MAX
-    if detractor or unhappy:
-        if survey.open_complaint_for_detractors:
-            scores = ", ".join(
-                f"{name} {value}"
-                for name, value in (("NPS", nps), ("CSAT", csat))
-                if value is not None
-            )
-            opened = await complaints.open_complaint(
-                session,
-                settings,
-                ComplaintIn(
-                    member_id=data.member_id,
-                    channel=Channel.app,
-                    category="survey_detractor",
-                    description=f"Low score in survey {survey.name!r}: {scores}",
-                    order_id=data.order_id,
-                ),
-                now,
-                opened_by=f"survey:{survey.id}",
-            )
-            opened_complaint_id = opened.id
-        follow_up_id = await follow_ups.ensure_follow_up(
-            session,
-            member_id=data.member_id,
-            reason=follow_ups.SURVEY_DETRACTOR,
-            dedupe_key=f"survey:{response.id}",
-            due_at=now + timedelta(days=settings.follow_up_after_detractor_days),
-            now=now,
-            owner_id=complaint.owner_id if complaint else None,
-            complaint_id=opened_complaint_id or data.complaint_id,
-            survey_response_id=response.id,
-            trigger_score=nps if detractor else csat,
+    if not (detractor or unhappy):
+        return None, None
+    opened_complaint_id: str | None = None
+    if survey.open_complaint_for_detractors:
+        scores = ", ".join(
+            f"{name} {value}" for name, value in (("NPS", nps), ("CSAT", csat)) if value is not None
         )
+        opened = await complaints.open_complaint(
+            session,
+            settings,
+            ComplaintIn(
+                member_id=data.member_id,
+                channel=Channel.app,
+                category="survey_detractor",
+                description=f"Low score in survey {survey.name!r}: {scores}",
+                order_id=data.order_id,
+            ),
+            now,
+            opened_by=f"survey:{survey.id}",
+        )
+        opened_complaint_id = opened.id
+    follow_up_id = await follow_ups.ensure_follow_up(
+        session,
+        member_id=data.member_id,
+        reason=follow_ups.SURVEY_DETRACTOR,
+        dedupe_key=f"survey:{response.id}",
+        due_at=now + timedelta(days=settings.follow_up_after_detractor_days),
+        now=now,
+        owner_id=complaint.owner_id if complaint else None,
+        complaint_id=opened_complaint_id or data.complaint_id,
+        survey_response_id=response.id,
+        trigger_score=nps if detractor else csat,
+    )
+    return follow_up_id, opened_complaint_id
+
+
+async def _publish_completed(
+    session: AsyncSession,
+    survey: Survey,
+    data: ResponseIn,
+    response: SurveyResponse,
+    now: datetime,
+) -> None:
     await events.publish(
         session,
         events.SURVEY_COMPLETED,
@@ -324,25 +391,12 @@ async def submit_response(
             "survey_id": survey.id,
             "response_id": response.id,
             "member_id": data.member_id,
-            "nps": nps,
-            "csat": csat,
+            "nps": response.nps,
+            "csat": response.csat,
             "complaint_id": data.complaint_id,
             "order_id": data.order_id,
             "submitted_at": now.isoformat(),
         },
         event_id=response.id,
         time=now,
-    )
-    return ResponseOut(
-        id=response.id,
-        survey_id=survey.id,
-        member_id=data.member_id,
-        complaint_id=data.complaint_id,
-        order_id=data.order_id,
-        answers=answers,
-        nps=nps,
-        csat=csat,
-        submitted_at=now,
-        follow_up_id=follow_up_id,
-        opened_complaint_id=opened_complaint_id,
     )

@@ -19,7 +19,7 @@ from points.adjustments.schemas import AdjustmentIn, AdjustmentOut
 from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.schemas import BalanceAfter
-from points.members.privacy import lock_live_member
+from points.privacy.service import lock_live_member
 from points.settings import PointsSettings
 from points.tiers.service import counts_toward_growth, load_ladder
 from points.tiers.upgrades import upgrade_at_once

@@ -7,8 +7,8 @@ from loyalty_shared.db import DriverAutocommit, HotTransaction, Session
 from loyalty_shared.lean import fast_lane, json_response
 from points.db import Idempotency
 from points.identifiers import ClientId
-from points.members import privacy, service
-from points.members.schemas import MemberErased, MemberExport, MemberIn, MemberOut, MemberStatus
+from points.members import service
+from points.members.schemas import MemberIn, MemberOut, MemberStatus
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 # the member status every app screen reads, matched ahead of every router
@@ -53,28 +53,3 @@ async def get_member(member_id: Annotated[ClientId, Path()], request: Request) -
                 session, state.settings, member_id, cache=state.rules_cache
             )
     return json_response(answer)  # already a MemberStatus: no second validation pass
-
-
-@router.delete(
-    "/{member_id}",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=MemberErased,
-    summary="Erase the member's personal data (admin); ledger amounts are kept",
-    responses={404: {"description": "No such member"}},
-)
-async def erase_member(
-    member_id: Annotated[ClientId, Path()], session: Session, request: Request
-) -> MemberErased:
-    key = request.app.state.settings.erasure_key()
-    erased_at = await privacy.erase(session, member_id, key=key)
-    return MemberErased(member_id=member_id, erased_at=erased_at)
-
-
-@router.get(
-    "/{member_id}/export",
-    response_model=MemberExport,
-    summary="Everything the points service holds about the member (admin, member self)",
-    responses={404: {"description": "No such member (or erased)"}},
-)
-async def export_member(member_id: Annotated[ClientId, Path()], session: Session) -> MemberExport:
-    return MemberExport.model_validate(await privacy.export(session, member_id))

@@ -50,6 +50,6 @@ class Member(Base):
     last_evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # the member's next evaluation date (anniversary / 1 January, before the grace period);
     # NULL = not scheduled yet (new member, or the ladder's evaluation policy changed): the
-    # evaluation job computes it (points/jobs/tiers.py)
+    # evaluation job computes it (points/tiers/jobs.py)
     next_evaluation_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

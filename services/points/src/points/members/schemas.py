@@ -25,7 +25,7 @@ class MemberIn(BaseModel):
     @field_validator("member_id")
     @classmethod
     def _not_a_pseudonym(cls, value: str) -> str:
-        if value.startswith("erased:"):  # members.privacy.ERASED_PREFIX: erased members' rows
+        if value.startswith("erased:"):  # privacy.service.ERASED_PREFIX: erased members' rows
             raise ValueError("member ids starting with 'erased:' are reserved")
         return value
 

@@ -22,7 +22,7 @@ from points.ledger import models as lm
 from points.ledger import service as ledger
 from points.ledger.models import entries, lots
 from points.ledger.schemas import BalanceAfter
-from points.members.privacy import lock_live_member
+from points.privacy.service import lock_live_member
 from points.redemptions.models import redemptions, rewards
 from points.redemptions.schemas import CancelOut, RedemptionIn, RedemptionLot, RedemptionOut
 from points.settings import PointsSettings

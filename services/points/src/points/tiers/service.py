@@ -319,7 +319,7 @@ async def _replace_ladder(
     upgraded = await _upgrade_qualified_members(session, new, at)
     if new.evaluation_policy != old.evaluation_policy:
         # every member's next evaluation date moves (anniversary <-> 1 January): the
-        # evaluation job computes them again (members.next_evaluation_at, jobs/tiers.py)
+        # evaluation job computes them again (members.next_evaluation_at, tiers/jobs.py)
         await session.execute(_FORGET_NEXT_EVALUATIONS)
     return TierLadderUpdated.model_validate(
         {

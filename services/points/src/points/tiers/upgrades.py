@@ -1,7 +1,7 @@
 """Upgrades at once: whatever adds growth value moves the member up when it qualifies.
 
 DOMAIN (Tiers): the upgrade happens as soon as the growth value crosses a threshold;
-downgrades wait for the evaluation (``points.jobs.tiers``). One rule for every credit
+downgrades wait for the evaluation (``points.tiers.jobs``). One rule for every credit
 that adds growth value (docs/points-rules.md, "Upgrades at once"):
 
 - ``upgrade_for`` (pure): the tier the growth value qualifies for, if it is above the tier

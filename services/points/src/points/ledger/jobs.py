@@ -23,7 +23,7 @@ from points.ledger import service as ledger
 from points.ledger.models import lots
 from points.settings import PointsSettings
 
-log = structlog.get_logger("points.jobs")
+log = structlog.get_logger("points.ledger.jobs")
 
 
 @dataclass

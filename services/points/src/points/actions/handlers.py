@@ -26,12 +26,12 @@ from loyalty_shared.contracts.feedback import ComplaintGoodwillGrantedV1, Survey
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.inbox import Handler
 from points.actions.credit import earn_for_action, lock_action_member
-from points.consumers.goodwill import credit_goodwill
+from points.actions.goodwill import credit_goodwill
 from points.ledger.models import entries
 from points.settings import PointsSettings
 from points.tiers.service import load_ladder
 
-log = structlog.get_logger("points.consumers")
+log = structlog.get_logger("points.actions.handlers")
 
 SURVEY_COMPLETED = SurveyCompletedV1.TYPE
 GOODWILL_GRANTED = ComplaintGoodwillGrantedV1.TYPE

@@ -22,7 +22,7 @@ from points.ledger import models as lm
 from points.ledger.models import entries
 from points.settings import PointsSettings
 
-log = structlog.get_logger("points.consumers")
+log = structlog.get_logger("points.actions.handlers")
 
 SOURCE = "goodwill"
 

@@ -1,1 +1,0 @@
-"""Events the points worker consumes (from the feedback service)."""
