@@ -59,12 +59,13 @@ def test_the_places_the_map_names_exist() -> None:
         "segmentation": "services/segmentation/src/segmentation",
         "feedback": "services/feedback/src/feedback",
         "gateway": "services/gateway/src/gateway",
+        "webhooks": "services/webhooks/src/webhooks",
         "loyalty_shared": "shared/src/loyalty_shared",
     }
     gone = []
     for line in _section("Where things live") + _section("The rooms of a feature folder"):
         for ref in re.findall(
-            r"`((?:points|segmentation|feedback|gateway|loyalty_shared)/[^`]*)`", line
+            r"`((?:points|segmentation|feedback|gateway|webhooks|loyalty_shared)/[^`]*)`", line
         ):
             head, _, rest = ref.partition("/")
             if not (ROOT / services[head] / rest).exists():

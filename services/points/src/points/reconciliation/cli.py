@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 
-from loyalty_shared.db import create_engine
+from loyalty_shared.db import create_engine, create_sessionmaker
 from points.reconciliation.schemas import LedgerReport
 from points.reconciliation.service import verify_ledger
 from points.settings import PointsSettings
@@ -20,8 +20,8 @@ from points.settings import PointsSettings
 async def run(settings: PointsSettings, limit: int) -> LedgerReport:
     engine = create_engine(settings)
     try:
-        async with engine.connect() as conn:
-            return await verify_ledger(conn, limit=limit)
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await verify_ledger(session, limit=limit)
     finally:
         await engine.dispose()
 

@@ -1,7 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
+from loyalty_shared.db import Session
 from points.reconciliation.schemas import LedgerReport
 from points.reconciliation.service import verify_ledger
 
@@ -14,8 +15,6 @@ router = APIRouter(tags=["ledger"])
     summary="Recompute every balance from the entries and lots and report any drift (admin)",
 )
 async def verify(
-    request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+    session: Session, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
 ) -> LedgerReport:
-    # one read-only statement on a connection of its own (no transaction to commit)
-    async with request.app.state.engine.connect() as conn:
-        return await verify_ledger(conn, limit=limit)
+    return await verify_ledger(session, limit=limit)  # one read-only statement

@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from points.reconciliation.schemas import Drift, LedgerReport
 
@@ -100,10 +100,12 @@ VERIFY_SQL = text(
 )
 
 
-async def verify_ledger(conn: AsyncConnection, *, limit: int = 1000) -> LedgerReport:
+async def verify_ledger(
+    session: AsyncSession | AsyncConnection, *, limit: int = 1000
+) -> LedgerReport:
     """Every balance and lot checked against the ledger; at most ``limit`` drifts listed."""
     checked_at = datetime.now(UTC)
-    rows = (await conn.execute(VERIFY_SQL, {"limit": limit})).all()
+    rows = (await session.execute(VERIFY_SQL, {"limit": limit})).all()
     first = rows[0]
     return LedgerReport(
         checked_at=checked_at,
