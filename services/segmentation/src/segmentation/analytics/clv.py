@@ -6,6 +6,19 @@ with ``freq="D"``: a member's purchase days (UTC) before as_of;
 frequency = distinct purchase days - 1 (repeat purchases), recency = days
 between first and last purchase day, T = days from the first purchase day to
 as_of's day, monetary value = mean net spend of the repeat purchase days.
+
+The fits run on patterns, not on members: BG/NBD's likelihood depends on a member
+only through (frequency, recency, T), Gamma-Gamma's through (frequency, monetary
+value), so members with the same pattern are one row with a weight (lifetimes'
+``weights``: Fader and Hardie's condensed form). The likelihood is the same function
+(lifetimes divides by the weights' sum as it divides by the members' count), so the
+parameters are the full fit's to the optimiser's tolerance, and a million members in
+days over two years are a few thousand rows. Only when the patterns are more than
+``FIT_PATTERNS`` (long histories in fine time units, continuous spends) is a model
+fitted on a random sample of ``SAMPLE_MEMBERS`` members (seeded: the same data give
+the same fit), and the model's note says so; bench/results/segmentation-recompute.md
+measures how far such a fit's parameters move from the full fit's. The predictions
+are every member's, from their own history, vectorised (numpy).
 """
 
 from __future__ import annotations
@@ -14,8 +27,10 @@ import asyncio
 import contextlib
 import io
 import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -23,6 +38,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.db import driver_connection
 from segmentation.analytics.models import ClvModel
 
 HORIZON_DAYS = 90
@@ -57,8 +73,28 @@ class FitResult:
     expected_value: np.ndarray | None
 
 
+FIT_PATTERNS = 100_000  # more distinct patterns than this: fitted on a sample
+SAMPLE_MEMBERS = 200_000
+SAMPLE_SEED = 18
+
+
+def patterns(columns: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, str | None]:
+    """The distinct rows of ``columns`` with their counts (the fit's weights); above
+    ``FIT_PATTERNS`` distinct rows, those of a seeded random sample of ``SAMPLE_MEMBERS``."""
+    max_rows, sample = FIT_PATTERNS, SAMPLE_MEMBERS
+    stacked = np.column_stack(columns)
+    note = None
+    unique, counts = np.unique(stacked, axis=0, return_counts=True)
+    if len(unique) > max_rows and len(stacked) > sample:
+        chosen = np.random.default_rng(SAMPLE_SEED).choice(len(stacked), sample, replace=False)
+        unique, counts = np.unique(stacked[chosen], axis=0, return_counts=True)
+        note = f"fitted on a random sample of {sample:,} of {len(stacked):,} (seed {SAMPLE_SEED})"
+    return [unique[:, k] for k in range(unique.shape[1])], counts, note
+
+
 def fit(summary: pd.DataFrame, horizon: int = HORIZON_DAYS) -> FitResult:
-    """Fit both models on a lifetimes-style summary (frequency, recency, T, monetary_value)."""
+    """Fit both models on a lifetimes-style summary (frequency, recency, T, monetary_value)
+    condensed to patterns, and predict for every row."""
     from lifetimes import BetaGeoFitter, GammaGammaFitter  # type: ignore[import-untyped]
 
     if len(summary) < MIN_CUSTOMERS:
@@ -67,28 +103,36 @@ def fit(summary: pd.DataFrame, horizon: int = HORIZON_DAYS) -> FitResult:
     r = summary["recency"].to_numpy(dtype=float)
     t = summary["T"].to_numpy(dtype=float)
     notes: list[str] = []
+    (pf, pr, pt), weights, sampled = patterns([f, r, t])
+    if sampled:
+        notes.append(f"BG/NBD {sampled}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bgf = _fit_with_fallback(
-            lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(f, r, t), notes, "BG/NBD"
+            lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(pf, pr, pt, weights=weights),
+            notes,
+            "BG/NBD",
         )
         p_alive = np.asarray(bgf.conditional_probability_alive(f, r, t), dtype=float)
         expected = np.asarray(
             bgf.conditional_expected_number_of_purchases_up_to_time(horizon, f, r, t), dtype=float
         )
     bg = {k: float(v) for k, v in bgf.params_.items()}
-    repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
-    if len(repeat) < MIN_REPEAT_CUSTOMERS:
+    monetary = summary["monetary_value"].to_numpy(dtype=float)
+    repeat = (f > 0) & (monetary > 0)
+    if int(repeat.sum()) < MIN_REPEAT_CUSTOMERS:
         notes.append(f"fewer than {MIN_REPEAT_CUSTOMERS} repeat customers: no Gamma-Gamma")
         return FitResult(bg, None, "; ".join(notes), p_alive, expected, None)
+    (rf, rm), repeat_weights, sampled = patterns([f[repeat], monetary[repeat]])
+    if sampled:
+        notes.append(f"Gamma-Gamma {sampled}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rf = repeat["frequency"].to_numpy(dtype=float)
-        rm = repeat["monetary_value"].to_numpy(dtype=float)
         ggf = _fit_with_fallback(
-            lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(rf, rm), notes, "Gamma-Gamma"
+            lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(rf, rm, weights=repeat_weights),
+            notes,
+            "Gamma-Gamma",
         )
-        monetary = summary["monetary_value"].to_numpy(dtype=float)
         freq_gg = np.where(monetary > 0, f, 0.0)
         spend = np.asarray(
             ggf.conditional_expected_average_profit(freq_gg, np.where(monetary > 0, monetary, 0.0)),
@@ -120,17 +164,45 @@ def _fit_with_fallback(fit_one: Any, notes: list[str], name: str) -> Any:
     raise RuntimeError(f"{name} did not converge") from last
 
 
-async def fit_and_score(session: AsyncSession, as_of: datetime) -> int:
-    """Fit on the recompute's population (rc_orders), store the model, write predictions."""
-    rows = (await session.execute(text(_SUMMARY), {"as_of": as_of})).all()
-    summary = pd.DataFrame(
-        {
-            "frequency": [row.frequency for row in rows],
-            "recency": [row.recency for row in rows],
-            "T": [row.t_days for row in rows],
-            "monetary_value": [float(row.monetary) for row in rows],
-        }
+# The predictions, one row per member of the recompute's population; the recompute's
+# scores statement writes them with the rest (an empty table: no fit, no CLV).
+_PREDICTIONS = """
+CREATE TEMP TABLE rc_clv (
+    member_id varchar(128) PRIMARY KEY, p_alive float8, expected_purchases float8,
+    expected_value numeric
+) ON COMMIT DROP
+"""
+
+
+async def _summary(session: AsyncSession, as_of: datetime) -> tuple[list[str], pd.DataFrame]:
+    """The population's summary, read with COPY (CSV) rather than as a million row objects."""
+    conn = await driver_connection(session)
+    buffer = io.BytesIO()
+    query = _SUMMARY.replace("CAST(:as_of AS timestamptz)", "CAST($1 AS timestamptz)")
+    await conn.copy_from_query(query, as_of, output=buffer, format="csv")
+    buffer.seek(0)
+    frame = pd.read_csv(
+        buffer,
+        header=None,
+        names=["member_id", "frequency", "recency", "T", "monetary_value"],
+        dtype={"member_id": str, "frequency": np.int64, "recency": np.int64, "T": np.int64},
+        float_precision="round_trip",  # as float(Decimal): the nearest double, as before
     )
+    ids = [str(x) for x in frame["member_id"]]
+    return ids, frame[["frequency", "recency", "T", "monetary_value"]]
+
+
+def _money(x: float) -> str | None:
+    return str(round(float(x), 2)) if np.isfinite(x) else None
+
+
+async def fit_and_predict(
+    session: AsyncSession, as_of: datetime, progress: Callable[[float, str], Awaitable[None]]
+) -> int:
+    """Fit on the recompute's population (rc_orders), store the model and put every
+    member's predictions in ``rc_clv``; returns the model's id."""
+    ids, summary = await _summary(session, as_of)
+    await progress(0.4, "clv fit")
     try:
         result = await asyncio.to_thread(fit, summary)
     except Exception as exc:  # a fit that does not converge must not fail the recompute
@@ -145,33 +217,31 @@ async def fit_and_score(session: AsyncSession, as_of: datetime) -> int:
     )
     session.add(model)
     await session.flush()
-    ids = [row.member_id for row in rows]
+    await progress(0.45, "clv predictions")
+    await session.execute(text(_PREDICTIONS))
     if result.p_alive is not None and ids:
-        values: list[Any] = [
-            ids,
-            [float(x) for x in np.round(result.p_alive, 6)],
-            [float(x) for x in np.round(result.expected_purchases, 6)]
+        p_alive = np.round(result.p_alive, 6).tolist()
+        expected = (
+            np.round(result.expected_purchases, 6).tolist()
             if result.expected_purchases is not None
-            else [None] * len(ids),
-            [str(round(float(x), 2)) if np.isfinite(x) else None for x in result.expected_value]
-            if result.expected_value is not None
-            else [None] * len(ids),
-        ]
-        await session.execute(
-            text(
-                "UPDATE profiles p SET p_alive = u.p, expected_purchases_90d = u.e, "
-                "expected_value = CAST(u.v AS numeric) "
-                "FROM unnest(CAST(:ids AS text[]), CAST(:p AS float8[]), CAST(:e AS float8[]), "
-                "CAST(:v AS text[])) AS u(member_id, p, e, v) WHERE p.member_id = u.member_id"
-            ),
-            {"ids": values[0], "p": values[1], "e": values[2], "v": values[3]},
+            else [None] * len(ids)
         )
-    else:
-        await session.execute(
-            text(
-                "UPDATE profiles SET p_alive = NULL, expected_purchases_90d = NULL, "
-                "expected_value = NULL WHERE p_alive IS NOT NULL OR expected_value IS NOT NULL"
-            )
+        value = (
+            [_money(x) for x in result.expected_value.tolist()]
+            if result.expected_value is not None
+            else [None] * len(ids)
+        )
+        conn = await driver_connection(session)
+        await conn.copy_records_to_table(
+            "rc_clv",
+            records=zip(
+                ids,
+                p_alive,
+                expected,
+                (None if v is None else Decimal(v) for v in value),
+                strict=True,
+            ),
+            columns=["member_id", "p_alive", "expected_purchases", "expected_value"],
         )
     return model.id
 

@@ -5,9 +5,10 @@ Steps (one transaction; progress is reported on the job row from another):
    windows, median gap, signals, in one pass over the orders before as_of
    (members erased from the service are left out of the population);
 2. ``rc_ranks``: the ranks, from narrow rows;
-3. the scores (RFM, value tier, lifecycle, groups, loyalty index and type) are
-   computed and written to the profiles in one statement;
-4. CLV: BG/NBD + Gamma-Gamma fitted on the population (``rc_orders``, analytics.clv);
+3. CLV: BG/NBD + Gamma-Gamma fitted on the population (``rc_orders``, analytics.clv),
+   every member's predictions in ``rc_clv``;
+4. the scores (RFM, value tier, lifecycle, groups, loyalty index and type) are
+   computed and written to the profiles with the CLV predictions in one statement;
 5. the changes of value tier, lifecycle stage and churn-risk level since before step 3
    go to the outbox as events (``score_events``);
 6. strategies from the matrix, then rule tags and segments over all profiles.
@@ -160,10 +161,13 @@ SELECT s.*, k.k_r, k.k_f, k.k_m, k.k_365,
        LEAST(1.0, CAST(social AS float8) / n_orders) AS social_share,
        p.csat_sum / NULLIF(p.csat_count, 0) AS csat_avg,
        p.nps_last,
-       p.manual_tags
+       p.manual_tags,
+       c.p_alive AS clv_p_alive, c.expected_purchases AS clv_expected_purchases,
+       c.expected_value AS clv_expected_value
 FROM rc_stats s
 JOIN rc_ranks k ON k.member_id = s.member_id
 JOIN profiles p ON p.member_id = s.member_id
+LEFT JOIN rc_clv c ON c.member_id = s.member_id
 ), base AS (
     SELECT k.*,
            CAST((5 * k_r + pop - 1) / pop AS int) AS r,
@@ -277,7 +281,8 @@ CASE loyalty_type
 END
 """
 
-# The scores are computed and written in one statement (no table of them in between).
+# The scores are computed and written in one statement (no table of them in between),
+# the CLV predictions (rc_clv) with them: each profile is rewritten once.
 _WRITE = f"""
 UPDATE profiles p SET
     scores_as_of = CAST(:as_of AS timestamptz),
@@ -289,7 +294,9 @@ UPDATE profiles p SET
     loyalty_indicators = jsonb_build_object(
         {", ".join(f"'{n}', floor(s.x_{n} * 10000 + 0.5) / 10000" for n in LOYALTY_INDICATORS)}),
     loyalty_type = s.loyalty_type,
-    loyalty_reasons = s.reasons
+    loyalty_reasons = s.reasons,
+    p_alive = s.clv_p_alive, expected_purchases_90d = s.clv_expected_purchases,
+    expected_value = s.clv_expected_value
 FROM (SELECT *, {_REASONS} AS reasons FROM ({_SCORES}) scores) s
 WHERE p.member_id = s.member_id
 """
@@ -348,15 +355,15 @@ async def recompute(
     await progress(0.2, "ranks")
     await session.execute(text(_RANKS))
     params["pop"] = (await session.execute(text("SELECT count(*) FROM rc_stats"))).scalar_one()
-    await progress(0.35, "writing scores")
+    await progress(0.3, "clv summary")
+    await session.execute(text(_CLV_ORDERS), {"as_of": as_of})
+    model = await clv.fit_and_predict(session, as_of, progress)
+    await progress(0.5, "writing scores")
     # every later step writes profiles: no consumer writes one from here to the commit
     await lock_profiles_for_bulk_write(session)
     await score_events.snapshot(session, settings)
     await session.execute(text(_WRITE), params)
     await session.execute(text(_CLEAR_OUTSIDE), {"as_of": as_of})
-    await progress(0.5, "clv fit")
-    await session.execute(text(_CLV_ORDERS), {"as_of": as_of})
-    model = await clv.fit_and_score(session, as_of)
     await progress(0.7, "score change events")
     changes = await score_events.publish_changes(session, settings, as_of)
     await progress(0.8, "strategies")
