@@ -21,22 +21,30 @@ from points.settings import PointsSettings
 from points.testing import enrol
 from segmentation.main import create_app as create_segmentation
 from segmentation.settings import SegmentationSettings
+from webhooks.main import create_app as create_webhooks
+from webhooks.settings import WebhooksSettings
 
-SERVICES = ("points", "segmentation", "feedback")
+SERVICES = ("points", "segmentation", "feedback", "webhooks")
 # a route of each service that a forged caller would like to read
 READS = {
     "points": "/v1/members/{m}",
     "segmentation": "/v1/profiles/{m}",
     "feedback": "/v1/feedback/members/{m}",
+    "webhooks": "/v1/webhooks",
 }
 LONG_SECRET = "s" * 40
 
 
 @pytest.fixture
 def apps(
-    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI
+    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI, webhooks_app: FastAPI
 ) -> dict[str, FastAPI]:
-    return {"points": points_app, "segmentation": segmentation_app, "feedback": feedback_app}
+    return {
+        "points": points_app,
+        "segmentation": segmentation_app,
+        "feedback": feedback_app,
+        "webhooks": webhooks_app,
+    }
 
 
 def _assert_refused(response: httpx.Response) -> None:
@@ -107,7 +115,9 @@ async def test_forged_identity_headers_without_the_token_change_nothing(
 
 async def test_the_gateway_sends_its_token_and_drops_a_clients() -> None:
     echo = echo_app()
-    transport = RoutingTransport({"points": echo, "segmentation": echo, "feedback": echo})  # type: ignore[dict-item]
+    transport = RoutingTransport(
+        {"points": echo, "segmentation": echo, "feedback": echo, "webhooks": echo}  # type: ignore[dict-item]
+    )
     async with gateway_over(transport, upstream_secret=LONG_SECRET) as client:
         seen = await client.get("/v1/members/m-1", headers={"X-Gateway-Token": "from-a-client"})
     assert seen.status_code == 200
@@ -127,6 +137,7 @@ SERVICE_FACTORIES = {
     "points": (PointsSettings, create_points),
     "segmentation": (SegmentationSettings, create_segmentation),
     "feedback": (FeedbackSettings, create_feedback),
+    "webhooks": (WebhooksSettings, create_webhooks),
 }
 
 

@@ -80,3 +80,18 @@ async def test_the_rendered_page_shows_every_type_offline_and_docs_link_to_it(
     assert "style-src 'self' 'unsafe-inline'" in page.headers["content-security-policy"]
     merged = (await gateway_client.get("/openapi.json")).json()
     assert "(/asyncapi)" in merged["info"]["description"]
+
+
+async def test_the_document_lists_what_a_webhook_may_subscribe_to(
+    anonymous: httpx.AsyncClient, gateway_client: httpx.AsyncClient
+) -> None:
+    doc = (await anonymous.get("/asyncapi.json")).json()
+    hooks = doc["x-webhooks"]
+    offered = (await gateway_client.get("/v1/webhooks/event-types")).json()["event_types"]
+    assert hooks["eventTypes"] == offered == sorted(CONTRACTS)
+    assert "Loyalty-Webhook-Signature" in hooks["headers"]
+    for message in doc["components"]["messages"].values():
+        assert message["x-webhook-subscribable"] is True
+    page = (await anonymous.get("/asyncapi")).text
+    assert '<h2 id="webhooks">Webhooks</h2>' in page
+    assert all(f"<code>{t}</code>" in page for t in offered)

@@ -29,7 +29,9 @@ from loyalty_shared.testing import RoutingTransport, asgi_client, running_app
 
 def _echo() -> RoutingTransport:
     echo = echo_app()
-    return RoutingTransport({"points": echo, "segmentation": echo, "feedback": echo})  # type: ignore[dict-item]
+    return RoutingTransport(
+        {"points": echo, "segmentation": echo, "feedback": echo, "webhooks": echo}  # type: ignore[dict-item]
+    )
 
 
 async def test_no_or_bad_credentials_are_401_problems() -> None:

@@ -59,6 +59,9 @@ from points.settings import PointsSettings
 from segmentation import testing as segmentation_testing
 from segmentation.main import create_app as segmentation_app
 from segmentation.settings import SegmentationSettings
+from webhooks import testing as webhooks_testing
+from webhooks.main import create_app as webhooks_app
+from webhooks.settings import WebhooksSettings
 
 # Per operation and phase; CONTRACT_MAX_EXAMPLES=100 makes a deeper (minutes-long) local run.
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "8"))
@@ -78,6 +81,7 @@ async def _merged_openapi() -> dict[str, Any]:
             "points": points_app(PointsSettings(environment="test")),
             "segmentation": segmentation_app(SegmentationSettings(environment="test")),
             "feedback": feedback_app(FeedbackSettings(environment="test")),
+            "webhooks": webhooks_app(WebhooksSettings(environment="test")),
         }
     )
     app = gateway_app(make_gateway_settings(), transport=services)
@@ -151,6 +155,7 @@ async def contract_client(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
         **await settings_for("segmentation", segmentation_testing.SERVICE_DIR)
     )
     feedback = FeedbackSettings(**await settings_for("feedback", feedback_testing.SERVICE_DIR))
+    webhooks = WebhooksSettings(**await settings_for("webhooks", webhooks_testing.SERVICE_DIR))
     async with AsyncExitStack() as stack:
         apps: dict[str, FastAPI] = {
             "points": await stack.enter_async_context(running_app(points_app(points))),
@@ -158,6 +163,7 @@ async def contract_client(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
                 running_app(segmentation_app(segmentation))
             ),
             "feedback": await stack.enter_async_context(running_app(feedback_app(feedback))),
+            "webhooks": await stack.enter_async_context(running_app(webhooks_app(webhooks))),
         }
         gateway = gateway_app(make_gateway_settings(), transport=RoutingTransport(apps))
         await stack.enter_async_context(running_app(gateway))

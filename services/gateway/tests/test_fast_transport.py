@@ -180,6 +180,7 @@ async def test_gateway_over_real_sockets_with_timeout_and_recovery(
         points_url=base,
         segmentation_url=base,
         feedback_url=base,
+        webhooks_url=base,
         upstream_timeouts={"points": 0.3},
     )
     app = create_app(settings)  # no transport given: the production one
@@ -229,6 +230,7 @@ async def test_circuit_breaker_with_the_upstream_killed_and_restarted() -> None:
         points_url=base,
         segmentation_url=base,
         feedback_url=base,
+        webhooks_url=base,
         breaker_failure_threshold=3,
         breaker_reset_seconds=0.5,
         upstream_retries=0,

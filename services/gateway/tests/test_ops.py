@@ -59,13 +59,14 @@ async def test_pipeline_report_has_every_service_and_names_one_that_is_down(
     report = await gateway_client.get("/v1/ops/pipeline", headers=ops)
     assert report.status_code == 200, report.text
     body = report.json()
-    assert set(body["services"]) == {"points", "segmentation", "feedback"}
+    assert set(body["services"]) == {"points", "segmentation", "feedback", "webhooks"}
     for name, part in body["services"].items():
         assert part["service"] == name
         assert {"backlog", "oldest_unsent_age_seconds", "parked"} <= set(part["outbox"])
         assert isinstance(part["dead_letters"], int)
         assert isinstance(part["jobs"], list)
     assert body["services"]["segmentation"]["consumer"]["group"] == "segmentation"
+    assert body["services"]["webhooks"]["consumer"]["group"] == "webhooks"
     for name, part in body["services"].items():
         consumer = part["consumer"]
         assert "error" not in consumer, (name, consumer)  # the broker answered

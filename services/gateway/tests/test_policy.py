@@ -85,7 +85,9 @@ def _expected(rule: policy.Rule, caller: str) -> int:
 @pytest.fixture(scope="module")
 async def echo_gateway():  # type: ignore[no-untyped-def]
     echo = echo_app()
-    transport = RoutingTransport({"points": echo, "segmentation": echo, "feedback": echo})  # type: ignore[dict-item]
+    transport = RoutingTransport(
+        {"points": echo, "segmentation": echo, "feedback": echo, "webhooks": echo}  # type: ignore[dict-item]
+    )
     async with gateway_over(transport, key=None) as client:
         yield client
 
@@ -280,7 +282,7 @@ def _service_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 
 def test_every_service_route_is_in_the_policy_table(
-    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI
+    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI, webhooks_app: FastAPI
 ) -> None:
     uncovered = [
         f"{service}: {method} {path}"
@@ -288,6 +290,7 @@ def test_every_service_route_is_in_the_policy_table(
             ("points", points_app),
             ("segmentation", segmentation_app),
             ("feedback", feedback_app),
+            ("webhooks", webhooks_app),
         )
         for method, path in _service_routes(app)
         if not policy.covers(method, path)
@@ -296,7 +299,7 @@ def test_every_service_route_is_in_the_policy_table(
 
 
 def test_every_service_route_is_routed_to_its_service(
-    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI
+    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI, webhooks_app: FastAPI
 ) -> None:
     misrouted = [
         f"{service}: {method} {path} -> {owner_of(path)}"
@@ -304,6 +307,7 @@ def test_every_service_route_is_routed_to_its_service(
             ("points", points_app),
             ("segmentation", segmentation_app),
             ("feedback", feedback_app),
+            ("webhooks", webhooks_app),
         )
         for method, path in _service_routes(app)
         if owner_of(path) != service

@@ -9,7 +9,9 @@ from loyalty_shared.testing import RoutingTransport
 
 def _transport() -> RoutingTransport:
     echo = echo_app()
-    return RoutingTransport({"points": echo, "segmentation": echo, "feedback": echo})  # type: ignore[dict-item]
+    return RoutingTransport(
+        {"points": echo, "segmentation": echo, "feedback": echo, "webhooks": echo}  # type: ignore[dict-item]
+    )
 
 
 async def test_ready_without_credentials_is_a_bare_200_or_503() -> None:

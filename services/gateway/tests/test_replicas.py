@@ -20,7 +20,12 @@ from points.settings import PointsSettings
 def _two_points(points: list[Starlette] | None = None) -> RoutingTransport:
     echo = echo_app()
     return RoutingTransport(
-        {"points": points or [echo_app(), echo_app()], "segmentation": echo, "feedback": echo}  # type: ignore[dict-item]
+        {
+            "points": points or [echo_app(), echo_app()],
+            "segmentation": echo,
+            "feedback": echo,
+            "webhooks": echo,
+        }  # type: ignore[dict-item]
     )
 
 
@@ -153,13 +158,18 @@ async def second_points(points_settings: PointsSettings) -> AsyncIterator[FastAP
 
 
 async def test_two_points_replicas_one_stopped_mid_way_lose_no_write(
-    points_app: FastAPI, second_points: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI
+    points_app: FastAPI,
+    second_points: FastAPI,
+    segmentation_app: FastAPI,
+    feedback_app: FastAPI,
+    webhooks_app: FastAPI,
 ) -> None:
     transport = RoutingTransport(
         {
             "points": [points_app, second_points],
             "segmentation": segmentation_app,
             "feedback": feedback_app,
+            "webhooks": webhooks_app,
         }
     )
     member = f"m-{uuid.uuid4().hex[:10]}"

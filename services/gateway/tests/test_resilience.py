@@ -16,7 +16,7 @@ from loyalty_shared.testing import RoutingTransport, eventually
 def _transport(points: Starlette | None = None) -> RoutingTransport:
     echo = echo_app()
     return RoutingTransport(
-        {"points": points or echo, "segmentation": echo, "feedback": echo}  # type: ignore[dict-item]
+        {"points": points or echo, "segmentation": echo, "feedback": echo, "webhooks": echo}  # type: ignore[dict-item]
     )
 
 

@@ -48,7 +48,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
 
 def _transport() -> RoutingTransport:
     echo = echo_app()
-    return RoutingTransport({"points": echo, "segmentation": echo, "feedback": echo})  # type: ignore[dict-item]
+    return RoutingTransport(
+        {"points": echo, "segmentation": echo, "feedback": echo, "webhooks": echo}  # type: ignore[dict-item]
+    )
 
 
 def _store_settings(server: ValkeyServer, **extra: object) -> dict[str, object]:

@@ -17,6 +17,8 @@ CONSUMED_BY: dict[str, tuple[str, ...]] = {
     "points": (FEEDBACK_EVENTS,),
     "segmentation": (POINTS_EVENTS, FEEDBACK_EVENTS),
     "feedback": (POINTS_EVENTS, SEGMENTATION_EVENTS),
+    # every event a shop may subscribe to, POSTed to its endpoint (docs/webhooks.md)
+    "webhooks": ALL_EVENT_TOPICS,
 }
 
 

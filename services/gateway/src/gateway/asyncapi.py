@@ -125,8 +125,26 @@ def render(doc: dict[str, Any]) -> str:
             f'<a href="#{escape(c["address"])}">{escape(c["address"])}</a>'
             for c in doc["channels"].values()
         ),
+        '<a href="#webhooks">webhooks</a>',
         "</nav>",
     ]
+    hooks = doc.get("x-webhooks")
+    if hooks:
+        body += [
+            '<h2 id="webhooks">Webhooks</h2>',
+            f"<p>{escape(hooks['description'])}</p>",
+            "<table><tr><th>header</th><th>meaning</th></tr>",
+            *(
+                f"<tr><td><code>{escape(h)}</code></td><td>{escape(m)}</td></tr>"
+                for h, m in hooks["headers"].items()
+            ),
+            "</table><p>Subscribable event types:</p><ul>",
+            *(
+                f'<li><a href="#{escape(t)}"><code>{escape(t)}</code></a></li>'
+                for t in hooks["eventTypes"]
+            ),
+            "</ul>",
+        ]
     for channel in doc["channels"].values():
         body += [
             f'<h2 id="{escape(channel["address"])}">{escape(channel["address"])}</h2>',

@@ -243,7 +243,7 @@ async def merged_document(app: FastAPI) -> dict[str, Any]:
             "title": "Loyalty platform API",
             "version": "1.0.0",
             "description": (
-                "One API over the points, segmentation and feedback services. "
+                "One API over the points, segmentation, feedback and webhooks services. "
                 "Errors are RFC 9457 problem details; every response carries X-Request-ID. "
                 "The events the services publish on Kafka: [AsyncAPI](/asyncapi) "
                 "([asyncapi.json](/asyncapi.json))."

@@ -27,7 +27,7 @@ from gateway.upstream import UpstreamError, Upstreams
 
 router = APIRouter(tags=["ops"])
 
-Service = Literal["points", "segmentation", "feedback"]
+Service = Literal["points", "segmentation", "feedback", "webhooks"]
 
 
 class Unavailable(BaseModel):

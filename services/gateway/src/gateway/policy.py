@@ -172,6 +172,21 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/v1/surveys/{survey_id}/invitations", OPS),
     _r("GET", "/v1/feedback/metrics", OPS),
     _r("POST", "/v1/ahp/weights", OPS),
+    # -- webhooks (docs/webhooks.md): admin makes, changes and deletes them (members' events
+    # leave the platform through them); ops run them day to day --------------------------
+    _r("GET", "/v1/webhooks/event-types", OPS),
+    _r("GET", "/v1/webhooks", OPS),
+    _r("POST", "/v1/webhooks", ADM),
+    _r("GET", "/v1/webhooks/{subscription_id}", OPS),
+    _r("PATCH", "/v1/webhooks/{subscription_id}", ADM),
+    _r("DELETE", "/v1/webhooks/{subscription_id}", ADM),
+    _r("POST", "/v1/webhooks/{subscription_id}/pause", OPS),
+    _r("POST", "/v1/webhooks/{subscription_id}/resume", OPS),
+    _r("POST", "/v1/webhooks/{subscription_id}/rotate-secret", ADM),
+    _r("POST", "/v1/webhooks/{subscription_id}/test", OPS),
+    _r("GET", "/v1/webhooks/{subscription_id}/deliveries", OPS),
+    _r("GET", "/v1/webhooks/{subscription_id}/deliveries/{delivery_id}", OPS),
+    _r("POST", "/v1/webhooks/{subscription_id}/deliveries/{delivery_id}/retry", OPS),
     # -- pipeline operations (every service; the gateway fans out) -----------------------
     _r("GET", "/v1/ops/pipeline", OPS),
     _r("GET", "/v1/ops/dead-letters", ADM),

@@ -24,6 +24,7 @@ ROUTES: dict[str, str] = {
     "/v1/feedback": "feedback",
     "/v1/ahp": "feedback",
     "/v1/sla": "feedback",
+    "/v1/webhooks": "webhooks",
 }
 
 _BY_LENGTH = sorted(ROUTES.items(), key=lambda kv: len(kv[0]), reverse=True)
@@ -35,7 +36,7 @@ MEMBER_SUBRESOURCES: dict[str, str] = {
     "surveys": "feedback",
 }
 
-SERVICES = ("points", "segmentation", "feedback")
+SERVICES = ("points", "segmentation", "feedback", "webhooks")
 
 # Routes the gateway answers itself by asking several services (never forwarded as they are).
 COMPOSED: frozenset[tuple[str, str]] = frozenset(

@@ -54,6 +54,7 @@ class GatewaySettings(CommonSettings):
     points_url: str = "http://127.0.0.1:8001"
     segmentation_url: str = "http://127.0.0.1:8002"
     feedback_url: str = "http://127.0.0.1:8003"
+    webhooks_url: str = "http://127.0.0.1:8004"
     upstream_health_interval_seconds: float = Field(
         default=5.0,
         ge=0,
@@ -152,7 +153,7 @@ class GatewaySettings(CommonSettings):
     )
     rate_limit_store_key_prefix: str = "loyalty:ratelimit:"
 
-    @field_validator("points_url", "segmentation_url", "feedback_url")
+    @field_validator("points_url", "segmentation_url", "feedback_url", "webhooks_url")
     @classmethod
     def _base_urls(cls, value: str) -> str:
         urls = _split_urls(value)
@@ -171,6 +172,7 @@ class GatewaySettings(CommonSettings):
             "points": _split_urls(self.points_url),
             "segmentation": _split_urls(self.segmentation_url),
             "feedback": _split_urls(self.feedback_url),
+            "webhooks": _split_urls(self.webhooks_url),
         }
 
     def upstreams(self) -> dict[str, str]:

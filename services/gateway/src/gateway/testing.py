@@ -43,6 +43,7 @@ def make_gateway_settings(**overrides: object) -> GatewaySettings:
         "points_url": "http://points",
         "segmentation_url": "http://segmentation",
         "feedback_url": "http://feedback",
+        "webhooks_url": "http://webhooks",
         "upstream_timeout_seconds": 5.0,
         "api_keys": [
             ApiKeyConfig(name=f"test-{scope}", scope=scope, sha256=hash_key(key))
@@ -64,10 +65,15 @@ def make_gateway_settings(**overrides: object) -> GatewaySettings:
 
 @pytest.fixture(scope="session")
 def upstreams(
-    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI
+    points_app: FastAPI, segmentation_app: FastAPI, feedback_app: FastAPI, webhooks_app: FastAPI
 ) -> RoutingTransport:
     return RoutingTransport(
-        {"points": points_app, "segmentation": segmentation_app, "feedback": feedback_app}
+        {
+            "points": points_app,
+            "segmentation": segmentation_app,
+            "feedback": feedback_app,
+            "webhooks": webhooks_app,
+        }
     )
 
 

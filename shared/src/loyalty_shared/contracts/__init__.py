@@ -33,6 +33,10 @@ CONTRACTS: dict[str, type[EventPayload]] = {
 }
 
 
+# what a shop may subscribe its webhook to (docs/webhooks.md): every published type
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(sorted(CONTRACTS))
+
+
 def publisher_of(event_type: str) -> str | None:
     for service, models in PUBLISHERS.items():
         if any(event_type == m.TYPE for m in models):
@@ -43,6 +47,7 @@ def publisher_of(event_type: str) -> str | None:
 __all__ = [
     "CONTRACTS",
     "PUBLISHERS",
+    "WEBHOOK_EVENT_TYPES",
     "EventPayload",
     "InvalidPayload",
     "Money",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from loyalty_shared.contracts import PUBLISHERS
+from loyalty_shared.contracts import PUBLISHERS, WEBHOOK_EVENT_TYPES
 from loyalty_shared.contracts.base import EventPayload
 from loyalty_shared.topics import CONSUMED_BY, dlq_topic
 
@@ -63,6 +63,7 @@ def _message(model: type[EventPayload]) -> dict[str, Any]:
         },
         "payload": _envelope(model),
         "bindings": {"kafka": {"key": {"type": "string", "description": "the member id"}}},
+        "x-webhook-subscribable": model.TYPE in WEBHOOK_EVENT_TYPES,
         "examples": [
             {
                 "name": "example",
@@ -79,6 +80,28 @@ def _message(model: type[EventPayload]) -> dict[str, Any]:
                 },
             }
         ],
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    """The same events over HTTP: what a webhook subscription may ask for, and how it comes."""
+    return {
+        "description": "Shops without a Kafka consumer subscribe an https URL to any of "
+        "eventTypes (POST /v1/webhooks, admin). Each event is POSTed as the same CloudEvents "
+        "envelope (Content-Type application/cloudevents+json), signed with HMAC-SHA256 over "
+        "'<timestamp>.<body>', retried with backoff for about 24 h; deduplicate by "
+        "Loyalty-Webhook-Id. docs/webhooks.md has the verification code.",
+        "subscribe": "POST /v1/webhooks",
+        "eventTypes": list(WEBHOOK_EVENT_TYPES),
+        "headers": {
+            "Loyalty-Webhook-Id": "the event id (deduplicate on it)",
+            "Loyalty-Webhook-Type": "the event type",
+            "Loyalty-Webhook-Timestamp": "Unix seconds, signed",
+            "Loyalty-Webhook-Signature": "<key id>=<hex HMAC-SHA256(secret, timestamp.body)>, "
+            "comma-separated: two during a secret rotation's overlap",
+            "Loyalty-Webhook-Delivery": "the delivery's id in the log",
+            "Loyalty-Webhook-Attempt": "1 for the first attempt",
+        },
     }
 
 
@@ -146,5 +169,6 @@ def asyncapi_document() -> dict[str, Any]:
         },
         "channels": channels,
         "operations": operations,
+        "x-webhooks": _webhooks(),
         "components": {"messages": messages, "schemas": schemas},
     }

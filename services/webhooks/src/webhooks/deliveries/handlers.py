@@ -19,7 +19,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from loyalty_shared.contracts import CONTRACTS
+from loyalty_shared.contracts import CONTRACTS, WEBHOOK_EVENT_TYPES
 from loyalty_shared.erasure import MEMBER_ERASED
 from loyalty_shared.events import CloudEvent
 from loyalty_shared.inbox import EventConsumer
@@ -27,8 +27,8 @@ from loyalty_shared.topics import ALL_EVENT_TOPICS
 from webhooks.deliveries.repository import fan_out, forget_member
 from webhooks.settings import WebhooksSettings
 
-# what a subscription may ask for: every type a service publishes (the AsyncAPI document)
-SUBSCRIBABLE: frozenset[str] = frozenset(CONTRACTS)
+# what a subscription may ask for (the AsyncAPI document's x-webhooks lists the same)
+SUBSCRIBABLE: frozenset[str] = frozenset(WEBHOOK_EVENT_TYPES)
 
 
 def typed(event: CloudEvent) -> CloudEvent:

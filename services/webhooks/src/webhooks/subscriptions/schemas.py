@@ -3,7 +3,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loyalty_shared.contracts import CONTRACTS
+from loyalty_shared.contracts import WEBHOOK_EVENT_TYPES
 
 URL_MAX = 2048
 Url = Annotated[
@@ -14,7 +14,7 @@ EventTypes = Annotated[
     list[str],
     Field(
         min_length=1,
-        max_length=len(CONTRACTS),
+        max_length=len(WEBHOOK_EVENT_TYPES),
         description="Event types to receive (GET /v1/webhooks/event-types; /asyncapi)",
         examples=[["loyalty.tier.changed.v1", "loyalty.complaint.sla_breached.v1"]],
     ),
@@ -22,7 +22,7 @@ EventTypes = Annotated[
 
 
 def _known_types(value: list[str]) -> list[str]:
-    unknown = [t for t in value if t not in CONTRACTS]
+    unknown = [t for t in value if t not in WEBHOOK_EVENT_TYPES]
     if unknown:
         raise ValueError(f"not a subscribable event type: {', '.join(unknown[:5])}")
     if len(set(value)) != len(value):
