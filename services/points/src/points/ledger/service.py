@@ -268,6 +268,21 @@ class Posting:
             self.d_lifetime += points
         return int(lot_id)
 
+    def lower_lifetime(self, points: int) -> None:
+        """Take ``points`` off lifetime earned (a reversal of points once earned)."""
+        self.d_lifetime -= points
+
+    def take_growth(self, growth: int, entry_type: str, *, key: str) -> None:
+        """Take ``growth`` off growth value: on the operation's first entry, or on an entry
+        of its own (``entry_type``, ``key``) when it has none."""
+        if growth == 0:
+            return
+        if self.rows:
+            self.rows[0]["growth_delta"] -= growth
+            self.d_growth -= growth
+        else:
+            self.entry(entry_type, key, growth=-growth)
+
     async def sync_lots(self) -> None:
         """Write the lot changes gathered so far (before reading lots again)."""
         changes = [{"lot": k, "delta": v} for k, v in self.lot_deltas.items() if v != 0]

@@ -52,6 +52,21 @@ def new_referral_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
 
 
+async def _referrer(session: AsyncSession, data: MemberIn) -> str | None:
+    """The member whose referral code the new member gave (422 for an unknown one)."""
+    if not data.referral_code:
+        return None
+    from points.referrals.service import referrer_for_code
+
+    referred_by = await referrer_for_code(session, data.referral_code)
+    if referred_by is None or referred_by == data.member_id:
+        raise UnknownReferralCode(
+            f"No member has the referral code {data.referral_code!r}",
+            errors=[{"field": "body.referral_code", "message": "unknown referral code"}],
+        )
+    return referred_by
+
+
 async def enrol(
     session: AsyncSession,
     settings: PointsSettings,
@@ -70,16 +85,7 @@ async def enrol(
     )
     now = datetime.now(UTC)
     ladder = await cache.ladder(session, now) if cache is not None else await load_ladder(session)
-    referred_by = None
-    if data.referral_code:
-        from points.referrals.service import referrer_for_code
-
-        referred_by = await referrer_for_code(session, data.referral_code)
-        if referred_by is None or referred_by == data.member_id:
-            raise UnknownReferralCode(
-                f"No member has the referral code {data.referral_code!r}",
-                errors=[{"field": "body.referral_code", "message": "unknown referral code"}],
-            )
+    referred_by = await _referrer(session, data)
     inserted = (
         await session.execute(
             insert(Member)

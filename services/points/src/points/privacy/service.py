@@ -167,6 +167,96 @@ def _rows(result: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in result.all()]
 
 
+# what the export holds besides the member and its balance: section -> (its columns, the
+# column naming the member, the order of its rows)
+_EXPORTED: dict[str, tuple[tuple[Any, ...], Any, tuple[Any, ...]]] = {
+    "ledger": (
+        (
+            entries.c.id,
+            entries.c.entry_type,
+            entries.c.points,
+            entries.c.pending_delta,
+            entries.c.debt_delta,
+            entries.c.lot_id,
+            entries.c.reason,
+            entries.c.source_type,
+            entries.c.source_id,
+            entries.c.occurred_at,
+            entries.c.created_at,
+        ),
+        entries.c.member_id,
+        (entries.c.id,),
+    ),
+    "lots": (
+        (
+            lots.c.id,
+            lots.c.points,
+            lots.c.remaining,
+            lots.c.status,
+            lots.c.earned_at,
+            lots.c.expires_at,
+        ),
+        lots.c.member_id,
+        (lots.c.id,),
+    ),
+    "orders": (
+        (
+            orders.c.order_id,
+            orders.c.amount,
+            orders.c.currency,
+            orders.c["items"],
+            orders.c.coupon_used,
+            orders.c.channel,
+            orders.c.occurred_at,
+            orders.c.points_earned,
+        ),
+        orders.c.member_id,
+        (orders.c.occurred_at,),
+    ),
+    "redemptions": (
+        (
+            Redemption.redemption_id,
+            Redemption.reward_id,
+            Redemption.quantity,
+            Redemption.order_id,
+            Redemption.points,
+            Redemption.status,
+            Redemption.created_at,
+        ),
+        Redemption.member_id,
+        (),
+    ),
+    "check_ins": (
+        (check_ins.c.local_day, check_ins.c.points, check_ins.c.occurred_at),
+        check_ins.c.member_id,
+        (),
+    ),
+    "interactions": (
+        (
+            interactions.c.event_id,
+            interactions.c.type,
+            interactions.c.occurred_at,
+            interactions.c.attributes,
+            interactions.c.points,
+        ),
+        interactions.c.member_id,
+        (),
+    ),
+}
+_PROFILE = (
+    "member_id",
+    "name",
+    "email",
+    "phone",
+    "birthday",
+    "timezone",
+    "referral_code",
+    "referred_by",
+    "tier",
+    "enrolled_at",
+)
+
+
 async def export(session: AsyncSession, member_id: str) -> dict[str, Any]:
     """Everything this service holds about the member (JSON-ready through pydantic)."""
     member = (
@@ -179,107 +269,16 @@ async def export(session: AsyncSession, member_id: str) -> dict[str, Any]:
     balance = (
         await session.execute(select(Balance).where(Balance.member_id == member_id))
     ).scalar_one()
-    profile = {
-        c: getattr(member, c)
-        for c in (
-            "member_id",
-            "name",
-            "email",
-            "phone",
-            "birthday",
-            "timezone",
-            "referral_code",
-            "referred_by",
-            "tier",
-            "enrolled_at",
-        )
-    }
-    return {
-        "member": profile,
+    exported: dict[str, Any] = {
+        "member": {c: getattr(member, c) for c in _PROFILE},
         "balance": {
             "available": balance.available,
             "pending": balance.pending,
             "debt": balance.debt,
             "lifetime_earned": balance.lifetime_earned,
         },
-        "ledger": _rows(
-            await session.execute(
-                select(
-                    entries.c.id,
-                    entries.c.entry_type,
-                    entries.c.points,
-                    entries.c.pending_delta,
-                    entries.c.debt_delta,
-                    entries.c.lot_id,
-                    entries.c.reason,
-                    entries.c.source_type,
-                    entries.c.source_id,
-                    entries.c.occurred_at,
-                    entries.c.created_at,
-                )
-                .where(entries.c.member_id == member_id)
-                .order_by(entries.c.id)
-            )
-        ),
-        "lots": _rows(
-            await session.execute(
-                select(
-                    lots.c.id,
-                    lots.c.points,
-                    lots.c.remaining,
-                    lots.c.status,
-                    lots.c.earned_at,
-                    lots.c.expires_at,
-                )
-                .where(lots.c.member_id == member_id)
-                .order_by(lots.c.id)
-            )
-        ),
-        "orders": _rows(
-            await session.execute(
-                select(
-                    orders.c.order_id,
-                    orders.c.amount,
-                    orders.c.currency,
-                    orders.c["items"],
-                    orders.c.coupon_used,
-                    orders.c.channel,
-                    orders.c.occurred_at,
-                    orders.c.points_earned,
-                )
-                .where(orders.c.member_id == member_id)
-                .order_by(orders.c.occurred_at)
-            )
-        ),
-        "redemptions": _rows(
-            await session.execute(
-                select(
-                    Redemption.redemption_id,
-                    Redemption.reward_id,
-                    Redemption.quantity,
-                    Redemption.order_id,
-                    Redemption.points,
-                    Redemption.status,
-                    Redemption.created_at,
-                ).where(Redemption.member_id == member_id)
-            )
-        ),
-        "check_ins": _rows(
-            await session.execute(
-                select(check_ins.c.local_day, check_ins.c.points, check_ins.c.occurred_at).where(
-                    check_ins.c.member_id == member_id
-                )
-            )
-        ),
-        "interactions": _rows(
-            await session.execute(
-                select(
-                    interactions.c.event_id,
-                    interactions.c.type,
-                    interactions.c.occurred_at,
-                    interactions.c.attributes,
-                    interactions.c.points,
-                ).where(interactions.c.member_id == member_id)
-            )
-        ),
     }
+    for section, (columns, whose, order) in _EXPORTED.items():
+        query = select(*columns).where(whose == member_id).order_by(*order)
+        exported[section] = _rows(await session.execute(query))
+    return exported

@@ -51,47 +51,7 @@ async def redeem(
             "redemptions resume once later earnings have repaid them",
             debt=locked.debt,
         )
-    quantity: int | None = None
-    if data.reward_id is not None:
-        quantity = data.quantity or 1
-        reward = (
-            await session.execute(
-                select(rewards.c.points_cost, rewards.c.stock).where(
-                    rewards.c.reward_id == data.reward_id, rewards.c.active.is_(True)
-                )
-            )
-        ).first()
-        if reward is None:
-            raise RewardNotFound(
-                f"No active reward with id {data.reward_id!r}",
-                errors=[{"field": "body.reward_id", "message": "unknown or inactive reward"}],
-            )
-        cost = reward.points_cost * quantity
-        if locked.available < cost:
-            raise InsufficientPoints(
-                f"Member {member_id!r} has {max(locked.available, 0)} points, {cost} needed",
-                available=max(locked.available, 0),
-                required=cost,
-            )
-        taken = (
-            await session.execute(
-                update(rewards)
-                .where(
-                    rewards.c.reward_id == data.reward_id,
-                    or_(rewards.c.stock.is_(None), rewards.c.stock >= quantity),
-                )
-                .values(stock=rewards.c.stock - quantity)
-                .returning(rewards.c.stock)
-            )
-        ).first()
-        if taken is None:
-            raise OutOfStock(
-                f"Reward {data.reward_id!r} has fewer than {quantity} left",
-                reward_id=data.reward_id,
-            )
-    else:
-        assert data.points is not None
-        cost = data.points
+    cost, quantity = await _cost(session, locked, data)
 
     redemption_id = f"rdm-{uuid.uuid4().hex}"
     posting = ledger.Posting(
@@ -155,6 +115,52 @@ async def redeem(
     return out
 
 
+async def _cost(
+    session: AsyncSession, locked: ledger.LockedBalance, data: RedemptionIn
+) -> tuple[int, int | None]:
+    """(points, quantity): a reward's cost x quantity, its stock taken; or the discount's."""
+    if data.reward_id is None:
+        assert data.points is not None
+        return data.points, None
+    quantity = data.quantity or 1
+    reward = (
+        await session.execute(
+            select(rewards.c.points_cost, rewards.c.stock).where(
+                rewards.c.reward_id == data.reward_id, rewards.c.active.is_(True)
+            )
+        )
+    ).first()
+    if reward is None:
+        raise RewardNotFound(
+            f"No active reward with id {data.reward_id!r}",
+            errors=[{"field": "body.reward_id", "message": "unknown or inactive reward"}],
+        )
+    cost = int(reward.points_cost) * quantity
+    if locked.available < cost:
+        raise InsufficientPoints(
+            f"Member {locked.member_id!r} has {max(locked.available, 0)} points, {cost} needed",
+            available=max(locked.available, 0),
+            required=cost,
+        )
+    taken = (
+        await session.execute(
+            update(rewards)
+            .where(
+                rewards.c.reward_id == data.reward_id,
+                or_(rewards.c.stock.is_(None), rewards.c.stock >= quantity),
+            )
+            .values(stock=rewards.c.stock - quantity)
+            .returning(rewards.c.stock)
+        )
+    ).first()
+    if taken is None:
+        raise OutOfStock(
+            f"Reward {data.reward_id!r} has fewer than {quantity} left",
+            reward_id=data.reward_id,
+        )
+    return cost, quantity
+
+
 async def member_of(session: AsyncSession, redemption_id: str) -> str | None:
     """Whose redemption this is (None: there is none)."""
     member: str | None = (
@@ -198,52 +204,10 @@ async def cancel(
     if row.status == CANCELLED:  # the redemption id is the natural key: replay
         return CancelOut.model_validate(row.cancel_response)
 
-    spent = (
-        await session.execute(
-            select(
-                entries.c.lot_id,
-                entries.c.points,
-                lots.c.status,
-                lots.c.expires_at,
-            )
-            .join(lots, lots.c.id == entries.c.lot_id)
-            .where(
-                entries.c.source_type == "redemption",
-                entries.c.source_id == redemption_id,
-                entries.c.entry_type == lm.REDEEM,
-            )
-            .order_by(entries.c.id)
-        )
-    ).all()
     posting = ledger.Posting(
         session, locked, "redemption", redemption_id, now, reason="redemption cancelled"
     )
-    same = new = 0
-    expired_points = 0
-    for e in spent:
-        points = -e.points
-        still_open = e.status == lm.LOT_AVAILABLE and (e.expires_at is None or e.expires_at > now)
-        if still_open:
-            posting.entry(
-                lm.CANCEL_REDEEM,
-                f"redemption:{redemption_id}:cancel:lot:{e.lot_id}",
-                points=points,
-                lot_id=e.lot_id,
-            )
-            same += points
-        else:
-            expired_points += points
-    if expired_points:
-        await posting.credit(
-            expired_points,
-            key=f"redemption:{redemption_id}:cancel:new-lot",
-            entry_type=lm.CANCEL_REDEEM,
-            earned_at=now,
-            available_at=now,
-            expires_at=ledger.expiry_for(now, settings.expiry_months),
-            lifetime=False,
-        )
-        new = expired_points
+    same, new = await _give_back(session, settings, posting, now)
     await posting.settle_debt(key=f"redemption:{redemption_id}:cancel")
     balance = await posting.finish()
     if row.reward_id is not None and row.quantity:
@@ -286,3 +250,55 @@ async def cancel(
         ),
     )
     return out
+
+
+async def _give_back(
+    session: AsyncSession, settings: PointsSettings, posting: ledger.Posting, now: datetime
+) -> tuple[int, int]:
+    """The redemption's points back: (to the lots it spent, still open; as a new lot, for
+    those that expired or closed meanwhile)."""
+    redemption_id = posting.source_id
+    spent = (
+        await session.execute(
+            select(
+                entries.c.lot_id,
+                entries.c.points,
+                lots.c.status,
+                lots.c.expires_at,
+            )
+            .join(lots, lots.c.id == entries.c.lot_id)
+            .where(
+                entries.c.source_type == "redemption",
+                entries.c.source_id == redemption_id,
+                entries.c.entry_type == lm.REDEEM,
+            )
+            .order_by(entries.c.id)
+        )
+    ).all()
+    same = new = 0
+    expired_points = 0
+    for e in spent:
+        points = -e.points
+        still_open = e.status == lm.LOT_AVAILABLE and (e.expires_at is None or e.expires_at > now)
+        if still_open:
+            posting.entry(
+                lm.CANCEL_REDEEM,
+                f"redemption:{redemption_id}:cancel:lot:{e.lot_id}",
+                points=points,
+                lot_id=e.lot_id,
+            )
+            same += points
+        else:
+            expired_points += points
+    if expired_points:
+        await posting.credit(
+            expired_points,
+            key=f"redemption:{redemption_id}:cancel:new-lot",
+            entry_type=lm.CANCEL_REDEEM,
+            earned_at=now,
+            available_at=now,
+            expires_at=ledger.expiry_for(now, settings.expiry_months),
+            lifetime=False,
+        )
+        new = expired_points
+    return same, new

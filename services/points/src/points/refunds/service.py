@@ -7,8 +7,10 @@ balance, that later credits repay first. Redemptions are refused while in debt.
 """
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy import func, select, update
@@ -47,6 +49,26 @@ def reversed_through(points_earned: int, order_amount: Decimal, refunded: Decima
     return int(share.to_integral_value(rounding=ROUND_FLOOR))
 
 
+@dataclass(frozen=True)
+class _Refunded:
+    """The refund's amounts: before it, with it, and the points it reverses."""
+
+    before: Decimal  # refunded before this refund
+    reversed_before: int  # points reversed before this refund
+    total: Decimal  # refunded with this refund
+    points: int  # points this refund reverses
+
+
+@dataclass
+class _Reversal:
+    """Where the reversed points came from."""
+
+    from_pending: int = 0
+    from_available: int = 0
+    debt_added: int = 0
+    waived: int = 0  # already expired: counted as reversed, not taken again
+
+
 async def refund_order(
     session: AsyncSession,
     settings: PointsSettings,
@@ -79,6 +101,58 @@ async def refund_order(
     previous = await _existing(session, data.refund_id, fingerprint)
     if previous is not None:
         return previous
+    refunded = await _amounts(session, order_id, order, data)
+    if not await _claim(
+        session, order_id, order.member_id, data, refunded, fingerprint, occurred_at
+    ):
+        # the same refund id raced in for another order's member
+        replay = await _existing(session, data.refund_id, fingerprint)
+        assert replay is not None
+        return replay
+
+    posting = ledger.Posting(
+        session,
+        locked,
+        "refund",
+        data.refund_id,
+        occurred_at,
+        reason=data.reason or f"refund of order {order_id}",
+    )
+    reversal = await _reverse(session, posting, order_id, data.refund_id, refunded)
+    # growth value falls pro rata with the part of the order that counted toward it
+    growth = reversed_through(order.growth_points, order.amount, refunded.total) - (
+        reversed_through(order.growth_points, order.amount, refunded.before)
+    )
+    posting.take_growth(growth, lm.REFUND_REVERSAL, key=f"refund:{data.refund_id}:growth")
+    balance = await posting.finish()
+
+    response = RefundOut(
+        refund_id=data.refund_id,
+        order_id=order_id,
+        member_id=order.member_id,
+        amount=data.amount,
+        refunded_total=refunded.total,
+        points_reversed=refunded.points,
+        reversed_from_pending=reversal.from_pending,
+        reversed_from_available=reversal.from_available,
+        debt_added=reversal.debt_added,
+        already_expired=reversal.waived,
+        balance=BalanceAfter(
+            available=balance.available, pending=balance.pending, debt=balance.debt
+        ),
+        occurred_at=occurred_at,
+    )
+    await session.execute(
+        update(refunds)
+        .where(refunds.c.refund_id == data.refund_id)
+        .values(response=response.model_dump(mode="json"))
+    )
+    await _publish(session, order, response)
+    return response
+
+
+async def _amounts(session: AsyncSession, order_id: str, order: Any, data: RefundIn) -> _Refunded:
+    """What was refunded before, and what this refund reverses (422 above the order)."""
     totals = (
         await session.execute(
             select(
@@ -101,16 +175,28 @@ async def refund_order(
             ],
         )
     points = reversed_through(order.points_earned, order.amount, refunded_total) - reversed_before
+    return _Refunded(refunded_before, reversed_before, refunded_total, points)
 
+
+async def _claim(
+    session: AsyncSession,
+    order_id: str,
+    member_id: str,
+    data: RefundIn,
+    refunded: _Refunded,
+    fingerprint: str,
+    occurred_at: datetime,
+) -> bool:
+    """The refund's row, if its id is new (its answer is written once it is known)."""
     claimed = (
         await session.execute(
             insert(refunds)
             .values(
                 refund_id=data.refund_id,
                 order_id=order_id,
-                member_id=order.member_id,
+                member_id=member_id,
                 amount=data.amount,
-                points_reversed=points,
+                points_reversed=refunded.points,
                 request_hash=fingerprint,
                 response={},
                 occurred_at=occurred_at,
@@ -119,129 +205,101 @@ async def refund_order(
             .returning(refunds.c.refund_id)
         )
     ).first()
-    if claimed is None:  # the same refund id raced in for another order's member
-        replay = await _existing(session, data.refund_id, fingerprint)
-        assert replay is not None
-        return replay
+    return claimed is not None
 
-    posting = ledger.Posting(
-        session,
-        locked,
-        "refund",
-        data.refund_id,
-        occurred_at,
-        reason=data.reason or f"refund of order {order_id}",
-    )
-    from_pending = from_available = debt_added = waived = 0
-    left = points
-    if left > 0:
-        order_lots = (
-            await session.execute(
-                select(lots.c.id, lots.c.remaining, lots.c.status)
-                .where(
-                    lots.c.source_type == "order",
-                    lots.c.source_id == order_id,
-                    lots.c.member_id == order.member_id,
-                    lots.c.remaining > 0,
-                    lots.c.status.in_([lm.LOT_PENDING, lm.LOT_AVAILABLE]),
-                )
-                .order_by(lots.c.status.desc(), lots.c.id)  # pending before available
+
+async def _reverse(
+    session: AsyncSession,
+    posting: ledger.Posting,
+    order_id: str,
+    refund_id: str,
+    refunded: _Refunded,
+) -> _Reversal:
+    """Take the refund's points: the order's own lots first (pending before available),
+    then what already expired, then other lots (FIFO); the rest becomes a debt."""
+    reversal = _Reversal()
+    left = refunded.points
+    if left <= 0:
+        return reversal
+    order_lots = (
+        await session.execute(
+            select(lots.c.id, lots.c.remaining, lots.c.status)
+            .where(
+                lots.c.source_type == "order",
+                lots.c.source_id == order_id,
+                lots.c.member_id == posting.member_id,
+                lots.c.remaining > 0,
+                lots.c.status.in_([lm.LOT_PENDING, lm.LOT_AVAILABLE]),
             )
-        ).all()
-        for lot in order_lots:
-            take = min(left, lot.remaining)
-            key = f"refund:{data.refund_id}:order-lot:{lot.id}"
-            if lot.status == lm.LOT_PENDING:
-                posting.entry(lm.REFUND_REVERSAL, key, pending=-take, lot_id=lot.id)
-                from_pending += take
-            else:
-                posting.entry(lm.REFUND_REVERSAL, key, points=-take, lot_id=lot.id)
-                from_available += take
-            left -= take
-            if left == 0:
-                break
-        if left > 0:
-            waived = await _expired_not_yet_waived(session, order_id, reversed_before)
-            waived = min(left, waived)
-            left -= waived
-        if left > 0:
-            taken, debt_added = await posting.claw_back(left, key=f"refund:{data.refund_id}:claw")
-            from_available += taken
-        posting.d_lifetime -= points
-    # growth value falls pro rata with the part of the order that counted toward it
-    growth = reversed_through(order.growth_points, order.amount, refunded_total) - (
-        reversed_through(order.growth_points, order.amount, refunded_before)
-    )
-    if growth:
-        if posting.rows:
-            posting.rows[0]["growth_delta"] -= growth
-            posting.d_growth -= growth
+            .order_by(lots.c.status.desc(), lots.c.id)  # pending before available
+        )
+    ).all()
+    for lot in order_lots:
+        take = min(left, lot.remaining)
+        key = f"refund:{refund_id}:order-lot:{lot.id}"
+        if lot.status == lm.LOT_PENDING:
+            posting.entry(lm.REFUND_REVERSAL, key, pending=-take, lot_id=lot.id)
+            reversal.from_pending += take
         else:
-            posting.entry(lm.REFUND_REVERSAL, f"refund:{data.refund_id}:growth", growth=-growth)
-    balance = await posting.finish()
+            posting.entry(lm.REFUND_REVERSAL, key, points=-take, lot_id=lot.id)
+            reversal.from_available += take
+        left -= take
+        if left == 0:
+            break
+    if left > 0:
+        waived = await _expired_not_yet_waived(session, order_id, refunded.reversed_before)
+        reversal.waived = min(left, waived)
+        left -= reversal.waived
+    if left > 0:
+        taken, reversal.debt_added = await posting.claw_back(left, key=f"refund:{refund_id}:claw")
+        reversal.from_available += taken
+    posting.lower_lifetime(refunded.points)
+    return reversal
 
-    response = RefundOut(
-        refund_id=data.refund_id,
-        order_id=order_id,
-        member_id=order.member_id,
-        amount=data.amount,
-        refunded_total=refunded_total,
-        points_reversed=points,
-        reversed_from_pending=from_pending,
-        reversed_from_available=from_available,
-        debt_added=debt_added,
-        already_expired=waived,
-        balance=BalanceAfter(
-            available=balance.available, pending=balance.pending, debt=balance.debt
-        ),
-        occurred_at=occurred_at,
-    )
-    await session.execute(
-        update(refunds)
-        .where(refunds.c.refund_id == data.refund_id)
-        .values(response=response.model_dump(mode="json"))
-    )
+
+async def _publish(session: AsyncSession, order: Any, out: RefundOut) -> None:
+    """``order.refunded`` and ``points.reversed``."""
+    occurred_at = out.occurred_at
     await events.publish(
         session,
         events.points_event(
             events.ORDER_REFUNDED,
-            order.member_id,
+            out.member_id,
             {
-                "order_id": order_id,
-                "refund_id": data.refund_id,
-                "member_id": order.member_id,
-                "amount": str(data.amount),
+                "order_id": out.order_id,
+                "refund_id": out.refund_id,
+                "member_id": out.member_id,
+                "amount": str(out.amount),
                 "currency": order.currency,
                 "order_amount": str(order.amount),
-                "refunded_total": str(refunded_total),
-                "fully_refunded": refunded_total == order.amount,
-                "points_reversed": points,
+                "refunded_total": str(out.refunded_total),
+                "fully_refunded": out.refunded_total == order.amount,
+                "points_reversed": out.points_reversed,
                 "occurred_at": occurred_at.isoformat(),
             },
             time=occurred_at,
         ),
         events.points_event(
             events.POINTS_REVERSED,
-            order.member_id,
+            out.member_id,
             {
-                "member_id": order.member_id,
-                "points": points,
-                "from_pending": from_pending,
-                "from_available": from_available,
-                "debt_added": debt_added,
-                "already_expired": waived,
+                "member_id": out.member_id,
+                "points": out.points_reversed,
+                "from_pending": out.reversed_from_pending,
+                "from_available": out.reversed_from_available,
+                "debt_added": out.debt_added,
+                "already_expired": out.already_expired,
                 "source_type": "refund",
-                "source_id": data.refund_id,
-                "order_id": order_id,
+                "source_id": out.refund_id,
+                "order_id": out.order_id,
                 "occurred_at": occurred_at.isoformat(),
-                "balance_available": balance.available,
-                "balance_pending": balance.pending,
-                "debt": balance.debt,
+                "balance_available": out.balance.available,
+                "balance_pending": out.balance.pending,
+                "debt": out.balance.debt,
             },
             time=occurred_at,
         ),
     )
-    return response
 
 
 async def _expired_not_yet_waived(
