@@ -9,6 +9,12 @@ BENCH_SECONDS each (default 6): a shared machine's speed drifts over a minute, s
 ratio is taken within a round and the median of the rounds is reported.
 Targets: real >= 0.5x the reference, p99 <= 50 ms, hot >= 0.5x spread.
 
+Each speed layer earns its place (issue #17): with one worker, a second points API runs
+with one layer switched off (``LAYERS``: ``POINTS_ORDER_FACTS_MEMBERS=0`` or
+``POINTS_HOTPATH_OFF``), and the two take turns on the case the layer is for; 'vs all on'
+is the median over the rounds of off / on within each round. BENCH_LAYERS picks layers
+(comma-separated names, empty for none).
+
 At 32 connections that answer as fast as they can, latency is mostly queueing: the median
 is about 32 / throughput (Little's law). So each round, with one worker, also paces the
 same 32 connections (random pauses: shoppers arriving at random) at a fraction of the
@@ -54,6 +60,18 @@ SPREAD = "POST /v1/orders, 1,000 members"
 HOT = "POST /v1/orders, one hot member"
 # paced runs: fractions of the real endpoint's throughput in the same round (one worker)
 PACED = [float(f) for f in os.environ.get("BENCH_PACED", "0.5,0.75").split(",") if f]
+# speed layers: name -> (the environment that switches it off, the case it is for)
+LAYERS: dict[str, tuple[dict[str, str], str]] = {
+    "facts cache": ({"POINTS_ORDER_FACTS_MEMBERS": "0"}, "spread"),
+    "fast_lane": ({"POINTS_HOTPATH_OFF": '["fast_lane"]'}, "spread"),
+    "keyed_batches": ({"POINTS_HOTPATH_OFF": '["keyed_batches"]'}, "hot"),
+    "connection_shelf": ({"POINTS_HOTPATH_OFF": '["connection_shelf"]'}, "spread"),
+    "driver_autocommit": ({"POINTS_HOTPATH_OFF": '["driver_autocommit"]'}, "spread"),
+    "shelving_pool": ({"POINTS_HOTPATH_OFF": '["shelving_pool"]'}, "spread"),
+}
+SELECTED_LAYERS = [
+    name for name in os.environ.get("BENCH_LAYERS", ",".join(LAYERS)).split(",") if name
+]
 
 
 def meter(app_pid: int, postmaster_pid: int) -> dict[str, Callable[[], Sequence[int]]]:
@@ -120,8 +138,53 @@ def _combined(runs: list[WrkResult]) -> WrkResult:
     )
 
 
+def _layer_runs(
+    env: dict[str, str], base: str, api_pid: int, postmaster: int
+) -> dict[str, list[tuple[WrkResult, WrkResult]]]:
+    """Per layer: (all layers on, this one off) in each round, one worker each."""
+    found: dict[str, list[tuple[WrkResult, WrkResult]]] = {}
+    for layer in SELECTED_LAYERS:
+        switch, case = LAYERS[layer]
+        off_env = {**env, **switch, "POINTS_PORT": str(free_port())}
+        off_base = f"http://127.0.0.1:{off_env['POINTS_PORT']}"
+        off_cmd = [PYTHON, "-m", "points", "api", "--workers", "1"]
+        with process(off_cmd, off_env, f"{off_base}/ready") as off_pid:
+            _warm(f"{off_base}/v1/orders")
+            name = f"{SPREAD if case == 'spread' else HOT}, without {layer}"
+            for _ in range(ROUNDS):
+                on = _load(f"{layer} on", f"{base}/v1/orders", case, api_pid, postmaster)
+                off = _load(name, f"{off_base}/v1/orders", case, off_pid, postmaster)
+                found.setdefault(layer, []).append((on, off))
+    return found
+
+
+def _layer_rows(layers: dict[str, list[tuple[WrkResult, WrkResult]]]) -> list[list[str]]:
+    rows = []
+    for runs in layers.values():
+        off = _combined([o for _, o in runs])
+        ratios = sorted(o.requests_per_s / n.requests_per_s for n, o in runs)
+        rows.append(
+            [
+                off.name,
+                "1",
+                f"{off.requests_per_s:,.0f}",
+                f"{off.p50_ms:.1f}",
+                f"{off.p99_ms:.1f}",
+                "",
+                "",
+                f"{statistics.median(ratios):.2f}",
+                f"{ratios[0]:.2f}-{ratios[-1]:.2f}",
+                f"{off.cpu_ms['app']:.2f}" if off.cpu_ms else "",
+                f"{off.cpu_ms['postgres']:.2f}" if off.cpu_ms else "",
+                str(off.non_2xx + off.errors),
+            ]
+        )
+    return rows
+
+
 def main() -> None:
     runs: dict[tuple[str, int], list[WrkResult]] = {}
+    layers: dict[str, list[tuple[WrkResult, WrkResult]]] = {}
     with infra() as inf:
         pg = inf.postgres
         postmaster = int((pg.pgdata / "postmaster.pid").read_text().split()[0])
@@ -199,6 +262,8 @@ def main() -> None:
                                     rate,
                                 )
                             )
+                if workers == 1:
+                    layers = _layer_runs(env, base, api_pid, postmaster)
 
     def ratio(case: str, workers: int, base_case: str = "reference") -> float:
         """Median over the rounds of the ratio within each round."""
@@ -229,11 +294,14 @@ def main() -> None:
                 f"{r.p50_ms:.1f}",
                 f"{r.p99_ms:.1f}",
                 *_vs_reference(case, workers),
+                "",
+                "",
                 f"{r.cpu_ms['app']:.2f}" if r.cpu_ms else "",
                 f"{r.cpu_ms['postgres']:.2f}" if r.cpu_ms else "",
                 str(r.non_2xx + r.errors),
             ]
         )
+    rows.extend(_layer_rows(layers))
     spread = results["spread", 1]
     notes = (
         f"wrk, {CONNECTIONS} connections; the cases take turns, {ROUNDS} rounds of {DURATION} s; "
@@ -245,7 +313,10 @@ def main() -> None:
         f"same {CONNECTIONS} connections, each pausing a random (exponential) time before "
         f"each request, offered a fraction of the throughput the real endpoint reached in "
         f"the same round (the reference offered the same rate), {DURATION * 2} s each: the "
-        f"latency below saturation.\n\n"
+        f"latency below saturation. 'without' rows: one speed layer switched off in a second "
+        f"API (one worker), taking turns with the API with every layer on, on the case the "
+        f"layer is for; 'vs all on': the median over the rounds of their ratio within each "
+        f"round (and its range). A layer that buys less than 5% goes (issue #17).\n\n"
         f"- real / reference throughput, one worker each: {ratio('spread', 1):.2f} "
         f"(rounds {spread_of('spread', 1)}; target >= 0.5)\n"
         + "".join(
@@ -283,6 +354,8 @@ def main() -> None:
             "p99 ms",
             "vs reference",
             "rounds",
+            "vs all on",
+            "rounds (all on)",
             "app CPU ms/req",
             "Postgres CPU ms/req",
             "errors",

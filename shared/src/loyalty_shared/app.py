@@ -169,6 +169,13 @@ def _lifespan(
     return lifespan
 
 
+def _fast_lane_routes(settings: CommonSettings, front_routers: Sequence[APIRouter]) -> list[Any]:
+    """The front routes ``FastLane`` serves (none with ``hotpath_off`` naming it)."""
+    if "fast_lane" in settings.hotpath_off:
+        return []
+    return fast_routes([route for front in front_routers for route in front.routes])
+
+
 def create_service_app(
     settings: CommonSettings,
     *,
@@ -239,7 +246,7 @@ def create_service_app(
     install_offline_docs(app, title)
     if extra_schemas:
         _document_extra_schemas(app, tuple(extra_schemas))
-    hot = fast_routes([route for front in front_routers for route in front.routes])
+    hot = _fast_lane_routes(settings, front_routers)
     if hot:
         app.add_middleware(FastLane, routes=hot)  # inside the request context (added last)
     if gateway_secrets is not None:  # before every route, the fast lane's too

@@ -96,6 +96,7 @@ class ShelvingPool(AsyncAdaptedQueuePool):
         super().__init__(*args, **kwargs)
         self._shelf: list[Any] = []  # PoolProxiedConnection, most recently used last
         self._asking = 0  # callers inside _do_get (one that waits stays there)
+        self.shelving = True  # False: nothing is shelved (``hotpath_off``)
 
     @property
     def shelved(self) -> int:
@@ -127,7 +128,11 @@ class ShelvingPool(AsyncAdaptedQueuePool):
 
     def shelve(self, fairy: Any) -> bool:
         """Keep an idle connection (no transaction) for the next ``DriverAutocommit``."""
-        if self._asking or len(self._shelf) >= self.size() + max(self._max_overflow, 0):
+        if (
+            not self.shelving
+            or self._asking
+            or len(self._shelf) >= self.size() + max(self._max_overflow, 0)
+        ):
             return False
         self._shelf.append(fairy)
         return True
@@ -185,7 +190,9 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
-        poolclass=ShelvingPool,
+        poolclass=AsyncAdaptedQueuePool
+        if "shelving_pool" in settings.hotpath_off
+        else ShelvingPool,
         # Errors (and the logs and dead letters they reach) show the SQL, never its
         # parameters: those are members' data.
         hide_parameters=True,
@@ -199,6 +206,9 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
             "server_settings": {"application_name": f"{settings.service_name}:{os.getpid()}"}
         },
     )
+    pool = engine.sync_engine.pool
+    if isinstance(pool, ShelvingPool) and "connection_shelf" in settings.hotpath_off:
+        pool.shelving = False
     _GATES[engine.sync_engine] = FairGate(
         settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout_seconds
     )

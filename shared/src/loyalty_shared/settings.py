@@ -10,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["dev", "test", "production"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# the hot path's speed layers that can be switched off, to measure what each buys
+# (bench/orders.py; docs/performance.md, "What each layer buys")
+HotpathLayer = Literal[
+    "fast_lane", "keyed_batches", "connection_shelf", "driver_autocommit", "shelving_pool"
+]
 
 DEV_ERASURE_KEY = "dev-erasure-key-not-secret"
 # The documented dev/test credential between the gateway and the services (like the dev
@@ -46,6 +51,11 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(default=16, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    hotpath_off: frozenset[HotpathLayer] = Field(
+        default=frozenset(),
+        description="Speed layers switched off (JSON list), to measure what each buys: "
+        "fast_lane, keyed_batches, connection_shelf, driver_autocommit, shelving_pool",
+    )
 
     # uvicorn worker processes for `api` (each has its own pool: the database sees
     # api_workers x db_pool_size connections from one replica).

@@ -201,8 +201,12 @@ async def record_order_optimistic(
     window_start = tiers.growth_window_start(ladder, data.occurred_at)
     attempt = _Attempt(settings, data, ladder, campaigns, now or datetime.now(UTC), window_start)
     known = remembered.get(data.member_id) if remembered is not None else None
-    async with DriverAutocommit(engine, slot_held=slot_held) as conn:
-        outcome = await _write_optimistically(conn, attempt, known)
+    if "driver_autocommit" in settings.hotpath_off:  # BEGIN and COMMIT around it instead
+        async with HotTransaction(engine, slot_held=slot_held) as session:
+            outcome = await _write_optimistically(await driver_connection(session), attempt, known)
+    else:
+        async with DriverAutocommit(engine, slot_held=slot_held) as conn:
+            outcome = await _write_optimistically(conn, attempt, known)
     if isinstance(outcome, NeedsLock):
         if remembered is not None:  # the locked path writes a new version
             remembered.forget(data.member_id)
@@ -316,6 +320,7 @@ class Checkout:
         self.member_locks = member_locks  # checkouts of one member take turns here
         # a burst for one member: batches (step 4)
         self.batches: KeyedBatches[str, OrderIn, OrderOut] = KeyedBatches(self.one, self.batch)
+        self.batches.batching = "keyed_batches" not in settings.hotpath_off
 
     async def record(self, data: OrderIn) -> OrderOut:
         """Record a checkout without an Idempotency-Key (steps 1-5)."""
