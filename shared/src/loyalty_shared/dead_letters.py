@@ -44,6 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from loyalty_shared.problems import Conflict, NotFound, Unprocessable
 
+# what the functions run their statements on: a request's or a job's session, or a connection
+Executor = AsyncConnection | AsyncSession
 Kind = Literal["dlq", "parked"]
 Status = Literal["open", "replayed", "discarded"]
 KINDS: tuple[Kind, ...] = ("dlq", "parked")
@@ -134,7 +136,7 @@ def _decoded_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
 
 
 async def record_dead_letter(
-    conn: AsyncConnection | AsyncSession,
+    conn: Executor,
     *,
     group: str,
     record: ConsumerRecord[Any, Any],
@@ -246,7 +248,7 @@ def _item(service: str, kind: Kind, row: Any, payload: Any = None) -> Item:
 
 
 async def list_items(
-    conn: AsyncConnection,
+    conn: Executor,
     service: str,
     *,
     status: Status | Literal["all"] = "open",
@@ -272,7 +274,7 @@ async def list_items(
     return items[:limit]
 
 
-async def get_item(conn: AsyncConnection, service: str, ref: str) -> Item:
+async def get_item(conn: Executor, service: str, ref: str) -> Item:
     kind, number = parse_ref(service, ref)
     if kind == "dlq":
         row = (
@@ -295,7 +297,7 @@ async def get_item(conn: AsyncConnection, service: str, ref: str) -> Item:
     return _item(service, kind, row, payload)
 
 
-async def counts(conn: AsyncConnection) -> dict[str, int]:
+async def counts(conn: Executor) -> dict[str, int]:
     """Open items of each kind."""
     row = (
         await conn.execute(
@@ -319,7 +321,7 @@ class ReasonRequired(Unprocessable):
 
 
 async def _resolve(
-    conn: AsyncConnection, kind: Kind, number: int, status: Status, actor: str, reason: str | None
+    conn: Executor, kind: Kind, number: int, status: Status, actor: str, reason: str | None
 ) -> Any:
     """Mark an open item resolved (or 409); returns its row with what a replay needs."""
     table, extra = ("dead_letters", "value") if kind == "dlq" else ("outbox_parked", "payload")
@@ -358,9 +360,7 @@ async def _resolve(
     return row
 
 
-async def discard(
-    conn: AsyncConnection, service: str, ref: str, *, actor: str, reason: str
-) -> None:
+async def discard(conn: Executor, service: str, ref: str, *, actor: str, reason: str) -> None:
     if not reason.strip():
         raise ReasonRequired(
             "Say why the item is discarded",
@@ -385,7 +385,7 @@ class Replay:
 
 
 async def replay(
-    conn: AsyncConnection, service: str, ref: str, *, actor: str, reason: str | None
+    conn: Executor, service: str, ref: str, *, actor: str, reason: str | None
 ) -> Replay | None:
     """Mark the item replayed; a parked row goes back into the outbox at once (the relay
     sends it), a dead letter comes back as a ``Replay`` for the caller to produce."""
@@ -422,7 +422,7 @@ async def replay(
     )
 
 
-async def open_refs(conn: AsyncConnection, service: str, kind: Kind | None = None) -> list[str]:
+async def open_refs(conn: Executor, service: str, kind: Kind | None = None) -> list[str]:
     """Every open item (for "replay all"), oldest first."""
     refs: list[str] = []
     for item_kind, table in (("dlq", "dead_letters"), ("parked", "outbox_parked")):

@@ -14,8 +14,10 @@ import json
 import sys
 from typing import Any, TextIO
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from loyalty_shared import dead_letters
-from loyalty_shared.db import create_engine
+from loyalty_shared.db import create_engine, create_sessionmaker
 from loyalty_shared.ops import replay_all, replay_item
 from loyalty_shared.problems import ProblemError
 from loyalty_shared.settings import CommonSettings
@@ -56,34 +58,40 @@ def run(settings: CommonSettings, args: argparse.Namespace, out: TextIO = sys.st
 
 async def _run(settings: CommonSettings, args: argparse.Namespace, out: TextIO) -> int:
     engine = create_engine(settings)
-    actor = f"cli:{getpass.getuser()}"
-    service = settings.service_name
     try:
-        if args.action == "list":
-            async with engine.connect() as conn:
-                items = await dead_letters.list_items(
-                    conn, service, status=args.status, kind=args.kind, limit=args.limit
-                )
-            _print_list(items, as_json=args.json, out=out)
-        elif args.action == "show":
-            async with engine.connect() as conn:
-                item = await dead_letters.get_item(conn, service, args.ref)
-            print(json.dumps(item.as_dict(with_payload=True), default=str, indent=2), file=out)
-        elif args.action == "replay" and args.all:
-            refs = await replay_all(
-                settings, engine, kind=args.kind, actor=actor, reason=args.reason
-            )
-            print(f"replayed {len(refs)}: {' '.join(refs)}".rstrip(": "), file=out)
-        elif args.action == "replay":
-            await replay_item(settings, engine, args.ref, actor=actor, reason=args.reason)
-            print(f"replayed {args.ref}", file=out)
-        else:
-            async with engine.begin() as conn:
-                await dead_letters.discard(conn, service, args.ref, actor=actor, reason=args.reason)
-            print(f"discarded {args.ref}", file=out)
+        # one transaction, committed before anything is printed
+        async with create_sessionmaker(engine)() as session, session.begin():
+            said = await _act(settings, session, args)
     finally:
         await engine.dispose()
+    if isinstance(said, str):
+        print(said, file=out)
+    else:
+        _print_list(said, as_json=args.json, out=out)
     return 0
+
+
+async def _act(
+    settings: CommonSettings, session: AsyncSession, args: argparse.Namespace
+) -> str | list[dead_letters.Item]:
+    """What the command does; what it has to say (or the items to list)."""
+    actor = f"cli:{getpass.getuser()}"
+    service = settings.service_name
+    if args.action == "list":
+        return await dead_letters.list_items(
+            session, service, status=args.status, kind=args.kind, limit=args.limit
+        )
+    if args.action == "show":
+        item = await dead_letters.get_item(session, service, args.ref)
+        return json.dumps(item.as_dict(with_payload=True), default=str, indent=2)
+    if args.action == "replay" and args.all:
+        refs = await replay_all(settings, session, kind=args.kind, actor=actor, reason=args.reason)
+        return f"replayed {len(refs)}: {' '.join(refs)}".rstrip(": ")
+    if args.action == "replay":
+        await replay_item(settings, session, args.ref, actor=actor, reason=args.reason)
+        return f"replayed {args.ref}"
+    await dead_letters.discard(session, service, args.ref, actor=actor, reason=args.reason)
+    return f"discarded {args.ref}"
 
 
 def _print_list(items: list[dead_letters.Item], *, as_json: bool, out: TextIO) -> None:

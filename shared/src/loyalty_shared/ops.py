@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty_shared import dead_letters
+from loyalty_shared.db import Session
 from loyalty_shared.kafka import make_producer
 from loyalty_shared.pipeline import pipeline_status
 from loyalty_shared.settings import CommonSettings
@@ -82,16 +82,21 @@ class ReplayedAll(BaseModel):
 
 
 async def replay_item(
-    settings: CommonSettings, engine: AsyncEngine, ref: str, *, actor: str, reason: str | None
+    settings: CommonSettings,
+    session: dead_letters.Executor,
+    ref: str,
+    *,
+    actor: str,
+    reason: str | None,
 ) -> None:
-    """Mark it replayed and send it, in that order inside one transaction: a send that fails
-    leaves it open (and a send whose commit failed is harmless: consumers are idempotent)."""
-    async with engine.begin() as conn:
-        record = await dead_letters.replay(
-            conn, settings.service_name, ref, actor=actor, reason=reason
-        )
-        if record is not None:
-            await _send(settings, [record])
+    """Mark it replayed and send it, in that order inside the caller's transaction: a send
+    that fails leaves it open (and a send whose commit failed is harmless: consumers are
+    idempotent)."""
+    record = await dead_letters.replay(
+        session, settings.service_name, ref, actor=actor, reason=reason
+    )
+    if record is not None:
+        await _send(settings, [record])
 
 
 async def _send(settings: CommonSettings, records: list[dead_letters.Replay]) -> None:
@@ -106,26 +111,26 @@ async def _send(settings: CommonSettings, records: list[dead_letters.Replay]) ->
 
 async def replay_all(
     settings: CommonSettings,
-    engine: AsyncEngine,
+    session: dead_letters.Executor,
     *,
     kind: dead_letters.Kind | None,
     actor: str,
     reason: str | None,
 ) -> list[str]:
-    async with engine.begin() as conn:
-        refs = await dead_letters.open_refs(conn, settings.service_name, kind)
-        records = [
-            r
-            for ref in refs
-            if (
-                r := await dead_letters.replay(
-                    conn, settings.service_name, ref, actor=actor, reason=reason
-                )
+    """Every open item (of ``kind``) marked replayed and sent, in the caller's transaction."""
+    refs = await dead_letters.open_refs(session, settings.service_name, kind)
+    records = [
+        r
+        for ref in refs
+        if (
+            r := await dead_letters.replay(
+                session, settings.service_name, ref, actor=actor, reason=reason
             )
-            is not None
-        ]
-        if records:
-            await _send(settings, records)
+        )
+        is not None
+    ]
+    if records:
+        await _send(settings, records)
     return refs
 
 
@@ -136,14 +141,11 @@ def _item(item: dead_letters.Item, with_payload: bool = False) -> DeadLetterItem
 def ops_router() -> APIRouter:
     router = APIRouter(prefix="/v1/ops", tags=["ops"])
 
-    def _context(request: Request) -> tuple[CommonSettings, AsyncEngine]:
-        return request.app.state.settings, request.app.state.engine
-
     @router.get(
         "/pipeline", summary="Outbox backlog, parked rows, consumer lag, dead letters, jobs"
     )
     async def pipeline(request: Request) -> dict[str, Any]:
-        settings, engine = _context(request)
+        settings, engine = request.app.state.settings, request.app.state.engine
         consumes = CONSUMED_BY.get(settings.service_name, ())
         return await pipeline_status(
             settings,
@@ -155,32 +157,31 @@ def ops_router() -> APIRouter:
     @router.get("/dead-letters", summary="Dead letters and parked outbox rows, newest first")
     async def list_dead_letters(
         request: Request,
+        session: Session,
         status: Literal["open", "replayed", "discarded", "all"] = "open",
         kind: Literal["dlq", "parked"] | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> DeadLetterList:
-        settings, engine = _context(request)
-        async with engine.connect() as conn:
-            items = await dead_letters.list_items(
-                conn, settings.service_name, status=status, kind=kind, limit=limit
-            )
+        settings = request.app.state.settings
+        items = await dead_letters.list_items(
+            session, settings.service_name, status=status, kind=kind, limit=limit
+        )
         return DeadLetterList(service=settings.service_name, items=[_item(i) for i in items])
 
     @router.post("/dead-letters/replay", summary="Replay every open item (or every one of a kind)")
     async def replay_everything(
-        request: Request, body: ReplayAllIn, operator: Operator = None
+        request: Request, session: Session, body: ReplayAllIn, operator: Operator = None
     ) -> ReplayedAll:
-        settings, engine = _context(request)
+        settings = request.app.state.settings
         refs = await replay_all(
-            settings, engine, kind=body.kind, actor=operator or "unknown", reason=body.reason
+            settings, session, kind=body.kind, actor=operator or "unknown", reason=body.reason
         )
         return ReplayedAll(service=settings.service_name, replayed=refs)
 
     @router.get("/dead-letters/{ref}", summary="One dead letter or parked row, with its event")
-    async def show_dead_letter(request: Request, ref: Ref) -> DeadLetterItem:
-        settings, engine = _context(request)
-        async with engine.connect() as conn:
-            return _item(await dead_letters.get_item(conn, settings.service_name, ref), True)
+    async def show_dead_letter(request: Request, session: Session, ref: Ref) -> DeadLetterItem:
+        service = request.app.state.settings.service_name
+        return _item(await dead_letters.get_item(session, service, ref), True)
 
     @router.post(
         "/dead-letters/{ref}/replay",
@@ -188,11 +189,15 @@ def ops_router() -> APIRouter:
         responses={409: {"description": "already replayed or discarded"}},
     )
     async def replay_dead_letter(
-        request: Request, ref: Ref, body: ReplayIn | None = None, operator: Operator = None
+        request: Request,
+        session: Session,
+        ref: Ref,
+        body: ReplayIn | None = None,
+        operator: Operator = None,
     ) -> Resolved:
-        settings, engine = _context(request)
+        settings = request.app.state.settings
         reason = body.reason if body else None
-        await replay_item(settings, engine, ref, actor=operator or "unknown", reason=reason)
+        await replay_item(settings, session, ref, actor=operator or "unknown", reason=reason)
         return Resolved(ref=ref, status="replayed")
 
     @router.post(
@@ -201,13 +206,12 @@ def ops_router() -> APIRouter:
         responses={409: {"description": "already replayed or discarded"}},
     )
     async def discard_dead_letter(
-        request: Request, ref: Ref, body: DiscardIn, operator: Operator = None
+        request: Request, session: Session, ref: Ref, body: DiscardIn, operator: Operator = None
     ) -> Resolved:
-        settings, engine = _context(request)
-        async with engine.begin() as conn:
-            await dead_letters.discard(
-                conn, settings.service_name, ref, actor=operator or "unknown", reason=body.reason
-            )
+        service = request.app.state.settings.service_name
+        await dead_letters.discard(
+            session, service, ref, actor=operator or "unknown", reason=body.reason
+        )
         return Resolved(ref=ref, status="discarded")
 
     return router
