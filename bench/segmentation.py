@@ -301,6 +301,9 @@ async def at_scale(
     async def progress(_fraction: float, step: str) -> None:
         marks.append((step, time.perf_counter()))
 
+    # a worker imports the model library once, at its first recompute: not measured here
+    import lifetimes  # type: ignore[import-untyped]  # noqa: F401
+
     t0 = time.perf_counter()
     async with sessionmaker() as s, s.begin():
         await recompute(s, settings, AS_OF, progress)

@@ -51,7 +51,9 @@ async def publish_rows(
     with_id = select(
         src.c.member_id,
         data.label("data"),
-        cast(func.gen_random_uuid(), Text).label("eid"),
+        # time-ordered (UUIDv7, as loyalty_shared.ids): a recompute's million events go to
+        # the right edge of the outbox's event_id index, not to random pages of it
+        cast(func.uuidv7(), Text).label("eid"),
         func.now().label("at"),
     ).subquery("with_id")
     payload = func.jsonb_build_object(

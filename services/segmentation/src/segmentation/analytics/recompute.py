@@ -11,7 +11,9 @@ Steps (one transaction; progress is reported on the job row from another):
    computed and written to the profiles with the CLV predictions in one statement;
 5. the changes of value tier, lifecycle stage and churn-risk level since before step 3
    go to the outbox as events (``score_events``);
-6. strategies from the matrix, then rule tags and segments over all profiles.
+6. strategies from the matrix (already written with the scores in step 4: this finds
+   nothing left to change unless the matrix misses a combination), then rule tags and
+   segments over all profiles.
 Exact definitions: docs/segmentation.md.
 """
 
@@ -30,7 +32,7 @@ from segmentation.analytics.config import LOYALTY_INDICATORS, loyalty_weights
 from segmentation.profiles.service import lock_profiles_for_bulk_write
 from segmentation.segments.batch import refresh_all
 from segmentation.settings import SegmentationSettings
-from segmentation.strategies.service import apply_strategies
+from segmentation.strategies.service import apply_strategies, strategy_matrix
 
 Progress = Callable[[float, str], Awaitable[None]]
 
@@ -282,7 +284,8 @@ END
 """
 
 # The scores are computed and written in one statement (no table of them in between),
-# the CLV predictions (rc_clv) with them: each profile is rewritten once.
+# the CLV predictions (rc_clv) and the strategies (rc_strategies: the matrix for every
+# combination) with them: each profile is rewritten once.
 _WRITE = f"""
 UPDATE profiles p SET
     scores_as_of = CAST(:as_of AS timestamptz),
@@ -296,8 +299,11 @@ UPDATE profiles p SET
     loyalty_type = s.loyalty_type,
     loyalty_reasons = s.reasons,
     p_alive = s.clv_p_alive, expected_purchases_90d = s.clv_expected_purchases,
-    expected_value = s.clv_expected_value
+    expected_value = s.clv_expected_value,
+    strategies = COALESCE(m.strategies, p.strategies)
 FROM (SELECT *, {_REASONS} AS reasons FROM ({_SCORES}) scores) s
+LEFT JOIN rc_strategies m ON m.value_group = s.value_group
+    AND m.behaviour_group = s.behaviour_group AND m.lifecycle = s.lifecycle
 WHERE p.member_id = s.member_id
 """
 
@@ -310,7 +316,10 @@ UPDATE profiles p SET
     value_tier = 'low', lifecycle = NULL, median_gap_days = NULL, value_group = 'ordinary',
     behaviour_group = NULL, loyalty_index = NULL, loyalty_indicators = NULL,
     loyalty_type = NULL, loyalty_reasons = NULL,
-    p_alive = NULL, expected_purchases_90d = NULL, expected_value = NULL
+    p_alive = NULL, expected_purchases_90d = NULL, expected_value = NULL,
+    strategies = COALESCE((SELECT m.strategies FROM rc_strategies m
+                           WHERE m.value_group = 'ordinary' AND m.behaviour_group IS NULL
+                             AND m.lifecycle IS NULL), p.strategies)
 WHERE NOT EXISTS (SELECT 1 FROM rc_stats s WHERE s.member_id = p.member_id)
 """
 
@@ -362,6 +371,7 @@ async def recompute(
     # every later step writes profiles: no consumer writes one from here to the commit
     await lock_profiles_for_bulk_write(session)
     await score_events.snapshot(session, settings)
+    await strategy_matrix(session, "rc_strategies")
     await session.execute(text(_WRITE), params)
     await session.execute(text(_CLEAR_OUTSIDE), {"as_of": as_of})
     await progress(0.7, "score change events")

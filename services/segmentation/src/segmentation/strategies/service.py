@@ -12,26 +12,31 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.deadlocks import retry_on_deadlock
+from segmentation.conditions.fields import BEHAVIOUR_GROUPS, LIFECYCLES, VALUE_GROUPS
 from segmentation.profiles.service import lock_profiles_for_bulk_write
 from segmentation.segments.batch import refresh_all
 from segmentation.strategies.models import StrategyRule
 
-_APPLY = """
-WITH combos AS (
+# Each combination's strategies: the union of those of every rule that matches it.
+_MATRIX = """
+SELECT c.value_group, c.behaviour_group, c.lifecycle,
+       COALESCE(array_agg(DISTINCT x ORDER BY x) FILTER (WHERE x IS NOT NULL), '{{}}')
+           AS strategies
+FROM ({combos}) c
+LEFT JOIN strategy_rules r
+  ON (r.value_group IS NULL OR r.value_group = c.value_group)
+ AND (r.behaviour_group IS NULL OR r.behaviour_group = c.behaviour_group)
+ AND (r.lifecycle IS NULL OR r.lifecycle = c.lifecycle)
+LEFT JOIN LATERAL unnest(r.strategies) AS x ON true
+GROUP BY c.value_group, c.behaviour_group, c.lifecycle
+"""
+
+_PROFILES_COMBINATIONS = """
     SELECT DISTINCT value_group, behaviour_group, lifecycle FROM profiles
-    WHERE value_group IS NOT NULL
-), matrix AS (
-    SELECT c.value_group, c.behaviour_group, c.lifecycle,
-           COALESCE(array_agg(DISTINCT x ORDER BY x) FILTER (WHERE x IS NOT NULL), '{}')
-               AS strategies
-    FROM combos c
-    LEFT JOIN strategy_rules r
-      ON (r.value_group IS NULL OR r.value_group = c.value_group)
-     AND (r.behaviour_group IS NULL OR r.behaviour_group = c.behaviour_group)
-     AND (r.lifecycle IS NULL OR r.lifecycle = c.lifecycle)
-    LEFT JOIN LATERAL unnest(r.strategies) AS x ON true
-    GROUP BY c.value_group, c.behaviour_group, c.lifecycle
-)
+    WHERE value_group IS NOT NULL"""
+
+_APPLY = f"""
+WITH matrix AS ({_MATRIX.format(combos=_PROFILES_COMBINATIONS)})
 UPDATE profiles p SET strategies = m.strategies
 FROM matrix m
 WHERE p.value_group = m.value_group
@@ -39,6 +44,18 @@ WHERE p.value_group = m.value_group
   AND p.lifecycle IS NOT DISTINCT FROM m.lifecycle
   AND p.strategies IS DISTINCT FROM m.strategies
 """
+
+# Every combination a recompute can give (a group, a behaviour or none, a stage or none),
+# for the recompute to write the strategies with the scores (apply_strategies then finds
+# nothing left to change).
+_EVERY_COMBINATION = _MATRIX.format(
+    combos="""
+    SELECT v AS value_group, b AS behaviour_group, l AS lifecycle
+    FROM unnest(CAST(:value_groups AS text[])) v,
+         unnest(CAST(:behaviour_groups AS text[]) || CAST(NULL AS text)) b,
+         unnest(CAST(:lifecycles AS text[]) || CAST(NULL AS text)) l"""
+)
+
 
 _CLEAR = """
 UPDATE profiles SET strategies = '{}' WHERE value_group IS NULL AND strategies <> '{}'
@@ -68,6 +85,19 @@ async def replace_rules(
         return await list_rules(session)
 
     return await retry_on_deadlock(session, write)
+
+
+async def strategy_matrix(session: AsyncSession, table: str) -> None:
+    """The matrix for every combination of groups and stage, as the temporary ``table``
+    (value_group, behaviour_group, lifecycle, strategies), dropped at commit."""
+    await session.execute(
+        text(f"CREATE TEMP TABLE {table} ON COMMIT DROP AS {_EVERY_COMBINATION}"),
+        {
+            "value_groups": list(VALUE_GROUPS),
+            "behaviour_groups": list(BEHAVIOUR_GROUPS),
+            "lifecycles": list(LIFECYCLES),
+        },
+    )
 
 
 async def apply_strategies(session: AsyncSession) -> None:
