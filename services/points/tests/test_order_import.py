@@ -42,7 +42,13 @@ async def test_batch_imports_each_row_alone_and_never_twice(
     again = await points_client.post(
         "/v1/orders/batch", json={"orders": rows[:2], "enrol_missing": True}
     )
-    assert again.json() == {"created": 1, "duplicates": 1, "failed": []}
+    assert again.json() == {
+        "created": 1,
+        "duplicates": 1,
+        "failed": [],
+        "refunded": 0,
+        "refunds_failed": [],
+    }
     status = (await points_client.get(f"/v1/members/{known}")).json()
     assert status["balance"]["available"] == 100
     imported = (await points_client.get(f"/v1/members/{newcomer}")).json()
@@ -124,10 +130,10 @@ async def test_cli_imports_a_csv_file(
     command = [sys.executable, "-m", "points", "import-orders", str(path), "--enrol-missing"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 1, first.stderr  # one bad row
-    assert "created 2, duplicates 0, failed 1" in first.stdout
+    assert "created 2, duplicates 0, already in 0, failed 1" in first.stdout
     assert "row 4: amount:" in first.stdout  # the CSV column, not the request path
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert "created 0, duplicates 2, failed 1" in second.stdout
+    assert "created 0, duplicates 0, already in 2, failed 1" in second.stdout
     status = (await points_client.get(f"/v1/members/{member}")).json()
     assert status["balance"]["available"] == 19
 
@@ -143,3 +149,94 @@ async def test_integers_beyond_64_bits_in_a_batch_fail_their_row_not_the_request
     again = await points_client.post("/v1/orders/batch", json=body, headers=key)
     assert again.status_code == 200 and again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_cli_carries_items_categories_and_refunds_and_resumes(
+    points_client: httpx.AsyncClient,
+    points_settings: PointsSettings,
+    points_db: str,
+    tmp_path: Path,
+) -> None:
+    member, first, second = mid(), oid(), oid()
+    day = datetime.now(UTC) - timedelta(days=200)
+    path = tmp_path / "history.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["order_id", "member_id", "amount", "occurred_at", "items", "categories", "refund_id"]
+        )
+        # the refund comes first in the file: it waits for its order (tried again at the end)
+        refund_at = (day + timedelta(days=3)).isoformat()
+        writer.writerow([second, "", "20.00", refund_at, "", "", f"r-{second}"])
+        writer.writerow(
+            [first, member, "100.00", day.isoformat(), "s-1:shoes:40.00:2;s-2:hats:20.00:1", "", ""]
+        )
+        at = (day + timedelta(days=1)).isoformat()
+        writer.writerow([second, member, "40.00", at, "", "books;toys", ""])
+        writer.writerow([oid(), member, "5.00", at, "s-3:shoes:x:1", "", ""])  # a bad price
+    env = {
+        **os.environ,
+        "POINTS_DATABASE_URL": points_settings.database_url,
+        "POINTS_ENVIRONMENT": "test",
+    }
+    command = [sys.executable, "-m", "points", "import-orders", str(path), "--enrol-missing"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "created 2, duplicates 0, already in 0, failed 1" in done.stdout
+    assert "refunds recorded 1" in done.stdout
+    assert "row 5: items.0.unit_price:" in done.stdout
+    lines = {
+        p["data"]["order_id"]: p["data"]["items"]
+        for t, p in await outbox_events(points_db, member)
+        if t == "loyalty.order.recorded.v1"
+    }
+    assert [i["category"] for i in lines[first]] == ["shoes", "hats"]
+    assert [(i["category"], i["unit_price"]) for i in lines[second]] == [
+        ("books", "20.00"),
+        ("toys", "20.00"),
+    ]
+    status = (await points_client.get(f"/v1/members/{member}")).json()
+    assert status["balance"]["available"] == 100 + 40 - 20  # half of the second order refunded
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert "created 0, duplicates 0, already in 2, failed 1" in again.stdout
+    assert "refunds recorded 0, already in 1" in again.stdout
+
+
+async def test_batch_refund_rows_fail_alone_and_count_once(
+    points_client: httpx.AsyncClient,
+) -> None:
+    member = mid()
+    day = datetime.now(UTC) - timedelta(days=90)
+    placed = order(member, "80.00", day)
+    later = (day + timedelta(days=2)).isoformat()
+    refunds = [
+        {
+            "refund_id": f"r-{oid()}",
+            "order_id": placed["order_id"],
+            "amount": "40.00",
+            "occurred_at": later,
+        },
+        {
+            "refund_id": f"r-{oid()}",
+            "order_id": placed["order_id"],
+            "amount": "99.00",
+            "occurred_at": later,
+        },
+        {"refund_id": f"r-{oid()}", "order_id": "nope", "amount": "1.00", "occurred_at": later},
+        {"refund_id": f"r-{oid()}", "order_id": placed["order_id"], "amount": "1.00"},
+    ]
+    body = {"orders": [placed], "enrol_missing": True, "refunds": refunds}
+    answer = await points_client.post("/v1/orders/batch", json=body)
+    assert answer.status_code == 200, answer.text
+    out = answer.json()
+    assert (out["created"], out["refunded"]) == (1, 1)
+    fields = {f["index"]: f["problem"]["errors"][0]["field"] for f in out["refunds_failed"]}
+    assert fields == {
+        1: "body.refunds.1.amount",
+        2: "body.refunds.2.order_id",
+        3: "body.refunds.3.occurred_at",
+    }
+    again = (await points_client.post("/v1/orders/batch", json=body)).json()
+    assert (again["created"], again["duplicates"], again["refunded"]) == (0, 1, 1)
+    status = (await points_client.get(f"/v1/members/{member}")).json()
+    assert status["balance"]["available"] == 40

@@ -27,10 +27,17 @@ async def import_orders(
             request.app.state.settings,
             body.orders,
             enrol_missing=body.enrol_missing,
+            refund_rows=body.refunds,
             cache=request.app.state.rules_cache,
         )
         out = OrderBatchOut.model_validate(
-            {"created": result.created, "duplicates": result.duplicates, "failed": result.failed}
+            {
+                "created": result.created,
+                "duplicates": result.duplicates,
+                "failed": result.failed,
+                "refunded": result.refunded,
+                "refunds_failed": result.refunds_failed,
+            }
         )
         return out, status.HTTP_200_OK
 

@@ -11,7 +11,9 @@ from pydantic import ValidationError
 from loyalty_shared.problems import ProblemError, problem_type
 
 
-def row_field(index: int, path: str | list[Any] | tuple[Any, ...] = ()) -> str:
+def row_field(
+    index: int, path: str | list[Any] | tuple[Any, ...] = (), *, rows: str = "orders"
+) -> str:
     """A field of row ``index`` as the whole request names it: ``body.orders.3.amount``.
 
     The same dotted form FastAPI gives every other field (``body.rules.0.points``), so a
@@ -24,37 +26,43 @@ def row_field(index: int, path: str | list[Any] | tuple[Any, ...] = ()) -> str:
         parts: list[Any] = [p for p in path.split(".") if p]
     else:
         parts = list(path)
-    return ".".join(["body", "orders", str(index), *(str(p) for p in parts)])
+    return ".".join(["body", rows, str(index), *(str(p) for p in parts)])
 
 
-def validation_problem(index: int, exc: ValidationError) -> dict[str, Any]:
+def validation_problem(index: int, exc: ValidationError, *, rows: str = "orders") -> dict[str, Any]:
     errors = [
-        {"field": row_field(index, err["loc"]), "message": err["msg"], "type": err["type"]}
+        {
+            "field": row_field(index, err["loc"], rows=rows),
+            "message": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors()
     ]
     return {
         "type": problem_type("validation-error"),
-        "title": "Invalid order",
+        "title": "Invalid order" if rows == "orders" else "Invalid refund",
         "status": 422,
         "detail": f"{len(errors)} invalid field(s): " + ", ".join(e["field"] for e in errors),
         "errors": errors,
     }
 
 
-def row_problem(index: int, exc: ProblemError, *, field: str | None = None) -> dict[str, Any]:
+def row_problem(
+    index: int, exc: ProblemError, *, field: str | None = None, rows: str = "orders"
+) -> dict[str, Any]:
     """The row's problem with every field named from the request root (index included);
     ``field``: the one to name when the problem names none."""
     problem = exc.to_dict()
     errors = problem.get("errors")
     if isinstance(errors, list) and errors:
         problem["errors"] = [
-            {**e, "field": row_field(index, str(e.get("field") or ""))}
+            {**e, "field": row_field(index, str(e.get("field") or ""), rows=rows)}
             if isinstance(e, dict)
             else e
             for e in errors
         ]
     elif field is not None:
-        problem["errors"] = [{"field": row_field(index, field), "message": exc.detail}]
+        problem["errors"] = [{"field": row_field(index, field, rows=rows), "message": exc.detail}]
     return problem
 
 

@@ -25,7 +25,8 @@ from points.campaigns.service import to_campaign
 async def known_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> dict[str, str]:
     """The order ids already recorded, with the fingerprint of the body each was recorded with."""
     rows = await conn.fetch(
-        "SELECT order_id, request_hash FROM orders WHERE order_id = ANY($1::text[])",
+        "SELECT o.order_id, o.request_hash FROM unnest($1::text[]) AS i(id) "
+        "JOIN orders o ON o.order_id = i.id",
         list(order_ids),
     )
     return {r["order_id"]: r["request_hash"] for r in rows}
@@ -33,7 +34,8 @@ async def known_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> di
 
 async def existing_members(conn: asyncpg.Connection, member_ids: Sequence[str]) -> set[str]:
     rows = await conn.fetch(
-        "SELECT member_id FROM members WHERE member_id = ANY($1::text[])", list(member_ids)
+        "SELECT m.member_id FROM unnest($1::text[]) AS i(id) JOIN members m ON m.member_id = i.id",
+        list(member_ids),
     )
     return {r["member_id"] for r in rows}
 
@@ -76,11 +78,17 @@ async def enrol_members(
 # order credits the referrer), locked in member id order before any is written: a
 # concurrent writer of several members (the tier ladder, another import, a consumer batch)
 # would otherwise meet them halfway. Members it enrols were locked by their insert.
+#
+# Every statement here starts from the batch's ids (``unnest``) and reaches each table by
+# its key: the planner then knows how many rows come (the array's length) and looks each up
+# by index. Written as ``key = ANY($1)`` over a table whose statistics are stale (a fresh
+# database filling up faster than autovacuum analyzes it), it estimated one row and joined
+# with a scan of the whole other table per row: quadratic, 12 s for a batch of 1,000.
 _LOCK_BALANCES = (
     "SELECT b.member_id FROM balances b "
-    "WHERE b.member_id = ANY($1::text[]) "
-    "OR b.member_id IN (SELECT m.referred_by FROM members m "
-    "WHERE m.member_id = ANY($1::text[]) AND m.referred_by IS NOT NULL) "
+    "WHERE b.member_id IN (SELECT unnest($1::text[]) UNION "
+    "SELECT m.referred_by FROM unnest($1::text[]) AS i(id) JOIN members m ON m.member_id = i.id "
+    "WHERE m.referred_by IS NOT NULL) "
     "ORDER BY b.member_id FOR UPDATE OF b"
 )
 
@@ -90,8 +98,8 @@ _FACTS = (
     "SELECT b.member_id, b.available, b.pending, b.debt, b.lifetime_earned, b.growth_value, "
     "m.tier, m.referred_by, "
     "EXISTS (SELECT 1 FROM orders o WHERE o.member_id = b.member_id) AS has_orders "
-    "FROM balances b JOIN members m ON m.member_id = b.member_id "
-    "WHERE b.member_id = ANY($1::text[]) AND m.erased_at IS NULL"
+    "FROM unnest($1::text[]) AS i(id) JOIN balances b ON b.member_id = i.id "
+    "JOIN members m ON m.member_id = i.id WHERE m.erased_at IS NULL"
 )
 
 
@@ -135,9 +143,10 @@ async def lock_and_read(
         for r in await conn.fetch(_FACTS, ids)
     }
     rows = await conn.fetch(
-        "SELECT member_id, occurred_at, growth_delta FROM ledger_entries "
-        "WHERE member_id = ANY($1::text[]) AND occurred_at >= $2 AND growth_delta <> 0 "
-        "ORDER BY member_id, occurred_at, id",
+        "SELECT e.member_id, e.occurred_at, e.growth_delta FROM unnest($1::text[]) AS i(id) "
+        "JOIN ledger_entries e ON e.member_id = i.id "
+        "WHERE e.occurred_at >= $2 AND e.growth_delta <> 0 "
+        "ORDER BY e.member_id, e.occurred_at, e.id",
         list(facts),
         growth_since,
     )

@@ -47,6 +47,8 @@ from points.imports.problems import (
     unknown_member_problem,
     validation_problem,
 )
+from points.imports.refunds import parse_refunds, record_refunds
+from points.imports.schemas import RefundRowIn
 from points.ledger import service as ledger
 from points.members.service import new_referral_code
 from points.orders.schemas import OrderIn
@@ -67,6 +69,8 @@ class BatchResult:
     created: int = 0
     duplicates: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
+    refunded: int = 0
+    refunds_failed: list[dict[str, Any]] = field(default_factory=list)
 
     def fail(self, index: int, problem: dict[str, Any]) -> None:
         self.failed.append({"index": index, "problem": problem})
@@ -75,6 +79,10 @@ class BatchResult:
         self.created += other.created
         self.duplicates += other.duplicates
         self.failed = sorted(self.failed + other.failed, key=lambda f: f["index"])
+        self.refunded += other.refunded
+        self.refunds_failed = sorted(
+            self.refunds_failed + other.refunds_failed, key=lambda f: f["index"]
+        )
 
 
 def parse_rows(rows: list[Any], result: BatchResult) -> list[Row]:
@@ -94,13 +102,16 @@ async def import_orders(
     rows: list[Any],
     *,
     enrol_missing: bool,
+    refund_rows: list[Any] | None = None,
     cache: RulesCache | None = None,
     now: datetime | None = None,
     result: BatchResult | None = None,
 ) -> BatchResult:
-    """Import ``rows`` (orders as for ``POST /v1/orders``) in the caller's transaction."""
+    """Import ``rows`` (orders as for ``POST /v1/orders``) and then ``refund_rows``
+    (``RefundRowIn``) in the caller's transaction."""
     result = result or BatchResult()
     now = now or datetime.now(UTC)
+    refund_list = parse_refunds(refund_rows or [], result.refunds_failed)
     bounds = TimeBounds.of(settings)
     parsed: list[Row] = []
     for index, data in sorted(parse_rows(rows, result), key=lambda r: (r[1].occurred_at, r[0])):
@@ -110,10 +121,10 @@ async def import_orders(
             result.fail(index, row_problem(index, exc))
             continue
         parsed.append((index, data))
-    if not parsed:
+    if not parsed and not refund_list:
         result.add(BatchResult())
         return result
-    batch = _Batch(session, settings, parsed, enrol_missing, cache, now)
+    batch = _Batch(session, settings, parsed, enrol_missing, cache, now, refund_list)
     for attempt in range(1, _UNIQUE_ATTEMPTS + 1):
         try:
             # a lost deadlock (a consumer batch crediting the same members in another
@@ -138,7 +149,9 @@ class _Batch:
         enrol_missing: bool,
         cache: RulesCache | None,
         now: datetime,
+        refund_rows: list[tuple[int, RefundRowIn]],
     ) -> None:
+        self.refund_rows = refund_rows
         self.session = session
         self.settings = settings
         self.rows = rows
@@ -153,6 +166,14 @@ class _Batch:
 
     async def run(self) -> BatchResult:
         result = BatchResult()
+        if self.rows:
+            await self._orders(result)
+        result.refunded = await record_refunds(
+            self.session, self.settings, self.refund_rows, self.now, result.refunds_failed
+        )
+        return result
+
+    async def _orders(self, result: BatchResult) -> None:
         conn = await driver_connection(self.session)
         ladder = await self._ladder()
         known = await repo.known_orders(conn, [d.order_id for _, d in self.rows])
@@ -177,7 +198,6 @@ class _Batch:
         planner.finish()
         await repo.write(conn, writes)
         await self._one_by_one([(i, d) for i, d in rows if d.member_id in slow], result)
-        return result
 
     def _reachable(
         self, result: BatchResult, erased: set[str], facts: dict[str, repo.MemberFacts]

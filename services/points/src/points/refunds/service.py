@@ -35,10 +35,16 @@ def refund_fingerprint(order_id: str, data: RefundIn) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def check_refund_time(bounds: TimeBounds, at: datetime, order_at: datetime, now: datetime) -> None:
+def check_refund_time(
+    bounds: TimeBounds, at: datetime, order_at: datetime, now: datetime, *, history: bool = False
+) -> None:
     """A refund's given time: bounded like every client-given time, and not before its order
-    (a reversal dated out of the growth window would leave the member's tier untouched)."""
-    bounds.check(at, now)
+    (a reversal dated out of the growth window would leave the member's tier untouched).
+    ``history`` (the history import): any past time, only not ahead of the clock."""
+    if history:
+        bounds.check_not_ahead(at, now)
+    else:
+        bounds.check(at, now)
     if at < order_at:
         raise out_of_bounds("before_order", f"is before the order ({order_at.isoformat()})")
 
@@ -76,7 +82,9 @@ async def refund_order(
     data: RefundIn,
     *,
     now: datetime | None = None,
+    history: bool = False,
 ) -> RefundOut:
+    """``history``: a refund from the history import (``occurred_at`` any past time)."""
     now = now or datetime.now(UTC)
     occurred_at = data.occurred_at or now
     fingerprint = refund_fingerprint(order_id, data)
@@ -95,7 +103,9 @@ async def refund_order(
     if order is None:
         raise OrderNotFound(f"No order with id {order_id!r}", order_id=order_id)
     if data.occurred_at is not None:
-        check_refund_time(TimeBounds.of(settings), data.occurred_at, order.occurred_at, now)
+        check_refund_time(
+            TimeBounds.of(settings), data.occurred_at, order.occurred_at, now, history=history
+        )
     locked = await ledger.lock_member(session, order.member_id)
 
     previous = await _existing(session, data.refund_id, fingerprint)
