@@ -452,6 +452,10 @@ _RECOMPUTE_NOTES = (
 )
 
 
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
 class _Load:
     """The machine's 1-minute load average, sampled every 5 s while a part runs."""
 
@@ -517,13 +521,18 @@ async def run(settings: SegmentationSettings) -> None:
     note = f"\n\n{os.environ['BENCH_NOTE']}" if os.environ.get("BENCH_NOTE") else ""
     try:
         if "consumer" in PARTS:
-            rows = await _consumer_rows(settings, sessionmaker)
+            started = _uptime()
+            with _Load() as load:
+                rows = await _consumer_rows(settings, sessionmaker)
+            machine = (
+                f"\n\nThe {load.line()}; uptime at the start `{started}`, at the end `{_uptime()}`."
+            )
             write_table(
                 "segmentation",
                 "Segmentation service: consumer throughput and freshness",
                 ["case", "result", "target", "met"],
                 rows,
-                _CONSUMER_NOTES + note,
+                _CONSUMER_NOTES + machine + note,
             )
         if "recompute" in PARTS:
             rows, detail = await _recompute_rows(settings, sessionmaker)
@@ -547,7 +556,7 @@ def main() -> None:
             env={**os.environ, **env},
             cwd=ROOT,
             check=True,
-            timeout=120,
+            timeout=600,  # a few seconds; minutes on a machine shared at load 10 or more
         )
         settings = SegmentationSettings(
             environment="dev",

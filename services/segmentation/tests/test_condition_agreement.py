@@ -66,6 +66,8 @@ def profile(draw: st.DrawFn, texts: list[str]) -> dict[str, Any]:
         "coupon_order_count": draw(st.integers(0, orders)),
         "total_spend": draw(st.decimals(-50, 500, places=2)),
         "points_balance": draw(st.integers(-10, 10**12)),
+        "csat_count": draw(st.integers(0, 3)),
+        "csat_sum": draw(st.decimals(0, 15, places=2)),
         "nps_last": draw(st.none() | st.integers(0, 10)),
         "median_gap_days": draw(st.none() | st.floats(0, 100, allow_nan=False)),
         "loyalty_index": draw(st.none() | st.floats(0, 100, allow_nan=False)),
@@ -122,10 +124,12 @@ time_literal = st.datetimes(
 
 NUMBERS = ["order_count", "total_spend", "points_balance", "nps_last", "median_gap_days"]
 NUMBERS += ["loyalty_index", "average_order_value", "coupon_share", "days_since_last_order"]
+NUMBERS += ["csat_avg"]  # with the other two, the fields the live refresh computes once
 STRINGS = {"tier": (), "timezone": (), "value_tier": VALUE_TIERS, "lifecycle": LIFECYCLES}
 TIMES = ["last_order_at", "enrolled_at"]
 LISTS = ["categories", "channels", "manual_tags", "tags", "strategies"]
 NULLABLE = ["tier", "nps_last", "median_gap_days", "last_order_at", "average_order_value"]
+NULLABLE += ["coupon_share", "csat_avg"]
 
 
 @st.composite

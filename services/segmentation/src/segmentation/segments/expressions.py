@@ -24,12 +24,13 @@ from segmentation.conditions.language import comparisons
 PAIRS_PER_OBJECT = 50  # 100 arguments: Postgres's FUNC_MAX_ARGS
 
 
-def reason_expr(condition: str) -> Any:
-    """``{"clauses": {clause text: its truth value}}`` for the profile in the row."""
+def reason_expr(condition: str, *, derived: bool = False) -> Any:
+    """``{"clauses": {clause text: its truth value}}`` for the profile in the row
+    (``derived``: over a row source with the derived fields, ``compile.field_expr``)."""
     node, _ = compiled(condition)
     pairs: list[Any] = []
     for clause in comparisons(node):
-        pairs.append((literal(clause.text, Text), comparison_sql(clause)))
+        pairs.append((literal(clause.text, Text), comparison_sql(clause, derived=derived)))
     clauses: Any = None
     for start in range(0, len(pairs), PAIRS_PER_OBJECT):
         chunk = pairs[start : start + PAIRS_PER_OBJECT]
@@ -38,9 +39,11 @@ def reason_expr(condition: str) -> Any:
     return func.jsonb_build_object("clauses", clauses)
 
 
-def rule_tags_expr(tags: list[tuple[str, str]]) -> Any:
-    """The names of the rule tags (name, condition) whose condition the profile meets."""
+def rule_tags_expr(tags: list[tuple[str, str]], *, derived: bool = False) -> Any:
+    """The names of the rule tags (name, condition) whose condition the profile meets
+    (``derived``: over a row source with the derived fields, ``compile.field_expr``)."""
     cases = [
-        case((compiled(cond, True)[1], literal(name, Text)), else_=None) for name, cond in tags
+        case((compiled(cond, True, derived)[1], literal(name, Text)), else_=None)
+        for name, cond in tags
     ]
     return cast(func.array_remove(array(cases, type_=Text), None), ARRAY(Text))  # type: ignore[misc]

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from segmentation import events
-from segmentation.conditions.compile import compiled
+from segmentation.conditions.compile import compiled, derived_columns
 from segmentation.segments.expressions import reason_expr, rule_tags_expr
 
 
@@ -198,15 +198,27 @@ class _LivePlan:
     live_tag_names: list[str]
 
 
-# The members' rule tags; only the rows whose tags change are written. With batch rule
-# tags defined, a profile keeps the batch tags it has (only the recompute changes them)
-# and gets the live ones it meets, in name order as the batch refresh writes them. One
-# index scan, no join: its generic plan is the right one and is not planned again per
-# batch (planning 200 conditions costs more CPU than evaluating them twice).
+# The members' rows as both statements read them: the profile and, computed once per
+# member, the derived fields the conditions were compiled to read as columns
+# (``compile.field_expr(derived=True)``). ``OFFSET 0`` keeps the subquery from being
+# pulled up: pulled up, each derived column would be computed again wherever it is read.
+_MEMBERS = """(
+    SELECT profiles.*, {derived} FROM profiles
+    WHERE profiles.member_id = ANY(CAST(:ids AS text[])) OFFSET 0
+) AS profiles"""
+
+
+# The members' rule tags; only the rows whose tags change are written. The tags are
+# computed once per member (``n``, fenced by ``OFFSET 0``: not pulled up into both the SET
+# and the WHERE), over ``_MEMBERS``. With batch rule tags defined, a profile keeps the
+# batch tags it has (only the recompute changes them) and gets the live ones it meets, in
+# name order as the batch refresh writes them. Its generic plan is the right one (index
+# scans by member id) and is not planned again per batch (planning 200 conditions costs
+# more CPU than evaluating them).
 _LIVE_TAGS = """
-UPDATE profiles SET rule_tags = {tags}
-WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
-  AND profiles.rule_tags IS DISTINCT FROM {tags}
+UPDATE profiles SET rule_tags = n.tags
+FROM (SELECT profiles.member_id, {tags} AS tags FROM {members} OFFSET 0) AS n
+WHERE profiles.member_id = n.member_id AND profiles.rule_tags IS DISTINCT FROM n.tags
 """
 _KEEP_BATCH_TAGS = """ARRAY(
     SELECT x FROM (
@@ -219,20 +231,25 @@ _KEEP_BATCH_TAGS = """ARRAY(
 # ``p`` is MATERIALIZED: each member's conditions are evaluated once (an inlined CTE would
 # be evaluated again where it is read), to the positions of the segments it meets; a
 # member whose positions equal those of its memberships costs nothing more. The
-# history's reasons read the members' profiles from ``p`` (as ``profiles``).
+# history's reasons read the members' rows from ``p`` (as ``profiles``, with the derived
+# fields).
 _LIVE_SEGMENTS = """
 WITH p AS MATERIALIZED (
-    SELECT profiles.*, array_remove(ARRAY[{wanted}], NULL) AS wanted
-    FROM profiles WHERE profiles.member_id = ANY(CAST(:ids AS text[]))
+    SELECT profiles.*, array_remove(ARRAY[{wanted}], NULL) AS wanted FROM {members}
+), has AS MATERIALIZED (
+    -- each member's live segments now, as positions in :seg_ids, ascending: the batch's
+    -- members' memberships in one index scan (ix_segment_members_member_id), never the table
+    SELECT m.member_id, array_agg(x.i ORDER BY x.i) AS has
+    FROM segment_members m
+    CROSS JOIN LATERAL (
+        SELECT array_position(CAST(:seg_ids AS text[]), CAST(m.segment_id AS text)) AS i
+    ) x
+    WHERE m.member_id = ANY(CAST(:ids AS text[])) AND x.i IS NOT NULL
+    GROUP BY m.member_id
 ), current_ AS MATERIALIZED (
-    -- each member's live segments now and wanted, as positions in :seg_ids, ascending;
-    -- its memberships read by member (ix_segment_members_member_id), never the table
-    SELECT p.member_id, p.wanted, COALESCE((
-        SELECT array_agg(CAST(s.i AS int) ORDER BY s.i) FROM segment_members m
-        JOIN unnest(CAST(:seg_ids AS text[])) WITH ORDINALITY AS s(segment_id, i)
-          ON s.segment_id = m.segment_id
-        WHERE m.member_id = p.member_id), CAST('{{}}' AS int[])) AS has
-    FROM p
+    -- ... and wanted
+    SELECT p.member_id, p.wanted, COALESCE(h.has, CAST('{{}}' AS int[])) AS has
+    FROM p LEFT JOIN has h ON h.member_id = p.member_id
 ), changes AS MATERIALIZED (
     -- only the members whose two lists differ are unnested
     SELECT c.member_id, x.i, true AS entering
@@ -314,22 +331,25 @@ def _live_plan(
     """
     from loyalty_shared.topics import SEGMENTATION_EVENTS
 
+    derived = ", ".join(f"{inline_sql(expr)} AS {name}" for name, expr in derived_columns())
+    members = _MEMBERS.format(derived=derived)
     tags_stmt: TextClause | None = None
     if rule_tags:
-        expr = inline_sql(rule_tags_expr(list(rule_tags)))
+        expr = inline_sql(rule_tags_expr(list(rule_tags), derived=True))
         if keep_batch_tags:
             expr = _KEEP_BATCH_TAGS.format(live=expr)
-        tags_stmt = text(_LIVE_TAGS.format(tags=expr))
+        tags_stmt = text(_LIVE_TAGS.format(tags=expr, members=members))
     segments_stmt: TextClause | None = None
     if segments:
         segments_stmt = text(
             _LIVE_SEGMENTS.format(
+                members=members,
                 wanted=", ".join(
-                    f"CASE WHEN {inline_sql(compiled(c)[1])} THEN {i} END"
+                    f"CASE WHEN {inline_sql(compiled(c, False, True)[1])} THEN {i} END"
                     for i, (_, _, c) in enumerate(segments, start=1)
                 ),
                 reasons=" ".join(
-                    f"WHEN {i} THEN {inline_sql(reason_expr(c))}"
+                    f"WHEN {i} THEN {inline_sql(reason_expr(c, derived=True))}"
                     for i, (_, _, c) in enumerate(segments, start=1)
                 ),
                 entered_type=events.SEGMENT_ENTERED,
