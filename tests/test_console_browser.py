@@ -149,7 +149,9 @@ async def shoot(page: Page, name: str) -> None:
     Path(SHOTS).mkdir(parents=True, exist_ok=True)
     for width in WIDTHS:
         await page.set_viewport_size({"width": width, "height": 900})
-        await page.screenshot(path=f"{SHOTS}/{name}-{width}.png", full_page=True)
+        await page.screenshot(
+            path=f"{SHOTS}/{name}-{width}.jpg", full_page=True, type="jpeg", quality=70
+        )
     await page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 

@@ -79,3 +79,35 @@ def test_personal_data_is_redacted_at_any_depth(
     assert first["status"] == 200
     assert second["body"] == {"attributes": "***"}
     assert "a@b.c" not in captured.getvalue() and "Main St" not in captured.getvalue()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_console_lines_are_coloured_on_a_terminal_unless_no_color(
+    captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    logs.configure_logging("log-test", "INFO", json=False)
+    structlog.get_logger("t").info("coloured", email="a@b.c")
+    line = terminal.getvalue()
+    assert "\x1b[" in line and "coloured" in line and "a@b.c" not in line
+    plain = _Terminal()
+    monkeypatch.setattr(sys, "stdout", plain)
+    monkeypatch.setenv("NO_COLOR", "1")
+    logs.configure_logging("log-test", "INFO", json=False)
+    structlog.get_logger("t").info("plain")
+    assert "plain" in plain.getvalue() and "\x1b[" not in plain.getvalue()
+
+
+def test_make_run_logs_json_unless_it_prints_to_a_terminal() -> None:
+    from loyalty_shared.devstack.stack import log_json_from
+
+    assert log_json_from({}, io.StringIO()) is True  # a pipe or a file: JSON lines
+    assert log_json_from({}, _Terminal()) is False  # a person: coloured console lines
+    assert log_json_from({"LOG_JSON": "true"}, _Terminal()) is True
+    assert log_json_from({"LOG_JSON": "0"}, io.StringIO()) is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -92,6 +93,12 @@ def info_line(event: str, fields: dict[str, object]) -> None:
     sink.msg(jsontext.dumps(line, lenient=True))  # structlog's writer and its lock
 
 
+def colours(stream: object) -> bool:
+    """Colour console lines on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
+
+
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and route stdlib logging (uvicorn, aiokafka) through it."""
     global _fast_sink, _info_off
@@ -107,7 +114,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(serializer=_json_dumps)
         if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=colours(sys.stdout))
     )
     structlog.configure(
         processors=[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -145,9 +146,47 @@ def main(argv: list[str] | None = None) -> None:
         "(its services, the broker, Postgres)",
     )
     stop_p.add_argument("--data-dir", type=Path, default=default_dir)
+    _events_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "events":
+        sys.exit(_events(args))
     data_dir = args.data_dir.resolve()
     sys.exit(run(data_dir) if args.command == "run" else stop(data_dir))
+
+
+def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events_p = sub.add_parser("events", help="watch the event stream of a running dev stack")
+    tail_p = events_p.add_subparsers(dest="action", required=True).add_parser(
+        "tail", help="print the events on a topic as they come (envelope and payload)"
+    )
+    tail_p.add_argument("topic", help="e.g. loyalty.points.events (or its .dlq)")
+    tail_p.add_argument("--member", help="only this member's events (key or subject)")
+    tail_p.add_argument("--from-beginning", action="store_true", help="the topic's past too")
+    tail_p.add_argument("--pretty", action="store_true", help="indented, one document each")
+    tail_p.add_argument("--bootstrap", default=None, help="host:port (default: the dev broker)")
+
+
+def _events(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from loyalty_shared.devstack import events
+
+    watched = events.tail(
+        args.topic,
+        bootstrap=args.bootstrap or events.default_bootstrap(),
+        member=args.member,
+        from_beginning=args.from_beginning,
+        pretty=args.pretty,
+        out=sys.stdout,
+    )
+    try:
+        asyncio.run(watched)
+    except KeyboardInterrupt:
+        pass
+    except (events.UnknownTopic, OSError, KafkaError) as exc:
+        print(f"[loyalty-dev] {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -44,6 +44,17 @@ class StartInterrupted(Exception):
     """A stop was asked for while the stack was starting."""
 
 
+def log_json_from(env: Mapping[str, str], stdout: IO[str]) -> bool:
+    """JSON lines unless ``make run`` prints to a terminal (then structlog's coloured console
+    lines); ``LOG_JSON=true|false`` decides either way."""
+    chosen = env.get("LOG_JSON", "").strip().lower()
+    if chosen in ("1", "true", "yes", "on"):
+        return True
+    if chosen in ("0", "false", "no", "off"):
+        return False
+    return not stdout.isatty()
+
+
 @dataclass
 class StackConfig:
     data_dir: Path
@@ -70,6 +81,7 @@ class StackConfig:
             },
             kafka_port=int(env.get("KAFKA_PORT", KAFKA_DEFAULT_PORT)),
             replicas=max(1, min(int(env.get("REPLICAS") or 1), 8)),
+            log_json=log_json_from(env, sys.stdout),
         )
 
     def api_port(self, service: str, replica: int = 0) -> int:

@@ -74,6 +74,14 @@ def show(key: str, value: Any) -> str:
     return f"{number:,.2f}"
 
 
+_ACRONYMS = {"nps": "NPS", "csat": "CSAT", "ltv": "LTV", "sla": "SLA"}
+
+
+def label(key: str) -> str:
+    words = [_ACRONYMS.get(w, w) for w in key.split("_")]
+    return " ".join(words)[:1].upper() + " ".join(words)[1:]
+
+
 def card(key: str, figure: dict[str, Any], definition: str | None) -> dict[str, Any]:
     current, previous = as_number(figure.get("current")), as_number(figure.get("previous"))
     change: str | None = None
@@ -84,11 +92,11 @@ def card(key: str, figure: dict[str, Any], definition: str | None) -> dict[str, 
         elif previous:
             change = f"{delta / abs(previous) * 100:+.1f}%"
         else:
-            change = f"{delta:+,.2f}"
+            change = f"{delta:+,.0f}" if delta == int(delta) else f"{delta:+,.2f}"
     target = figure.get("target") or None
     return {
         "key": key,
-        "label": key.replace("_", " ").capitalize(),
+        "label": label(key),
         "current": show(key, figure.get("current")),
         "previous": show(key, figure.get("previous")),
         "change": change,
