@@ -100,7 +100,35 @@ async def seeded(gateway_app: FastAPI, pipeline: object) -> Seeded:
             )
             assert opened.status_code == 201, opened.text
             complaints.append(opened.json()["id"])
+        for action in ("acknowledge", "resolve"):  # stopped clocks: SLA compliance
+            acted = await client.post(
+                f"/v1/complaints/{complaints[-1]}/actions", json={"action": action}
+            )
+            assert acted.status_code == 200, acted.text
+        await _answers(client, members)
     return Seeded(run, members, complaints)
+
+
+async def _answers(client: httpx.AsyncClient, members: list[str]) -> None:
+    """An NPS and CSAT survey every member is asked, answered by each."""
+    survey = await client.post(
+        "/v1/surveys",
+        json={
+            "name": "console test",
+            "audience": "members",
+            "questions": [
+                {"id": "nps", "type": "nps", "text": "Would you recommend us?"},
+                {"id": "csat", "type": "rating", "text": "How satisfied are you?"},
+            ],
+        },
+    )
+    assert survey.status_code == 201, survey.text
+    for i, member in enumerate(members):
+        answered = await client.post(
+            f"/v1/surveys/{survey.json()['id']}/responses",
+            json={"member_id": member, "answers": {"nps": 6 + i % 5, "csat": 3 + i % 3}},
+        )
+        assert answered.status_code == 201, answered.text
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ def _banner(stack: Stack) -> str:
         "=" * 72,
         f"  Gateway        {gw}",
         f"  API docs       {gw}/docs      (merged OpenAPI: {gw}/openapi.json)",
+        f"  Ops console    {gw}/console   (sign in with the ops or admin key below)",
         f"  Ready          {gw}/ready      (per-service detail with an ops or admin key)",
         f"  Metrics        {gw}/metrics    (with an ops or admin key)",
         f"  Pipeline       {gw}/v1/ops/pipeline  (ops key); workers' Prometheus metrics on"
@@ -44,7 +45,8 @@ def _banner(stack: Stack) -> str:
         ),
         f"  Services       points :{cfg.ports['points']}  segmentation :{cfg.ports['segmentation']}"
         f"  feedback :{cfg.ports['feedback']}",
-        f"  Kafka          127.0.0.1:{cfg.kafka_port} (memory only)",
+        f"  Kafka          127.0.0.1:{cfg.kafka_port} (memory only; watch a topic: "
+        "loyalty-dev events tail loyalty.points.events)",
         f"  Data           {cfg.data_dir}",
         "",
         "  Dev API keys (Authorization: Bearer <key>):",
