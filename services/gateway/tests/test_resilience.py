@@ -135,6 +135,22 @@ async def test_slow_upstream_times_out_with_a_504_problem() -> None:
     release.set()
 
 
+async def test_the_history_import_has_its_own_longer_timeout() -> None:
+    """POST /v1/orders/batch waits for its route's timeout, not the service's: a batch of
+    1,000 orders answers after the other calls' 504 would have come (docs/gateway.md)."""
+    release = asyncio.Event()
+    async with gateway_over(
+        _transport(points=sleeping_app(release)),
+        upstream_timeouts={"points": 0.2},
+        upstream_route_timeouts={"POST /v1/orders/batch": 30},
+    ) as client:
+        assert (await client.get("/v1/members/m-1")).status_code == 504
+        batch = asyncio.create_task(client.post("/v1/orders/batch", json={"orders": []}))
+        await asyncio.sleep(0.6)  # three of the service's timeouts
+        release.set()
+        assert (await batch).status_code == 200
+
+
 async def test_idempotent_requests_are_retried_writes_are_not() -> None:
     flaky = FlakyTransport(_transport(), failures=1)
     async with gateway_over(flaky, upstream_retries=1) as client:

@@ -134,6 +134,9 @@ async def forward(request: Request) -> Response:
             raw_path.decode("latin-1") + (f"?{query}" if query else ""),
             headers=forward_headers(request, admitted),
             content=admitted.body,
+            timeout_seconds=request.app.state.settings.route_timeout(
+                admitted.rule.method, admitted.rule.template
+            ),
         )
     except UpstreamError as exc:
         return with_headers(upstream_problem(exc, path), admitted.rate_headers)

@@ -76,6 +76,12 @@ class GatewaySettings(CommonSettings):
         description="Per-service read timeout overriding upstream_timeout_seconds, "
         'e.g. {"segmentation": 30}',
     )
+    upstream_route_timeouts: dict[str, float] = Field(
+        default_factory=lambda: {"POST /v1/orders/batch": 60.0},
+        description="Read timeout of single routes ('METHOD /template' as the policy names "
+        "them), overriding the service's: the history import's batch of up to 1,000 orders "
+        "(docs/gateway.md, Timeouts)",
+    )
     upstream_max_connections: int = 200
     upstream_transport: Literal["fast", "httpx"] = Field(
         default="fast",
@@ -196,6 +202,10 @@ class GatewaySettings(CommonSettings):
 
     def timeout_for(self, service: str) -> float:
         return self.upstream_timeouts.get(service, self.upstream_timeout_seconds)
+
+    def route_timeout(self, method: str, template: str) -> float | None:
+        """The route's own read timeout, if it has one (else the service's)."""
+        return self.upstream_route_timeouts.get(f"{method} {template}")
 
     @property
     def is_dev(self) -> bool:
