@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +33,7 @@ from feedback.members.models import MemberProjection
 from feedback.settings import FeedbackSettings
 from feedback.sla import service as sla
 from feedback.sla.calendar import Clock
-from loyalty_shared import erasure
+from loyalty_shared import cursors, erasure
 from loyalty_shared.caller import INTERNAL, Caller
 from loyalty_shared.problems import Conflict, Forbidden, NotFound, Unprocessable
 
@@ -42,11 +41,6 @@ from loyalty_shared.problems import Conflict, Forbidden, NotFound, Unprocessable
 class ComplaintNotFound(NotFound):
     slug = "complaint-not-found"
     title = "Complaint not found"
-
-
-class BadCursor(Unprocessable):
-    slug = "invalid-cursor"
-    title = "Invalid cursor"
 
 
 class IllegalTransition(Conflict):
@@ -480,22 +474,6 @@ def is_first_contact_resolution(c: Complaint) -> bool:
     return c.escalated_at is None and not c.handed_over and c.reopen_count == 0
 
 
-def _encode_cursor(c: Complaint) -> str:
-    raw = f"{c.created_at.isoformat()}|{c.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, _, cid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), cid
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadCursor(
-            "cursor is not one this API returned",
-            errors=[{"field": "query.cursor", "message": "malformed cursor"}],
-        ) from exc
-
-
 async def list_complaints(
     session: AsyncSession,
     view: View,
@@ -511,8 +489,9 @@ async def list_complaints(
     rows = await repository.page(
         session,
         repository.Filters(status, member_id, breached, owner, due_before),
-        after=_decode_cursor(cursor) if cursor else None,
+        after=cursors.decode(cursor) if cursor else None,
         limit=limit + 1,
     )
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = cursors.encode(last.created_at, last.id) if last is not None else None
     return ComplaintPage(items=[to_out(c, view) for c in rows[:limit]], next_cursor=next_cursor)

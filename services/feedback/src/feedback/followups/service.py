@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,8 @@ from feedback.followups.models import FollowUp
 from feedback.followups.schemas import AssignIn, FollowUpOut, FollowUpPage, OutcomeIn
 from feedback.members.models import MemberProjection
 from feedback.settings import FeedbackSettings
-from loyalty_shared.problems import Conflict, NotFound, Unprocessable
+from loyalty_shared import cursors
+from loyalty_shared.problems import Conflict, NotFound
 
 POST_RESOLUTION = "post_resolution"
 MONTHLY_HIGH_VALUE = "monthly_high_value"
@@ -31,11 +31,6 @@ class FollowUpNotFound(NotFound):
 class FollowUpAlreadyCompleted(Conflict):
     slug = "follow-up-already-completed"
     title = "The follow-up already has an outcome"
-
-
-class BadCursor(Unprocessable):
-    slug = "invalid-cursor"
-    title = "Invalid cursor"
 
 
 def to_out(f: FollowUp) -> FollowUpOut:
@@ -189,21 +184,6 @@ async def attach_complaint_survey(
     )
 
 
-def _encode_cursor(f: FollowUp) -> str:
-    return base64.urlsafe_b64encode(f"{f.due_at.isoformat()}|{f.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        due, _, fid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(due), fid
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadCursor(
-            "cursor is not one this API returned",
-            errors=[{"field": "query.cursor", "message": "malformed cursor"}],
-        ) from exc
-
-
 async def list_follow_ups(
     session: AsyncSession,
     *,
@@ -228,10 +208,11 @@ async def list_follow_ups(
     if reason:
         query = query.where(FollowUp.reason == reason)
     if cursor:
-        due, fid = _decode_cursor(cursor)
+        due, fid = cursors.decode(cursor)
         query = query.where(tuple_(FollowUp.due_at, FollowUp.id) > tuple_(due, fid))
     rows = list((await session.execute(query.limit(limit + 1))).scalars())
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = cursors.encode(last.due_at, last.id) if last is not None else None
     return FollowUpPage(items=[to_out(f) for f in rows[:limit]], next_cursor=next_cursor)
 
 

@@ -14,7 +14,6 @@ still record any answer (a shop that collected it itself).
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 
@@ -32,15 +31,10 @@ from feedback.surveys.schemas import (
     InvitationsOut,
     ResponseOut,
 )
-from loyalty_shared import erasure
+from loyalty_shared import cursors, erasure
 from loyalty_shared.problems import Unprocessable
 
 MEMBERS = "members"
-
-
-class BadCursor(Unprocessable):
-    slug = "invalid-cursor"
-    title = "Invalid cursor"
 
 
 class UnknownComplaint(Unprocessable):
@@ -164,21 +158,6 @@ def _answered(member_id: str) -> ColumnElement[bool]:
     )
 
 
-def _encode_cursor(at: datetime, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), key
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadCursor(
-            "cursor is not one this API returned",
-            errors=[{"field": "query.cursor", "message": "malformed cursor"}],
-        ) from exc
-
-
 async def pending_for(
     session: AsyncSession, member_id: str, *, limit: int, cursor: str | None
 ) -> AddressedSurveyPage:
@@ -213,7 +192,7 @@ async def pending_for(
     rows = union_all(invited, everyone).subquery()
     query = select(rows).order_by(rows.c.addressed_at.desc(), rows.c.key.desc())
     if cursor:
-        at, key = _decode_cursor(cursor)
+        at, key = cursors.decode(cursor)
         query = query.where(tuple_(rows.c.addressed_at, rows.c.key) < tuple_(at, key))
     found = list((await session.execute(query.limit(limit + 1))).all())
     page = found[:limit]
@@ -242,5 +221,5 @@ async def pending_for(
             )
             for r in page
         ],
-        next_cursor=_encode_cursor(last.addressed_at, last.key) if last is not None else None,
+        next_cursor=cursors.encode(last.addressed_at, last.key) if last is not None else None,
     )
