@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 import uuid
 from collections import Counter
@@ -128,6 +129,7 @@ class Storefront:
         self.members = members
         self.orders: list[Order] = []
         self.requests = 0
+        self.last_failure = 0.0  # time.monotonic() of the latest failed attempt
 
     async def enrol(self) -> None:
         for member in self.members:
@@ -180,6 +182,7 @@ class Storefront:
                     order.statuses.append(status)
                     return  # refused for good: the storefront would not send it again
             order.statuses.append(status)
+            self.last_failure = time.monotonic()
             if time.monotonic() > deadline:
                 return
             await asyncio.sleep(delay)
@@ -356,9 +359,17 @@ async def broker_outage(stack: Stack, d: Durations) -> None:
 
 
 async def postgres_restart(stack: Stack, d: Durations) -> None:
+    started = time.monotonic()
     await asyncio.to_thread(stack.postgres.stop)
+    stopped = time.monotonic()
     await asyncio.to_thread(stack.postgres.start)
     await asyncio.to_thread(stack.postgres.wait_ready)
+    print(
+        f"[faults] Postgres stopped in {stopped - started:.1f} s, "
+        f"back in {time.monotonic() - stopped:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def hung_upstream(stack: Stack, d: Durations) -> None:
@@ -442,6 +453,13 @@ async def _one(
         client, books, store.orders, d.drain_timeout_seconds
     )
     recovery = time.monotonic() - ended
+    if store.last_failure > ended:
+        print(
+            f"[faults] {name}: the last failed call {store.last_failure - ended:.1f} s after "
+            "the fault ended",
+            file=sys.stderr,
+            flush=True,
+        )
     problems += await ledger_and_dead_letters(client)
     failed: Counter[str] = Counter(s for o in batch for s in o.statuses)
     return FaultRow(
