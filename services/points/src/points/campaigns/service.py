@@ -234,13 +234,21 @@ async def active_campaigns(session: AsyncSession, at: datetime) -> list[Campaign
 
     Uses the partial index on (starts_at, ends_at) WHERE active; one round trip.
     """
+    return await campaigns_running_between(session, at, at)
+
+
+async def campaigns_running_between(
+    session: AsyncSession, earliest: datetime, latest: datetime
+) -> list[Campaign]:
+    """Every active campaign that runs at some instant of ``[earliest, latest]`` (the history
+    import's batch: each order then takes those running at its own ``occurred_at``)."""
     rows = (
         (
             await session.execute(
                 select(CampaignRow).where(
                     CampaignRow.active.is_(True),
-                    CampaignRow.starts_at <= at,
-                    CampaignRow.ends_at > at,
+                    CampaignRow.starts_at <= latest,
+                    CampaignRow.ends_at > earliest,
                 )
             )
         )

@@ -14,12 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from points.campaigns.calculator import Campaign
-from points.campaigns.models import CampaignRow
-from points.campaigns.service import to_campaign
 
 
 async def known_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> dict[str, str]:
@@ -153,27 +147,6 @@ async def lock_and_read(
     for r in rows:
         facts[r["member_id"]].growth.append((r["occurred_at"], r["growth_delta"]))
     return facts
-
-
-async def campaigns_between(
-    session: AsyncSession, earliest: datetime, latest: datetime
-) -> list[Campaign]:
-    """Every active campaign that ran at some moment in ``[earliest, latest]`` (each order
-    then takes those running at its own ``occurred_at``, as ``active_campaigns`` gives)."""
-    rows = (
-        (
-            await session.execute(
-                select(CampaignRow).where(
-                    CampaignRow.active.is_(True),
-                    CampaignRow.starts_at <= latest,
-                    CampaignRow.ends_at > earliest,
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
-    return [to_campaign(r) for r in rows]
 
 
 class Columns:

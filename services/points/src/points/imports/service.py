@@ -36,6 +36,7 @@ from loyalty_shared.problems import ProblemError
 from loyalty_shared.topics import POINTS_EVENTS
 from points import events
 from points.campaigns.calculator import Campaign, is_running
+from points.campaigns.service import campaigns_running_between
 from points.checkout.facts import OrderMember
 from points.checkout.plan import OrderPlan, plan_order, request_fingerprint
 from points.checkout.record import record_order_once
@@ -328,7 +329,7 @@ class _Planner:
 
     async def load_campaigns(self, session: AsyncSession, rows: list[Row]) -> None:
         if rows:
-            self.campaigns = await repo.campaigns_between(
+            self.campaigns = await campaigns_running_between(
                 session, rows[0][1].occurred_at, rows[-1][1].occurred_at
             )
 
