@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
+from sqlalchemy import text
 
 from loyalty_shared.contracts.feedback import ComplaintSlaBreachedV1
-from loyalty_shared.contracts.points import PointsEarnedV1, TierChangedV1
+from loyalty_shared.contracts.points import MemberErasedV1, PointsEarnedV1, TierChangedV1
+from loyalty_shared.pipeline import PIPELINE_REGISTRY
 from loyalty_shared.testing import eventually
 from webhooks.testing import IsolatedWebhooks
 from webhooks.testing_receiver import Received, receiver
@@ -108,10 +111,10 @@ async def test_fails_five_times_then_gets_it_once_more_and_no_more(
         # applied after it; by then a stray repeat of the first would have arrived
         await wh.send(TierChangedV1, m)
         await eventually(lambda: r.effects["/flaky"] == 2, timeout=20)
+        detail = await wh.delivery(sub["id"], delivery["id"])
 
     assert r.ids("/flaky").count(event_id) == 6
     assert r.effects["/flaky"] == 2  # each event applied once
-    detail = await wh.delivery(sub["id"], delivery["id"])
     assert detail["attempts"] == 6
     log = detail["attempt_log"]
     assert [a["outcome"] for a in log] == ["retry"] * 5 + ["delivered"]
@@ -198,3 +201,126 @@ async def test_both_secrets_sign_during_a_rotation_overlap(
 @pytest.mark.parametrize("language", ["python", "javascript"])
 def test_the_documented_snippets_are_there(language: str) -> None:
     assert "verify" in snippet(language)
+
+
+async def test_after_an_erasure_nothing_about_the_member_is_delivered(
+    isolated_webhooks: IsolatedWebhooks,
+) -> None:
+    wh = isolated_webhooks
+    erased_type = MemberErasedV1.TYPE
+    async with receiver() as r, wh.working():
+        sub = await wh.subscribe(r.url("/erasure"), TIER, EARNED, erased_type)
+        await wh.client.post(f"/v1/webhooks/{sub['id']}/pause")  # nothing goes out yet
+        m, other = member(), member()
+        await wh.send(TierChangedV1, m)
+        await wh.send(PointsEarnedV1, m)
+        await eventually(lambda: _count(wh, sub["id"], 2), timeout=20)
+
+        erasure = await wh.send(MemberErasedV1, m)
+        late = await wh.send(TierChangedV1, m)  # published late: never made a delivery
+        kept = await wh.send(TierChangedV1, other)
+        await eventually(lambda: _has(wh, sub["id"], erasure, kept), timeout=20)
+        await eventually(lambda: _consumed(wh, late), timeout=20)  # seen, and skipped
+        left = await wh.deliveries(sub["id"])
+        assert {(d["event_id"], d["member_id"]) for d in left} == {(erasure, m), (kept, other)}
+
+        await wh.client.post(f"/v1/webhooks/{sub['id']}/resume")
+        await eventually(lambda: r.effects["/erasure"] == 2, timeout=20)
+
+    assert sorted(r.ids("/erasure")) == sorted([erasure, kept])
+    assert late not in r.ids("/erasure")
+    [told] = [json.loads(g.body) for g in r.at("/erasure") if g.event_id == erasure]
+    assert told["type"] == erased_type and told["data"]["member_id"] == m
+
+
+async def _count(wh: IsolatedWebhooks, subscription_id: str, n: int) -> bool:
+    return len(await wh.deliveries(subscription_id)) == n
+
+
+async def _consumed(wh: IsolatedWebhooks, event_id: str) -> bool:
+    async with wh.sessionmaker() as session:
+        found = await session.execute(
+            text("SELECT 1 FROM inbox WHERE event_id = :id"), {"id": event_id}
+        )
+        return found.first() is not None
+
+
+async def _has(wh: IsolatedWebhooks, subscription_id: str, *event_ids: str) -> bool:
+    return set(event_ids) <= {d["event_id"] for d in await wh.deliveries(subscription_id)}
+
+
+async def test_a_dead_endpoint_is_paused_with_the_reason_then_retried_by_hand(
+    isolated_webhooks: IsolatedWebhooks,
+) -> None:
+    wh = isolated_webhooks
+    async with (
+        receiver() as r,
+        wh.working(retry_window_seconds=0.3, pause_after_failed_deliveries=2),
+    ):
+        sub = await wh.subscribe(r.url("/dead", fail_first=10_000, status=503), TIER)
+        first = await wh.send(TierChangedV1, member())
+        await wh.send(TierChangedV1, member())
+
+        async def paused() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await wh.client.get(f"/v1/webhooks/{sub['id']}")).json()
+            return body if body["status"] == "paused" else None
+
+        state = await eventually(paused, timeout=20)
+        assert state["paused_reason"].startswith("2 deliveries in a row failed")
+        assert "HTTP 503: not now" in state["paused_reason"]
+        deliveries = await wh.deliveries(sub["id"])
+        assert {d["status"] for d in deliveries} == {"failed"}
+        [failed] = [d for d in deliveries if d["event_id"] == first]
+        assert failed["last_status_code"] == 503 and failed["next_attempt_at"] is None
+
+        # by hand: while paused, a retry waits (a second one is a 409); a test event goes out
+        retry = f"/v1/webhooks/{sub['id']}/deliveries/{failed['id']}/retry"
+        assert (await wh.client.post(retry)).status_code == 202
+        again = await wh.client.post(retry)
+        assert again.status_code == 409 and again.json()["type"].endswith("/delivery-pending")
+        r.behaviours["/dead"].fail_first = 0  # the endpoint is fixed
+        test = await wh.client.post(f"/v1/webhooks/{sub['id']}/test")
+        assert test.status_code == 202, test.text
+        await eventually(lambda: test.json()["event_id"] in r.ids("/dead"), timeout=20)
+        assert r.effects["/dead"] == 1  # the test event; the retried one waits for resume
+        await wh.client.post(f"/v1/webhooks/{sub['id']}/resume")
+
+        async def delivered() -> dict[str, Any] | None:
+            found = await wh.delivery(sub["id"], failed["id"])
+            return found if found["status"] == "delivered" else None
+
+        detail = await eventually(delivered, timeout=20)
+        assert r.effects["/dead"] == 2
+
+    [probe] = [g for g in r.at("/dead") if g.event_id == test.json()["event_id"]]
+    assert probe.headers["loyalty-webhook-type"] == "loyalty.webhook.test.v1"
+    assert python_verify()(sub["secret"], probe.headers, probe.body)
+    assert [a["outcome"] for a in detail["attempt_log"]][-1] == "delivered"
+    assert "failed" in [a["outcome"] for a in detail["attempt_log"]]
+    scraped = generate_latest(PIPELINE_REGISTRY).decode()
+    for outcome in ("failed", "delivered"):
+        assert (
+            f'loyalty_webhook_attempts_total{{outcome="{outcome}",subscription="{sub["id"]}"}}'
+            in scraped
+        )
+    assert f'loyalty_webhook_failures_total{{kind="status",subscription="{sub["id"]}"}}' in scraped
+
+
+async def test_the_address_is_checked_again_when_sending(
+    isolated_webhooks: IsolatedWebhooks,
+) -> None:
+    """A subscription made in dev to a receiver on loopback over http, sent by a worker
+    running as production: the attempt is refused before connecting, with the reason in the
+    log (the address rules themselves: test_targets.py)."""
+    wh = isolated_webhooks
+    async with receiver() as r, wh.working(environment="production"):
+        sub = await wh.subscribe(r.url("/inside"), TIER)
+        await wh.send(TierChangedV1, member())
+
+        async def refused() -> list[dict[str, Any]]:
+            return [d for d in await wh.deliveries(sub["id"]) if d["last_error"]]
+
+        [delivery] = await eventually(refused, timeout=20)
+    assert r.at("/inside") == []
+    assert delivery["last_error"].startswith("refused: only https:// URLs outside dev")
+    assert delivery["last_status_code"] is None

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -122,12 +123,19 @@ class IsolatedWebhooks:
     @asynccontextmanager
     async def working(self, **overrides: Any) -> AsyncIterator[WebhooksSettings]:
         """The sender (``settings`` with ``overrides``) for the block; it wakes when the
-        module's consumer has written deliveries."""
+        module's consumer has written deliveries. The block's subscriptions are deleted at
+        its end (their receivers are gone: the next test starts with none)."""
         settings = self.settings.model_copy(update=overrides)
         wake = asyncio.Event()
         self.consumer.wake = wake
-        async with background(Sender(settings, self.sessionmaker, wake=wake).run):
-            yield settings
+        self.consumer.window = settings.retry_window_seconds  # the deliveries it makes
+        try:
+            async with background(Sender(settings, self.sessionmaker, wake=wake).run):
+                yield settings
+        finally:
+            self.consumer.window = self.settings.retry_window_seconds
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(text("DELETE FROM webhook_subscriptions"))
 
 
 @pytest.fixture(scope="module")
