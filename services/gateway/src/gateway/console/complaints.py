@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from gateway.console.web import ApiResult, checked_form, signed_in
+from gateway.console.web import ApiResult, checked_form, idempotency, signed_in
 
 router = APIRouter()
 
@@ -110,12 +110,11 @@ async def act(request: Request, complaint_id: ComplaintId) -> Response:
         for field in ("note", "to", "cause", "severity"):
             if form.get(field, "").strip():
                 body[field] = form[field].strip()
-        key = form.get("idempotency_key") or uuid.uuid4().hex
         outcome = await page.api.call(
             "POST",
             f"/v1/complaints/{complaint_id}/actions",
             json_body=body,
-            headers={"Idempotency-Key": key},
+            headers=idempotency(form),
         )
     if outcome.ok:
         return RedirectResponse(f"/console/complaints/{complaint_id}", status_code=303)

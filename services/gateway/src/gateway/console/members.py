@@ -8,16 +8,24 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from gateway.console.web import ApiResult, ConsoleApi, Page, checked_form, field_errors, signed_in
+from gateway.console.web import (
+    ApiResult,
+    ConsoleApi,
+    MemberId,
+    Page,
+    checked_form,
+    field_errors,
+    idempotency,
+    signed_in,
+)
 
 router = APIRouter()
 
-MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")]
 LEDGER_PAGE = 20
-SEGMENTS_EXPLAINED = 50
+SEGMENTS_EXPLAINED = 20  # one explain call each, on the caller's rate limit
 
 
 def progress(member: dict[str, Any]) -> dict[str, Any] | None:
@@ -125,7 +133,7 @@ async def adjust(request: Request, member_id: MemberId) -> Response:
             "POST",
             f"/v1/members/{member_id}/adjustments",
             json_body={"points": points, "reason": form.get("reason", "")},
-            headers={"Idempotency-Key": form.get("idempotency_key") or uuid.uuid4().hex},
+            headers=idempotency(form),
         )
         if outcome.ok:
             return RedirectResponse(

@@ -12,13 +12,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from gateway.console.web import ApiResult, Page, checked_form, field_errors, signed_in
+from gateway.console.web import (
+    ApiResult,
+    MemberId,
+    Page,
+    checked_form,
+    field_errors,
+    idempotency,
+    signed_in,
+)
 
 router = APIRouter()
 
 SegmentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 TagName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
-MemberId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")]
 FIELDS = ("name", "condition", "description")
 
 
@@ -63,6 +70,30 @@ def _body(form: dict[str, str], fields: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
+def _edit_page(
+    page: Page,
+    template: str,
+    current: dict[str, Any],
+    history: ApiResult,
+    form: dict[str, str] | None,
+    outcome: ApiResult | None,
+    **context: Any,
+) -> Response:
+    """A segment's or tag's page: its definitions and the edit form (as posted, with what
+    was wrong, after a failed write)."""
+    shown = form if form is not None else {k: current.get(k) or "" for k in FIELDS}
+    return page.render(
+        template,
+        status=outcome.status if outcome is not None and not outcome.ok else 200,
+        problem=None,
+        history=history.body.get("items", []) if history.ok else [],
+        form=shown,
+        failed=problems(outcome, shown.get("condition", "")),
+        idempotency_key=uuid.uuid4().hex,
+        **context,
+    )
+
+
 async def _lists(page: Page, form: dict[str, str], outcome: ApiResult | None) -> Response:
     segments, tags = await asyncio.gather(page.api.get("/v1/segments"), page.api.get("/v1/tags"))
     kind = form.get("form")
@@ -93,7 +124,7 @@ async def create(request: Request) -> Response:
     """Create a segment (``form=segment``) or a tag (``form=tag``)."""
     async with signed_in(request) as page:
         form = await checked_form(request, page.session)
-        key = {"Idempotency-Key": form.get("idempotency_key") or uuid.uuid4().hex}
+        key = idempotency(form)
         if form.get("form") == "tag":
             body = _body(form, FIELDS)
             body["kind"] = form.get("kind", "")
@@ -123,17 +154,15 @@ async def _segment_page(
         return page.render(
             "segment.html", status=segment.status, segment=None, problem=segment.problem
         )
-    shown = form if form is not None else {k: segment.body.get(k) or "" for k in FIELDS}
-    return page.render(
+    return _edit_page(
+        page,
         "segment.html",
-        status=outcome.status if outcome is not None and not outcome.ok else 200,
+        segment.body,
+        history,
+        form,
+        outcome,
         segment=segment.body,
-        problem=None,
-        history=history.body.get("items", []) if history.ok else [],
         members=members.body if members.ok else {"items": [], "count": None},
-        form=shown,
-        failed=problems(outcome, shown.get("condition", "")),
-        idempotency_key=uuid.uuid4().hex,
     )
 
 
@@ -147,11 +176,9 @@ async def segment(request: Request, segment_id: SegmentId) -> Response:
 async def edit_segment(request: Request, segment_id: SegmentId) -> Response:
     async with signed_in(request) as page:
         form = await checked_form(request, page.session)
+        path = f"/v1/segments/{segment_id}"
         outcome = await page.api.call(
-            "PATCH",
-            f"/v1/segments/{segment_id}",
-            json_body=_body(form, FIELDS),
-            headers={"Idempotency-Key": form.get("idempotency_key") or uuid.uuid4().hex},
+            "PATCH", path, json_body=_body(form, FIELDS), headers=idempotency(form)
         )
         if outcome.ok:
             return RedirectResponse(f"/console/segments/{segment_id}", status_code=303)
@@ -190,17 +217,7 @@ async def _tag_page(
     )
     if not tag.ok:
         return page.render("tag.html", status=tag.status, tag=None, problem=tag.problem)
-    shown = form if form is not None else {k: tag.body.get(k) or "" for k in FIELDS}
-    return page.render(
-        "tag.html",
-        status=outcome.status if outcome is not None and not outcome.ok else 200,
-        tag=tag.body,
-        problem=None,
-        history=history.body.get("items", []) if history.ok else [],
-        form=shown,
-        failed=problems(outcome, shown.get("condition", "")),
-        idempotency_key=uuid.uuid4().hex,
-    )
+    return _edit_page(page, "tag.html", tag.body, history, form, outcome, tag=tag.body)
 
 
 @router.get("/console/tags/{name}")
@@ -216,11 +233,9 @@ async def edit_tag(request: Request, name: TagName) -> Response:
         current = await page.api.get(f"/v1/tags/{name}")
         rule = current.ok and current.body.get("kind") == "rule"
         fields = FIELDS if rule else ("name", "description")
+        path = f"/v1/tags/{name}"
         outcome = await page.api.call(
-            "PATCH",
-            f"/v1/tags/{name}",
-            json_body=_body(form, fields),
-            headers={"Idempotency-Key": form.get("idempotency_key") or uuid.uuid4().hex},
+            "PATCH", path, json_body=_body(form, fields), headers=idempotency(form)
         )
         if outcome.ok:
             return RedirectResponse(f"/console/tags/{outcome.body['name']}", status_code=303)

@@ -9,15 +9,17 @@ the policy (``gateway.policy``).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import httpx
+from fastapi import Path as PathParam
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -52,6 +54,7 @@ def when(value: object) -> str:
 
 templates.env.filters["when"] = when
 MAX_FORM_BYTES = 64 * 1024
+MemberId = Annotated[str, PathParam(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")]
 
 
 @dataclass(slots=True)
@@ -231,3 +234,8 @@ def field_errors(result: ApiResult) -> dict[str, list[dict[str, Any]]]:
             name = str(error.get("field", "")).split(".")[-1]
             out.setdefault(name, []).append(error)
     return out
+
+
+def idempotency(form: dict[str, str]) -> dict[str, str]:
+    """The ``Idempotency-Key`` drawn with the form (a double submit acts once)."""
+    return {"Idempotency-Key": form.get("idempotency_key") or uuid.uuid4().hex}
