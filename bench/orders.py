@@ -69,6 +69,9 @@ LAYERS: dict[str, tuple[dict[str, str], str]] = {
     "driver_autocommit": ({"POINTS_HOTPATH_OFF": '["driver_autocommit"]'}, "spread"),
     "shelving_pool": ({"POINTS_HOTPATH_OFF": '["shelving_pool"]'}, "spread"),
 }
+# rounds of each layer's comparison; BENCH_MAIN=0: only the layers (bench/results/orders-layers.md)
+LAYER_ROUNDS = int(os.environ.get("BENCH_LAYER_ROUNDS", str(ROUNDS)))
+MAIN = os.environ.get("BENCH_MAIN", "1") != "0"
 SELECTED_LAYERS = [
     name for name in os.environ.get("BENCH_LAYERS", ",".join(LAYERS)).split(",") if name
 ]
@@ -151,35 +154,91 @@ def _layer_runs(
         with process(off_cmd, off_env, f"{off_base}/ready") as off_pid:
             _warm(f"{off_base}/v1/orders")
             name = f"{SPREAD if case == 'spread' else HOT}, without {layer}"
-            for _ in range(ROUNDS):
+            for _ in range(LAYER_ROUNDS):
                 on = _load(f"{layer} on", f"{base}/v1/orders", case, api_pid, postmaster)
                 off = _load(name, f"{off_base}/v1/orders", case, off_pid, postmaster)
                 found.setdefault(layer, []).append((on, off))
     return found
 
 
+def _cpu(r: WrkResult) -> float:
+    return sum(r.cpu_ms.values()) if r.cpu_ms else 0.0
+
+
 def _layer_rows(layers: dict[str, list[tuple[WrkResult, WrkResult]]]) -> list[list[str]]:
+    """Per layer: the all-on API's runs and the one without it, with off / on per round."""
     rows = []
-    for runs in layers.values():
-        off = _combined([o for _, o in runs])
+    for layer, runs in layers.items():
+        on, off = _combined([n for n, _ in runs]), _combined([o for _, o in runs])
         ratios = sorted(o.requests_per_s / n.requests_per_s for n, o in runs)
-        rows.append(
-            [
-                off.name,
-                "1",
-                f"{off.requests_per_s:,.0f}",
-                f"{off.p50_ms:.1f}",
-                f"{off.p99_ms:.1f}",
-                "",
-                "",
-                f"{statistics.median(ratios):.2f}",
-                f"{ratios[0]:.2f}-{ratios[-1]:.2f}",
-                f"{off.cpu_ms['app']:.2f}" if off.cpu_ms else "",
-                f"{off.cpu_ms['postgres']:.2f}" if off.cpu_ms else "",
-                str(off.non_2xx + off.errors),
-            ]
-        )
+        cpu = sorted(_cpu(o) / _cpu(n) for n, o in runs if _cpu(n))
+        for r, cells in (
+            (on, ["", "", ""]),
+            (
+                off,
+                [
+                    f"{statistics.median(ratios):.2f}",
+                    f"{ratios[0]:.2f}-{ratios[-1]:.2f}",
+                    f"{statistics.median(cpu):.2f} ({cpu[0]:.2f}-{cpu[-1]:.2f})" if cpu else "",
+                ],
+            ),
+        ):
+            name = r.name if r is off else f"{off.name.split(', without')[0]}, all on ({layer})"
+            rows.append(
+                [
+                    name,
+                    "1",
+                    f"{r.requests_per_s:,.0f}",
+                    f"{r.p50_ms:.1f}",
+                    f"{r.p99_ms:.1f}",
+                    "",
+                    "",
+                    *cells,
+                    f"{r.cpu_ms['app']:.2f}" if r.cpu_ms else "",
+                    f"{r.cpu_ms['postgres']:.2f}" if r.cpu_ms else "",
+                    str(r.non_2xx + r.errors),
+                ]
+            )
     return rows
+
+
+HEADER = [
+    "case",
+    "workers",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "vs reference",
+    "rounds",
+    "vs all on",
+    "rounds (all on)",
+    "CPU/req vs all on",
+    "app CPU ms/req",
+    "Postgres CPU ms/req",
+    "errors",
+]
+LAYER_NOTES = (
+    "'without' rows: one speed layer switched off in a second API (one worker), taking "
+    "turns with the API with every layer on ('all on' rows, the same rounds), on the case "
+    "the layer is for; 'vs all on': the median over the rounds of the throughput ratio "
+    "within each round (and its range); 'CPU/req vs all on': the same for the CPU per "
+    "request (app + Postgres), which a busy machine disturbs less than throughput. A layer "
+    "that buys less than 5% goes (issue #17)."
+)
+
+
+def _write_layers_only(layers: dict[str, list[tuple[WrkResult, WrkResult]]]) -> None:
+    notes = (
+        f"wrk, {CONNECTIONS} connections, {LAYER_ROUNDS} rounds of {DURATION} s per layer; "
+        f"embedded Postgres with fsync on. " + LAYER_NOTES
+    )
+    write_table(
+        "orders-layers",
+        "POST /v1/orders: what each speed layer buys",
+        HEADER,
+        _layer_rows(layers),
+        notes,
+    )
 
 
 def main() -> None:
@@ -228,7 +287,7 @@ def main() -> None:
                     enrolled = True
                 _warm(f"{ref_url}/v1/orders")
                 _warm(f"{base}/v1/orders")
-                for _ in range(ROUNDS):
+                for _ in range(ROUNDS if MAIN else 0):
                     runs.setdefault(("reference", workers), []).append(
                         _load(REFERENCE, f"{ref_url}/v1/orders", "spread", ref_pid, postmaster)
                     )
@@ -283,6 +342,9 @@ def main() -> None:
             return "", ""
         return f"{ratio(case, workers):.2f}", spread_of(case, workers)
 
+    if not MAIN:
+        _write_layers_only(layers)
+        return
     results = {key: _combined(value) for key, value in runs.items()}
     rows = []
     for (case, workers), r in results.items():
@@ -294,6 +356,7 @@ def main() -> None:
                 f"{r.p50_ms:.1f}",
                 f"{r.p99_ms:.1f}",
                 *_vs_reference(case, workers),
+                "",
                 "",
                 "",
                 f"{r.cpu_ms['app']:.2f}" if r.cpu_ms else "",
@@ -313,10 +376,7 @@ def main() -> None:
         f"same {CONNECTIONS} connections, each pausing a random (exponential) time before "
         f"each request, offered a fraction of the throughput the real endpoint reached in "
         f"the same round (the reference offered the same rate), {DURATION * 2} s each: the "
-        f"latency below saturation. 'without' rows: one speed layer switched off in a second "
-        f"API (one worker), taking turns with the API with every layer on, on the case the "
-        f"layer is for; 'vs all on': the median over the rounds of their ratio within each "
-        f"round (and its range). A layer that buys less than 5% goes (issue #17).\n\n"
+        f"latency below saturation. " + LAYER_NOTES + "\n\n"
         f"- real / reference throughput, one worker each: {ratio('spread', 1):.2f} "
         f"(rounds {spread_of('spread', 1)}; target >= 0.5)\n"
         + "".join(
@@ -346,20 +406,7 @@ def main() -> None:
     write_table(
         "orders",
         "POST /v1/orders vs a bare asyncpg reference",
-        [
-            "case",
-            "workers",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "vs reference",
-            "rounds",
-            "vs all on",
-            "rounds (all on)",
-            "app CPU ms/req",
-            "Postgres CPU ms/req",
-            "errors",
-        ],
+        HEADER,
         rows,
         notes,
     )
