@@ -26,12 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from loyalty_shared.db import (
     CompiledStatement,
-    DriverAutocommit,
     HotTransaction,
-    ShelvingPool,
     driver_connection,
     make_metadata,
 )
+from loyalty_shared.hotpath.pool import DriverAutocommit, ShelvingPool
 from loyalty_shared.testing import Infra
 
 metadata = make_metadata()

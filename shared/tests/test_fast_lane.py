@@ -1,4 +1,4 @@
-"""``loyalty_shared.lean.FastLane`` on a service without a database: every kind of answer a
+"""``hotpath.fast_lane.FastLane`` on a service without a database: every kind of answer a
 marked front route can give (success, domain error, validation error, HTTP error, unexpected
 error, bad path parameter) is the one the full FastAPI stack gives; FastAPI's telemetry
 switch."""
@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from loyalty_shared import app as app_module
 from loyalty_shared.app import TELEMETRY_OFF, create_service_app, fastapi_telemetry
-from loyalty_shared.lean import FastLane, fast_lane, json_response, read_json
+from loyalty_shared.hotpath.fast_lane import FastLane, fast_lane
+from loyalty_shared.lean import json_response, read_json
 from loyalty_shared.problems import Conflict
 from loyalty_shared.settings import CommonSettings
 from loyalty_shared.testing import gateway_headers, running_app

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from loyalty_shared.keyed_batches import KeyedBatches
+from loyalty_shared.hotpath.keyed_batches import KeyedBatches
 
 
 class Recorder:

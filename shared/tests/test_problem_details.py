@@ -136,8 +136,9 @@ async def test_docs_are_served_without_a_cdn(client: httpx.AsyncClient) -> None:
 async def test_an_unreachable_database_is_a_503_problem_with_retry_after() -> None:
     from sqlalchemy import text
 
-    from loyalty_shared.db import DriverAutocommit, HotTransaction, Session
+    from loyalty_shared.db import HotTransaction, Session
     from loyalty_shared.devstack.broker import free_port
+    from loyalty_shared.hotpath.pool import DriverAutocommit
 
     router = APIRouter()
 

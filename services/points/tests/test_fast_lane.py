@@ -1,4 +1,4 @@
-"""The fast lane (``loyalty_shared.lean.FastLane``) answers exactly as the full FastAPI stack.
+"""The fast lane (``hotpath.fast_lane.FastLane``) answers exactly as the full FastAPI stack.
 
 Two apps on the same database: the service as built (checkout and member status go down the
 fast lane) and the same app without the fast lane. Every answer, error or not, must be the
@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from loyalty_shared.lean import FastLane
+from loyalty_shared.hotpath.fast_lane import FastLane
 from loyalty_shared.testing import asgi_client, running_app
 from points.main import create_app
 from points.settings import PointsSettings

@@ -5,7 +5,7 @@ import uuid
 
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from loyalty_shared.lean import FastLane
+from loyalty_shared.hotpath.fast_lane import FastLane
 from loyalty_shared.testing import asgi_client, running_app
 from points.main import create_app
 from points.settings import PointsSettings

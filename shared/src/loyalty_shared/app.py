@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loyalty_shared.db import create_engine, create_sessionmaker
 from loyalty_shared.docs import install_offline_docs
 from loyalty_shared.gateway_trust import GatewayOnlyMiddleware, from_gateway
+from loyalty_shared.hotpath.fast_lane import FastLane, fast_routes
 from loyalty_shared.kafka import broker_reachable
-from loyalty_shared.lean import FastLane, add_schemas, fast_routes
+from loyalty_shared.lean import add_schemas
 from loyalty_shared.logs import configure_logging
 from loyalty_shared.ops import ops_router
 from loyalty_shared.problems import install_problem_handlers
@@ -209,7 +210,7 @@ def create_service_app(
     ``front_routers``: the hottest routes; they sit on the app's own router, tried before
     the included routers (FastAPI matches an included router's routes through several
     layers, twice per request: ~8% of a checkout's CPU). Those whose endpoint is marked
-    with ``loyalty_shared.lean.fast_lane`` are served by ``FastLane``.
+    with ``loyalty_shared.hotpath.fast_lane`` are served by ``FastLane``.
     """
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
     app = FastAPI(

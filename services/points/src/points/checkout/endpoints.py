@@ -3,8 +3,9 @@
 from fastapi import APIRouter, Request, status
 from fastapi.responses import Response
 
+from loyalty_shared.hotpath.fast_lane import fast_lane
 from loyalty_shared.idempotency import HEADER_PARAMETER
-from loyalty_shared.lean import fast_lane, json_body, json_response, read_json
+from loyalty_shared.lean import json_body, json_response, read_json
 from points.checkout.realtime import check_order_time
 from points.checkout.record import Checkout, record_checkout
 from points.db import idempotency_guards

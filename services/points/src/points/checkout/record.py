@@ -38,9 +38,10 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from loyalty_shared.db import DriverAutocommit, HotTransaction, driver_connection, pool_slot
+from loyalty_shared.db import HotTransaction, driver_connection, pool_slot
+from loyalty_shared.hotpath.keyed_batches import KeyedBatches
+from loyalty_shared.hotpath.pool import DriverAutocommit
 from loyalty_shared.idempotency import IdempotencyGuard
-from loyalty_shared.keyed_batches import KeyedBatches
 from loyalty_shared.keyed_locks import KeyedLocks
 from points.campaigns.calculator import Campaign
 from points.checkout.facts import OrderMember, lock_for_order, read_for_order

@@ -3,8 +3,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 
-from loyalty_shared.db import DriverAutocommit, HotTransaction, Session
-from loyalty_shared.lean import fast_lane, json_response
+from loyalty_shared.db import HotTransaction, Session
+from loyalty_shared.hotpath.fast_lane import fast_lane
+from loyalty_shared.hotpath.pool import DriverAutocommit
+from loyalty_shared.lean import json_response
 from points.db import Idempotency
 from points.identifiers import ClientId
 from points.members import service
