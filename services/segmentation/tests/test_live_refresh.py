@@ -1,5 +1,6 @@
 """Live tags and segments in the batched consumer: one evaluation per batch, each change once."""
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,16 @@ async def test_a_batch_writes_each_membership_change_once(
         assert event.type == type_ and event.subject == member
         assert event.data["segment_id"] == segment_id and event.data["member_id"] == member
         assert event.data["trigger"] == trigger and event.data["segment_name"]
+    # event ids numbered from one UUIDv7 per statement: distinct, version 7, the outbox
+    # row's event_id and the envelope's id
+    rows = await env.sql(
+        "SELECT event_id, payload->>'id' FROM outbox WHERE event_type LIKE 'loyalty.segment.%' "
+        "AND key = ANY(:m) ORDER BY id",
+        m=members,
+    )
+    ids = [uuid.UUID(r[0]) for r in rows]
+    assert [str(i) for i in ids] == [r[0] for r in rows] == [r[1] for r in rows]
+    assert len(set(ids)) == len(ids) == 5 and {i.version for i in ids} == {7}
 
 
 async def test_an_erasure_in_a_batch_comes_after_the_batch_s_earlier_orders(

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.ids import uuid7
 from segmentation import events
 from segmentation.conditions.compile import compiled, derived_columns
 from segmentation.segments.expressions import reason_expr, rule_tags_expr
@@ -104,6 +105,7 @@ async def _refresh_now(session: AsyncSession, member_ids: list[str], trigger: st
                 "seg_ids": plan.segment_ids,
                 "seg_names": plan.segment_names,
                 "headers": _headers(),
+                "id_prefix": _event_id_prefix(),
             },
         )
         await session.execute(_PLAN_MODE, {"mode": previous})
@@ -122,6 +124,15 @@ _LOCK_AND_CUSTOM_PLANS = text(
     "WHERE s.previous IS NOT NULL) x"
 )
 _PLAN_MODE = text("SELECT set_config('plan_cache_mode', :mode, true)")
+
+
+def _event_id_prefix() -> str:
+    """A new UUIDv7 without its last 8 hex digits: the segments statement numbers its
+    events' ids from it (unique: its rows are numbered 1, 2, ..., at most members x live
+    segments, far below 16**8; 42 random bits and the time in the rest; time-ordered, so
+    they go to the right edge of the outbox's event_id index, as ``loyalty_shared.ids``
+    says)."""
+    return uuid7()[:-8]
 
 
 def _headers() -> dict[str, str]:
@@ -275,9 +286,11 @@ WITH p AS MATERIALIZED (
     UNION ALL
     SELECT segment_id, member_id, 'left' FROM left_
 ), named AS (
+    -- event ids: the statement's UUIDv7 (:id_prefix, its first 24 of 32 hex digits, from
+    -- Python) with the row's number as the last 8 (gen_random_uuid() cost 17 us a row)
     SELECT d.segment_id, d.member_id, d.action, x.i,
            (CAST(:seg_names AS text[]))[x.i] AS name,
-           CAST(gen_random_uuid() AS text) AS event_id,
+           CAST(:id_prefix AS text) || lpad(to_hex(row_number() OVER ()), 8, '0') AS event_id,
            CASE d.action WHEN 'entered' THEN '{entered_type}' ELSE '{left_type}' END AS type
     FROM done d
     CROSS JOIN LATERAL (
