@@ -162,8 +162,35 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
+    """A signed-out browser context of its own."""
     context = await browser.new_context(
         base_url=base_url, viewport={"width": WIDTHS[0], "height": 900}
+    )
+    opened = await context.new_page()
+    yield opened
+    await context.close()
+
+
+@pytest.fixture(scope="module")
+async def signed_in_state(browser: Browser, base_url: str) -> dict[str, Any]:
+    """The cookies of one ops sign-in, for the tests that start signed in."""
+    context = await browser.new_context(base_url=base_url)
+    opened = await context.new_page()
+    await sign_in(opened)
+    state: dict[str, Any] = await context.storage_state()  # type: ignore[assignment]
+    await context.close()
+    return state
+
+
+@pytest.fixture
+async def ops_page(
+    browser: Browser, base_url: str, signed_in_state: dict[str, Any]
+) -> AsyncIterator[Page]:
+    """A browser context of its own, signed in with the ops key."""
+    context = await browser.new_context(
+        base_url=base_url,
+        viewport={"width": WIDTHS[0], "height": 900},
+        storage_state=signed_in_state,  # type: ignore[arg-type]
     )
     opened = await context.new_page()
     yield opened
@@ -219,8 +246,10 @@ async def test_sign_in_and_see_the_overview_with_its_charts(page: Page, seeded: 
     await shoot(page, "pipeline")
 
 
-async def test_act_on_a_complaint_with_only_the_allowed_actions(page: Page, seeded: Seeded) -> None:
-    await sign_in(page)
+async def test_act_on_a_complaint_with_only_the_allowed_actions(
+    ops_page: Page, seeded: Seeded
+) -> None:
+    page = ops_page
     await page.goto("/console/complaints?status=open&sort=deadline")
     row = page.locator(f"tr[data-complaint='{seeded.complaints[0]}']")
     await expect(row.locator("[data-due]")).to_contain_text("in ")  # the countdown runs
@@ -237,9 +266,11 @@ async def test_act_on_a_complaint_with_only_the_allowed_actions(page: Page, seed
     await shoot(page, "complaint")
 
 
-async def test_adjust_a_members_points_and_see_the_ledger_row(page: Page, seeded: Seeded) -> None:
+async def test_adjust_a_members_points_and_see_the_ledger_row(
+    ops_page: Page, seeded: Seeded
+) -> None:
     member = seeded.members[3]
-    await sign_in(page)
+    page = ops_page
     await page.goto("/console/members")
     await page.get_by_label("Member id").fill(member)
     await page.get_by_role("button", name="Open").click()
@@ -256,8 +287,8 @@ async def test_adjust_a_members_points_and_see_the_ledger_row(page: Page, seeded
     await shoot(page, "member")
 
 
-async def test_a_wrong_condition_is_shown_where_it_is_wrong(page: Page, seeded: Seeded) -> None:
-    await sign_in(page)
+async def test_a_wrong_condition_is_shown_where_it_is_wrong(ops_page: Page, seeded: Seeded) -> None:
+    page = ops_page
     await page.goto("/console/segments")
     condition = "order_count >= 2 and and total_spend > 10"
     await page.locator("#seg-name").fill(f"console-{seeded.run}")
