@@ -210,3 +210,30 @@ async def test_one_batch_with_duplicates_and_mixed_types(
     assert body["last_order_at"].startswith("2025-03-01")
     assert body["categories"] == ["cups", "tea"] and body["channels"] == ["app", "web"]
     assert body["points_earned"] == 50 and body["points_balance"] == 50
+
+
+async def test_one_batch_of_enrolments_and_tier_changes(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    """A history import's enrolments and upgrades come in large batches: applied set-based,
+    they leave what one event at a time leaves (the newest tier by time, equal times the
+    later one; the earliest enrolment; the last timezone)."""
+    env = fresh_segmentation
+    m, n = member_id(), member_id()
+    await env.feed(
+        enrolled(m, "2025-05-01"),
+        tier_changed(m, "silver", "2025-06-01"),
+        tier_changed(m, "diamond", "2025-03-01"),  # older, later in the batch: not the tier
+        tier_changed(n, "silver", "2025-02-01"),
+        tier_changed(n, "gold", "2025-02-01"),  # the same time, later: it is the tier
+        enrolled(n, "2024-12-01"),
+        enrolled(m, "2025-04-01"),  # an earlier enrolment of m, later in the batch
+    )
+    first = (await env.client.get(f"/v1/profiles/{m}")).json()
+    assert first["tier"] == "silver" and first["enrolled_at"].startswith("2025-04-01")
+    second = (await env.client.get(f"/v1/profiles/{n}")).json()
+    assert second["tier"] == "gold" and second["enrolled_at"].startswith("2024-12-01")
+    # and the history keeps every change (tier distributions as of a date)
+    await env.feed(tier_changed(m, "gold", "2025-07-01"))
+    again = (await env.client.get(f"/v1/profiles/{m}")).json()
+    assert again["tier"] == "gold"

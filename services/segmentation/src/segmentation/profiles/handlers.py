@@ -442,6 +442,84 @@ async def on_member_erased(session: AsyncSession, event: CloudEvent) -> None:
     await erase_member(session, MemberErasedV1.of(event).member_id)
 
 
+async def on_members_enrolled(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Set-based ``member.enrolled`` (a history import enrols thousands at once): what
+    ``on_member_enrolled`` does one event at a time, in three statements for the batch."""
+    members: dict[str, dict[str, Any]] = {}
+    tiers: list[dict[str, Any]] = []
+    for event in events:
+        data = MemberEnrolledV1.of(event)
+        row = members.setdefault(
+            data.member_id, {"member_id": data.member_id, "enrolled_at": data.enrolled_at}
+        )
+        row["enrolled_at"] = min(row["enrolled_at"], data.enrolled_at)
+        row["timezone"] = data.timezone  # the last one, as one event at a time leaves it
+        tiers.append(_tier_row(event.id, data.member_id, data.tier, data.enrolled_at))
+    stmt = insert(PROFILES).values(
+        [{**row, "updated_at": func.clock_timestamp()} for row in members.values()]
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[P.member_id],
+            set_={
+                "enrolled_at": func.least(P.enrolled_at, stmt.excluded.enrolled_at),
+                "timezone": stmt.excluded.timezone,
+                "updated_at": func.clock_timestamp(),
+            },
+        )
+    )
+    await _set_tiers(session, tiers)
+    await refresh_members(session, list(members), events[-1].type)
+
+
+async def on_tiers_changed(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Set-based ``tier.changed``: ``on_tier_changed`` for a whole batch."""
+    tiers = []
+    for event in events:
+        data = TierChangedV1.of(event)
+        tiers.append(_tier_row(event.id, data.member_id, data.to_tier, data.occurred_at))
+    members = list(dict.fromkeys(t["member_id"] for t in tiers))
+    await session.execute(
+        insert(Profile)
+        .values([{"member_id": m} for m in members])
+        .on_conflict_do_nothing(index_elements=[Profile.member_id])
+    )
+    await _set_tiers(session, tiers)
+    await refresh_members(session, members, events[-1].type)
+
+
+def _tier_row(event_id: str, member: str, tier: str, at: datetime) -> dict[str, Any]:
+    return {"event_id": event_id, "member_id": member, "tier": tier, "changed_at": at}
+
+
+_SET_TIERS = text(
+    "UPDATE profiles p SET tier = t.tier, tier_changed_at = t.changed_at "
+    "FROM unnest(CAST(:members AS text[]), CAST(:tiers AS text[]), "
+    "CAST(:ats AS timestamptz[])) AS t(member_id, tier, changed_at) "
+    "WHERE p.member_id = t.member_id "
+    "AND (p.tier_changed_at IS NULL OR p.tier_changed_at <= t.changed_at)"
+)
+
+
+async def _set_tiers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """``_set_tier`` for many: the history rows, then each member's newest tier (by time;
+    of equal times the later in the batch, as one event at a time leaves it)."""
+    await session.execute(insert(TierChange).values(rows).on_conflict_do_nothing())
+    newest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        held = newest.get(row["member_id"])
+        if held is None or held["changed_at"] <= row["changed_at"]:
+            newest[row["member_id"]] = row
+    await session.execute(
+        _SET_TIERS,
+        {
+            "members": list(newest),
+            "tiers": [r["tier"] for r in newest.values()],
+            "ats": [r["changed_at"] for r in newest.values()],
+        },
+    )
+
+
 BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
 
 # The high-volume types, applied set-based once per consumed batch (their effects
@@ -449,6 +527,8 @@ BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
 BATCH_HANDLERS: dict[str, BatchHandler] = {
     OrderRecordedV1.TYPE: on_orders_recorded,
     PointsEarnedV1.TYPE: on_points_earned_batch,
+    MemberEnrolledV1.TYPE: on_members_enrolled,
+    TierChangedV1.TYPE: on_tiers_changed,
 }
 
 # Types whose effect does not commute with the others': the consumer applies the
