@@ -14,6 +14,7 @@ from feedback.db import idempotency_keys
 from feedback.followups.service import schedule_monthly
 from feedback.members.handlers import build_handlers
 from feedback.orders.handlers import HANDLERS as ORDER_HANDLERS
+from feedback.orders.handlers import OrdersBatchingConsumer
 from feedback.settings import FeedbackSettings
 from feedback.sla.service import detect_breaches
 from loyalty_shared import idempotency
@@ -41,7 +42,7 @@ def build_consumer(
     group_id: str | None = None,
 ) -> EventConsumer:
     """Tier changes, orders, refunds, erasures (points); segments, lifecycle (segmentation)."""
-    return EventConsumer(
+    return OrdersBatchingConsumer(
         settings,
         sessionmaker,
         topics=[POINTS_EVENTS, SEGMENTATION_EVENTS],

@@ -11,17 +11,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback.orders.models import OrderFact
 from loyalty_shared.contracts.points import OrderRecordedV1, OrderRefundedV1
+from loyalty_shared.erasure import MEMBER_ERASED
 from loyalty_shared.events import CloudEvent
-from loyalty_shared.inbox import Handler
+from loyalty_shared.inbox import EventConsumer, Handler
 
 
 async def on_order_recorded(session: AsyncSession, event: CloudEvent) -> None:
-    data = OrderRecordedV1.of(event)
-    await session.execute(
-        insert(OrderFact)
-        .values(order_id=data.order_id, member_id=data.member_id, occurred_at=data.occurred_at)
-        .on_conflict_do_nothing()
-    )
+    await on_orders_recorded(session, [event])
+
+
+async def on_orders_recorded(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Many orders in one statement (a history import publishes thousands at once)."""
+    if not events:
+        return
+    rows = []
+    for event in events:
+        data = OrderRecordedV1.of(event)
+        rows.append(
+            {
+                "order_id": data.order_id,
+                "member_id": data.member_id,
+                "occurred_at": data.occurred_at,
+            }
+        )
+    await session.execute(insert(OrderFact).values(rows).on_conflict_do_nothing())
 
 
 async def on_order_refunded(session: AsyncSession, event: CloudEvent) -> None:
@@ -31,6 +44,32 @@ async def on_order_refunded(session: AsyncSession, event: CloudEvent) -> None:
         .where(OrderFact.order_id == data.order_id, OrderFact.refunded_at.is_(None))
         .values(refunded_at=data.occurred_at)
     )
+
+
+class OrdersBatchingConsumer(EventConsumer):
+    """The feedback consumer: a polled batch's ``order.recorded`` events are written in one
+    statement, before any event that reads or removes order facts (a refund, an erasure)
+    and at the batch's end; the other events one at a time, in order."""
+
+    BARRIERS = frozenset({OrderRefundedV1.TYPE, MEMBER_ERASED})
+
+    async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
+        self._orders: list[CloudEvent] = []
+        skipped = await super().apply_fresh(session, events)
+        await self._flush(session)
+        return skipped
+
+    async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        if event.type == OrderRecordedV1.TYPE:
+            self._orders.append(event)
+            return
+        if event.type in self.BARRIERS:
+            await self._flush(session)
+        await super().handle(session, event)
+
+    async def _flush(self, session: AsyncSession) -> None:
+        orders, self._orders = self._orders, []
+        await on_orders_recorded(session, orders)
 
 
 HANDLERS: dict[str, Handler] = {
