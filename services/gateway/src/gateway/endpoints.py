@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -59,6 +60,39 @@ def check_member_id(member_id: str) -> None:
         raise RequestValidationError(
             [{**e, "loc": ("path", "member_id")} for e in exc.errors()]
         ) from exc
+
+
+# what a composite call about one member can answer besides its own body
+MEMBER_CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or bad credentials"},
+    403: {"description": "Forbidden"},
+    404: {"description": "No such member"},
+    422: {"description": "Invalid member id"},
+}
+
+
+@dataclass(frozen=True)
+class MemberCall:
+    """A composite call about one member, admitted: what to send the services it asks."""
+
+    admitted: Admitted
+    upstreams: Upstreams
+    headers: list[tuple[bytes, bytes]]  # the caller's identity, without a content type
+    quoted: str  # the member id as a path segment
+
+
+async def member_call(request: Request, member_id: str) -> MemberCall | Response:
+    """The guard's decision (a refusal is the answer), then a valid member id (422)."""
+    admitted = await admit(request)
+    if isinstance(admitted, Response):
+        return admitted
+    check_member_id(member_id)
+    return MemberCall(
+        admitted,
+        request.app.state.upstreams,
+        [(k, v) for k, v in forward_headers(request, admitted) if k != b"content-type"],
+        quote(member_id, safe=""),
+    )
 
 
 def not_found(request: Request, member_id: str, admitted: Admitted) -> Response:
@@ -184,24 +218,16 @@ async def _get_json(
     summary="Composite status for the app: membership, profile summary, open complaints",
     description="The three parts are fetched in parallel; a slow or failing service marks "
     "its part unavailable and the answer still comes.",
-    responses={
-        401: {"description": "No or bad credentials"},
-        403: {"description": "Forbidden"},
-        404: {"description": "No such member"},
-        422: {"description": "Invalid member id"},
-    },
+    responses=MEMBER_CALL_RESPONSES,
 )
 async def member_status(
     request: Request, member_id: Annotated[str, Path(description="The shop's customer id")]
 ) -> Response:
-    admitted = await admit(request)
-    if isinstance(admitted, Response):
-        return admitted
-    check_member_id(member_id)
-    upstreams: Upstreams = request.app.state.upstreams
+    call = await member_call(request, member_id)
+    if isinstance(call, Response):
+        return call
+    admitted, upstreams, headers, quoted = call.admitted, call.upstreams, call.headers, call.quoted
     budget: float = request.app.state.settings.status_part_timeout_seconds
-    headers = [(k, v) for k, v in forward_headers(request, admitted) if k != b"content-type"]
-    quoted = quote(member_id, safe="")
     # A member token never reads internal labels (API.md "Additions"): segmentation's summary
     # (value tier, lifecycle, tags) is not even asked for, and the answer has no profile.
     for_member = admitted.identity.scope == "member"

@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from gateway.endpoints import admit, check_member_id, not_found
-from gateway.proxy import forward_headers, with_headers
+from gateway.endpoints import MEMBER_CALL_RESPONSES, member_call, not_found
+from gateway.proxy import with_headers
 from gateway.upstream import UpstreamError, Upstreams
 from loyalty_shared.problems import problem_response
 
@@ -106,23 +105,18 @@ def _incomplete(request: Request, failed: list[Part]) -> JSONResponse:
     "`services` naming which, `Retry-After`), never a document with a part missing. A part "
     "is null when that service holds nothing about the member.",
     responses={
-        401: {"description": "No or bad credentials"},
-        403: {"description": "Forbidden"},
+        **MEMBER_CALL_RESPONSES,
         404: {"description": "No such member (unknown or erased)"},
-        422: {"description": "Invalid member id"},
         503: {"description": "A service did not answer: the export would be incomplete"},
     },
 )
 async def export_member(
     request: Request, member_id: Annotated[str, Path(description="The shop's customer id")]
 ) -> Response:
-    admitted = await admit(request)
-    if isinstance(admitted, Response):
-        return admitted
-    check_member_id(member_id)
-    upstreams: Upstreams = request.app.state.upstreams
-    headers = [(k, v) for k, v in forward_headers(request, admitted) if k != b"content-type"]
-    quoted = quote(member_id, safe="")
+    call = await member_call(request, member_id)
+    if isinstance(call, Response):
+        return call
+    admitted, upstreams, headers, quoted = call.admitted, call.upstreams, call.headers, call.quoted
     parts = {
         part.service: part
         for part in await asyncio.gather(

@@ -162,6 +162,7 @@ async def dead_letters(
     "/v1/ops/dead-letters/replay",
     summary="Replay every open item (of one service, of one kind); idempotent by event id",
     # The body is read after the caller is admitted (401 before 422), so it is declared here.
+    responses={422: {"description": "The body is not a ReplayAllIn (the field is named)"}},
     openapi_extra={
         "requestBody": {
             "required": True,
