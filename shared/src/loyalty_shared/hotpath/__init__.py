@@ -15,5 +15,7 @@ the checkout (``points/checkout/``) and the member status (``points/members/endp
 - the facts cache lives with the checkout (``points.checkout.facts_cache``).
 
 The private SQLAlchemy attributes ``pool`` and ``loyalty_shared.db`` use are pinned against
-the locked versions (shared/tests/test_private_attributes.py).
+the locked versions (shared/tests/test_private_attributes.py). What each layer bought when
+last measured, and which are still to be shown to buy 5%: docs/performance.md, "What each
+layer buys".
 """
