@@ -165,7 +165,13 @@ async def test_order_import_while_a_consumer_batch_credits_its_members(env: Env)
         [goodwill(m) for m in members if m != held],
     )
     assert imported.status_code == 200, imported.text
-    assert imported.json() == {"created": len(members), "duplicates": 0, "failed": []}
+    assert imported.json() == {
+        "created": len(members),
+        "duplicates": 0,
+        "failed": [],
+        "refunded": 0,
+        "refunds_failed": [],
+    }
     # each order's 20 points (pending or available) and the goodwill, each once
     rows = await sql(
         env.db,
