@@ -13,7 +13,13 @@ import urllib.request
 from collections.abc import Mapping
 
 # the defaults of each service's Settings.port (tests/test_compose.py keeps them in step)
-DEFAULT_PORTS = {"gateway": 8000, "points": 8001, "segmentation": 8002, "feedback": 8003}
+DEFAULT_PORTS = {
+    "gateway": 8000,
+    "points": 8001,
+    "segmentation": 8002,
+    "feedback": 8003,
+    "webhooks": 8004,
+}
 
 
 def health_url(environ: Mapping[str, str]) -> str:

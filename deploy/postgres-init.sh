@@ -19,3 +19,4 @@ SQL
 create_service_database loyalty_points points "${POINTS_DB_PASSWORD:?POINTS_DB_PASSWORD is not set}"
 create_service_database loyalty_segmentation segmentation "${SEGMENTATION_DB_PASSWORD:?SEGMENTATION_DB_PASSWORD is not set}"
 create_service_database loyalty_feedback feedback "${FEEDBACK_DB_PASSWORD:?FEEDBACK_DB_PASSWORD is not set}"
+create_service_database loyalty_webhooks webhooks "${WEBHOOKS_DB_PASSWORD:?WEBHOOKS_DB_PASSWORD is not set}"

@@ -57,7 +57,7 @@ def replicated_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     config = StackConfig(
         data_dir=Path(tmp_path_factory.mktemp("devstack")),
         gateway_port=free_port(),
-        ports={name: free_port() for name in ("points", "segmentation", "feedback")},
+        ports={name: free_port() for name in ("points", "segmentation", "feedback", "webhooks")},
         kafka_port=free_port(),
         fast_postgres=True,
         replicas=2,

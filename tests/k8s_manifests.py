@@ -30,6 +30,7 @@ from points.settings import PointsSettings
 from segmentation.settings import SegmentationSettings
 from tests.k8s_kustomize import render
 from tests.k8s_netpol import Endpoint, allowed, selects
+from webhooks.settings import WebhooksSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -40,9 +41,10 @@ SETTINGS: dict[str, type[CommonSettings]] = {
     "points": PointsSettings,
     "segmentation": SegmentationSettings,
     "feedback": FeedbackSettings,
+    "webhooks": WebhooksSettings,
     "gateway": GatewaySettings,
 }
-DB_SERVICES = ("points", "segmentation", "feedback")
+DB_SERVICES = ("points", "segmentation", "feedback", "webhooks")
 # workload (named as its docker-compose.yml container) -> (service, command of the image)
 WORKLOADS: dict[str, tuple[str, str]] = {
     **{f"{s}-migrate": (s, "migrate") for s in DB_SERVICES},
@@ -495,7 +497,12 @@ def check_network_policies(objects: list[Object], stores: dict[str, Endpoint]) -
     for name, pod in all_pods.items():
         service, command = WORKLOADS[name]
         assert allowed(policies, pod, dns, 53, "UDP"), f"{name} -> DNS"
-        assert not allowed(policies, pod, outside, 443), f"{name} -> the internet"
+        # only the webhooks worker calls out (the shops' endpoints, https), never into a
+        # private network or the cloud's metadata (docs/webhooks.md)
+        calls_out = name == "webhooks-worker"
+        assert allowed(policies, pod, outside, 443) == calls_out, f"{name} -> the internet"
+        for inside in ("10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254"):
+            assert not allowed(policies, pod, Endpoint("inside", address=inside), 443), inside
         assert not allowed(policies, pod, stranger, undeclared), f"{name} -> another namespace"
         for port in [*pod.ports.values(), undeclared]:
             declared = port != undeclared

@@ -40,6 +40,7 @@ from loyalty_shared.settings import CommonSettings
 from loyalty_shared.topics import all_topics
 from points.settings import PointsSettings
 from segmentation.settings import SegmentationSettings
+from webhooks.settings import WebhooksSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -50,9 +51,10 @@ SETTINGS: dict[str, type[CommonSettings]] = {
     "points": PointsSettings,
     "segmentation": SegmentationSettings,
     "feedback": FeedbackSettings,
+    "webhooks": WebhooksSettings,
     "gateway": GatewaySettings,
 }
-DB_SERVICES = ("points", "segmentation", "feedback")
+DB_SERVICES = ("points", "segmentation", "feedback", "webhooks")
 
 # container -> (service built into its image, command it runs)
 APP_CONTAINERS: dict[str, tuple[str, str]] = {
@@ -71,6 +73,7 @@ SECRETS = {
     "POINTS_DB_PASSWORD": "points-secret",
     "SEGMENTATION_DB_PASSWORD": "segmentation-secret",
     "FEEDBACK_DB_PASSWORD": "feedback-secret",
+    "WEBHOOKS_DB_PASSWORD": "webhooks-secret",
     "GATEWAY_API_KEYS": json.dumps(
         [{"name": "ops-console", "scope": "admin", "sha256": hashlib.sha256(b"k").hexdigest()}]
     ),
@@ -81,6 +84,7 @@ SECRETS = {
     "POINTS_KAFKA_PASSWORD": "points-kafka-secret",
     "SEGMENTATION_KAFKA_PASSWORD": "segmentation-kafka-secret",
     "FEEDBACK_KAFKA_PASSWORD": "feedback-kafka-secret",
+    "WEBHOOKS_KAFKA_PASSWORD": "webhooks-kafka-secret",
     "ERASURE_HMAC_SECRET": "erasure-hmac-secret-of-at-least-32-characters",
     "GATEWAY_CONSOLE_SECRET": "console-cookie-secret-of-at-least-32-characters",
 }
@@ -799,6 +803,7 @@ def _run_in_image(
     )
 
 
+@pytest.mark.timeout(600)  # an image per service (five), each a locked install
 def test_migrate_containers_build_each_schema_in_its_own_database(
     image: Callable[[str], Path], initialised_postgres: Any
 ) -> None:

@@ -48,7 +48,7 @@ class Launch:
         self.config = StackConfig(
             data_dir=data_dir,
             gateway_port=free_port(),
-            ports={n: free_port() for n in ("points", "segmentation", "feedback")},
+            ports={n: free_port() for n in ("points", "segmentation", "feedback", "webhooks")},
             kafka_port=free_port(),
         )
         env = {

@@ -25,7 +25,7 @@ from segmentation.settings import SegmentationSettings
 from segmentation.worker import build_consumer as segmentation_consumer
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("points", "segmentation", "feedback", "gateway")
+SERVICES = ("points", "segmentation", "feedback", "gateway", "webhooks")
 
 
 def _sources(service: str) -> list[Path]:

@@ -34,7 +34,7 @@ def _banner(stack: Stack) -> str:
         f"  Metrics        {gw}/metrics    (with an ops or admin key)",
         f"  Pipeline       {gw}/v1/ops/pipeline  (ops key); workers' Prometheus metrics on"
         f" :{cfg.worker_metrics_port('points')} :{cfg.worker_metrics_port('segmentation')}"
-        f" :{cfg.worker_metrics_port('feedback')}",
+        f" :{cfg.worker_metrics_port('feedback')} :{cfg.worker_metrics_port('webhooks')}",
         *(
             [
                 f"  Replicas       {cfg.replicas} APIs and workers per service, each replica"
@@ -44,7 +44,7 @@ def _banner(stack: Stack) -> str:
             else []
         ),
         f"  Services       points :{cfg.ports['points']}  segmentation :{cfg.ports['segmentation']}"
-        f"  feedback :{cfg.ports['feedback']}",
+        f"  feedback :{cfg.ports['feedback']}  webhooks :{cfg.ports['webhooks']}",
         f"  Kafka          127.0.0.1:{cfg.kafka_port} (memory only; watch a topic: "
         "loyalty-dev events tail loyalty.points.events)",
         f"  Data           {cfg.data_dir}",

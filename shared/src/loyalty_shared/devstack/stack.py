@@ -31,6 +31,7 @@ SERVICES: dict[str, tuple[str, int]] = {
     "points": ("POINTS", 8001),
     "segmentation": ("SEGMENTATION", 8002),
     "feedback": ("FEEDBACK", 8003),
+    "webhooks": ("WEBHOOKS", 8004),
 }
 GATEWAY_DEFAULT_PORT = 8000
 KAFKA_DEFAULT_PORT = 9092
