@@ -65,15 +65,7 @@ async def lock_live_member(session: AsyncSession, member_id: str) -> ledger.Lock
     row = (await conn.execute(_LOCK_LIVE, {"p_member_id": member_id})).first()
     if row is None:
         raise MemberNotFound(f"No member with id {member_id!r}", member_id=member_id)
-    return ledger.LockedBalance(
-        row.member_id,
-        row.available,
-        row.pending,
-        row.debt,
-        row.lifetime_earned,
-        row.growth_value,
-        row.tier,
-    )
+    return ledger.LockedBalance(*row)  # the ledger's lock statement, its columns in order
 
 
 async def erase(
