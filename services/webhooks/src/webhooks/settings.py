@@ -1,5 +1,8 @@
 """The webhooks service's configuration (environment variables prefixed ``WEBHOOKS_``)."""
 
+from typing import Annotated
+
+from fastapi import Depends, Request
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -85,3 +88,12 @@ class WebhooksSettings(CommonSettings):
     @property
     def lease_seconds(self) -> float:
         return self.connect_timeout_seconds + self.timeout_seconds + self.lease_grace_seconds
+
+
+def settings_of(request: Request) -> WebhooksSettings:
+    """The app's settings, for an endpoint (``CurrentSettings``)."""
+    settings: WebhooksSettings = request.app.state.settings
+    return settings
+
+
+CurrentSettings = Annotated[WebhooksSettings, Depends(settings_of)]

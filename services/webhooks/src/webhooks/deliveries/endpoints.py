@@ -1,22 +1,17 @@
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
 from loyalty_shared.db import Session
 from webhooks.deliveries import service
 from webhooks.deliveries.schemas import DeliveryDetail, DeliveryPage, DeliveryStatus, Queued
-from webhooks.settings import WebhooksSettings
+from webhooks.settings import CurrentSettings
 
 router = APIRouter(prefix="/v1/webhooks/{subscription_id}", tags=["webhooks"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such subscription or delivery"}
 }
-
-
-def _settings(request: Request) -> WebhooksSettings:
-    settings: WebhooksSettings = request.app.state.settings
-    return settings
 
 
 @router.get(
@@ -66,9 +61,9 @@ async def retry(
     subscription_id: str,
     delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     session: Session,
-    request: Request,
+    settings: CurrentSettings,
 ) -> Queued:
-    return await service.retry(session, _settings(request), subscription_id, delivery_id)
+    return await service.retry(session, settings, subscription_id, delivery_id)
 
 
 @router.post(
@@ -78,5 +73,5 @@ async def retry(
     summary="Send a loyalty.webhook.test.v1 event to this subscription",
     responses=NOT_FOUND,
 )
-async def send_test(subscription_id: str, session: Session, request: Request) -> Queued:
-    return await service.send_test(session, _settings(request), subscription_id)
+async def send_test(subscription_id: str, session: Session, settings: CurrentSettings) -> Queued:
+    return await service.send_test(session, settings, subscription_id)

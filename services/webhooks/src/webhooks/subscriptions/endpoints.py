@@ -1,12 +1,12 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
 from webhooks.deliveries.handlers import SUBSCRIBABLE
-from webhooks.settings import WebhooksSettings
+from webhooks.settings import CurrentSettings
 from webhooks.subscriptions import service
 from webhooks.subscriptions.schemas import (
     EventTypesOut,
@@ -28,11 +28,6 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _settings(request: Request) -> WebhooksSettings:
-    settings: WebhooksSettings = request.app.state.settings
-    return settings
-
-
 @router.get(
     "/event-types",
     response_model=EventTypesOut,
@@ -50,9 +45,9 @@ async def event_types() -> EventTypesOut:
     responses=REFUSED,
 )
 async def create(
-    body: SubscriptionIn, session: Session, request: Request, caller: CurrentCaller
+    body: SubscriptionIn, session: Session, settings: CurrentSettings, caller: CurrentCaller
 ) -> SubscriptionCreated:
-    return await service.create(session, _settings(request), body, caller.name)
+    return await service.create(session, settings, body, caller.name)
 
 
 @router.get("", response_model=SubscriptionPage, summary="Every subscription, oldest first")
@@ -77,9 +72,9 @@ async def get(subscription_id: str, session: Session) -> SubscriptionOut:
     responses={**NOT_FOUND, **REFUSED},
 )
 async def update(
-    subscription_id: str, body: SubscriptionPatch, session: Session, request: Request
+    subscription_id: str, body: SubscriptionPatch, session: Session, settings: CurrentSettings
 ) -> SubscriptionOut:
-    return await service.update(session, _settings(request), subscription_id, body)
+    return await service.update(session, settings, subscription_id, body)
 
 
 @router.delete(
@@ -124,9 +119,9 @@ async def resume(subscription_id: str, session: Session) -> SubscriptionOut:
 async def rotate_secret(
     subscription_id: str,
     session: Session,
-    request: Request,
+    settings: CurrentSettings,
     body: RotateIn | None = None,
 ) -> SecretOut:
     return await service.rotate_secret(
-        session, _settings(request), subscription_id, body or RotateIn(), datetime.now(UTC)
+        session, settings, subscription_id, body or RotateIn(), datetime.now(UTC)
     )
