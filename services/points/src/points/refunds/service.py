@@ -88,20 +88,7 @@ async def refund_order(
     now = now or datetime.now(UTC)
     occurred_at = data.occurred_at or now
     fingerprint = refund_fingerprint(order_id, data)
-    order = (
-        await session.execute(
-            select(
-                orders.c.member_id,
-                orders.c.amount,
-                orders.c.points_earned,
-                orders.c.growth_points,
-                orders.c.currency,
-                orders.c.occurred_at,
-            ).where(orders.c.order_id == order_id)
-        )
-    ).first()
-    if order is None:
-        raise OrderNotFound(f"No order with id {order_id!r}", order_id=order_id)
+    order = await _order(session, order_id)
     if data.occurred_at is not None:
         check_refund_time(
             TimeBounds.of(settings), data.occurred_at, order.occurred_at, now, history=history
@@ -159,6 +146,25 @@ async def refund_order(
     )
     await _publish(session, order, response)
     return response
+
+
+async def _order(session: AsyncSession, order_id: str) -> Any:
+    """The refunded order's row (404 for an unknown order id)."""
+    order = (
+        await session.execute(
+            select(
+                orders.c.member_id,
+                orders.c.amount,
+                orders.c.points_earned,
+                orders.c.growth_points,
+                orders.c.currency,
+                orders.c.occurred_at,
+            ).where(orders.c.order_id == order_id)
+        )
+    ).first()
+    if order is None:
+        raise OrderNotFound(f"No order with id {order_id!r}", order_id=order_id)
+    return order
 
 
 async def _amounts(session: AsyncSession, order_id: str, order: Any, data: RefundIn) -> _Refunded:
