@@ -240,3 +240,26 @@ async def test_batch_refund_rows_fail_alone_and_count_once(
     assert (again["created"], again["duplicates"], again["refunded"]) == (0, 1, 1)
     status = (await points_client.get(f"/v1/members/{member}")).json()
     assert status["balance"]["available"] == 40
+
+
+async def test_a_history_member_is_enrolled_as_of_its_first_order(
+    points_client: httpx.AsyncClient, points_db: str
+) -> None:
+    """Dated now, the enrolment came after the tier changes of the member's own history,
+    and a profile fed from the events (newest wins) kept the entry tier."""
+    member = mid()
+    first = datetime.now(UTC) - timedelta(days=40)
+    rows = [
+        order(member, "20000", first + timedelta(days=10)),  # far past every threshold
+        order(member, "10", first),
+    ]
+    out = await points_client.post("/v1/orders/batch", json={"orders": rows, "enrol_missing": True})
+    assert out.status_code == 200 and out.json()["created"] == 2, out.text
+    events = await outbox_events(points_db, member)
+    enrolled = [p["data"] for t, p in events if t.endswith("member.enrolled.v1")]
+    assert [datetime.fromisoformat(e["enrolled_at"]) for e in enrolled] == [first]
+    changed = [p["data"] for t, p in events if t.endswith("tier.changed.v1")]
+    assert changed, "the history's big order moves the member up"
+    assert all(datetime.fromisoformat(c["occurred_at"]) > first for c in changed)
+    status = (await points_client.get(f"/v1/members/{member}")).json()
+    assert status["tier"] == changed[-1]["to_tier"]

@@ -41,11 +41,10 @@ class NewMember:
     referral_code: str
     tier: str
     next_evaluation_at: datetime
+    enrolled_at: datetime  # a history's member: since its first order in the batch
 
 
-async def enrol_members(
-    conn: asyncpg.Connection, new: Sequence[NewMember], now: datetime
-) -> list[str]:
+async def enrol_members(conn: asyncpg.Connection, new: Sequence[NewMember]) -> list[str]:
     """Members and their balance rows, as ``POST /v1/members`` writes them (several at once);
     the ids actually inserted (one enrolled meanwhile by another writer is left as it is)."""
     if not new:
@@ -53,15 +52,15 @@ async def enrol_members(
     rows = await conn.fetch(
         "INSERT INTO members (member_id, timezone, referral_code, referred_by, enrolled_at, "
         "tier, next_evaluation_at) "
-        "SELECT m, z, c, NULL, $6, t, e FROM unnest($1::text[], $2::text[], $3::text[], "
-        "$4::text[], $5::timestamptz[]) AS n(m, z, c, t, e) ORDER BY m "
+        "SELECT m, z, c, NULL, s, t, e FROM unnest($1::text[], $2::text[], $3::text[], "
+        "$4::text[], $5::timestamptz[], $6::timestamptz[]) AS n(m, z, c, t, e, s) ORDER BY m "
         "ON CONFLICT (member_id) DO NOTHING RETURNING member_id",
         [n.member_id for n in new],
         [n.timezone for n in new],
         [n.referral_code for n in new],
         [n.tier for n in new],
         [n.next_evaluation_at for n in new],
-        now,
+        [n.enrolled_at for n in new],
     )
     inserted = sorted(r["member_id"] for r in rows)
     await conn.execute("INSERT INTO balances (member_id) SELECT unnest($1::text[])", inserted)

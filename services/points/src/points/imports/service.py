@@ -218,22 +218,32 @@ class _Batch:
         self, conn: Any, ladder: TierLadder, wanted: set[str], writes: repo.Writes
     ) -> None:
         """Enrol the members the batch names and that are not enrolled, as ``POST
-        /v1/members`` would (entry tier, first evaluation, ``member.enrolled``)."""
+        /v1/members`` would (entry tier, first evaluation, ``member.enrolled``), each as of
+        its first order in the batch: a history's member was a member then, and a profile
+        fed from the events must not date its entry tier after the tier changes of its
+        history (newest wins)."""
         missing = sorted(wanted - await repo.existing_members(conn, sorted(wanted)))
         if not missing:
             return
+        since: dict[str, datetime] = {}
+        for _, data in self.rows:
+            since[data.member_id] = min(since.get(data.member_id, self.now), data.occurred_at)
         timezone = self.settings.default_timezone
         tier = tiers.entry_tier(ladder).code
         evaluation = tiers.next_evaluation_at(ladder, self.now, self.now)
-        new = [repo.NewMember(m, timezone, new_referral_code(), tier, evaluation) for m in missing]
-        for member_id in await repo.enrol_members(conn, new, self.now):
+        new = [
+            repo.NewMember(m, timezone, new_referral_code(), tier, evaluation, since[m])
+            for m in missing
+        ]
+        enrolled_at = {n.member_id: n.enrolled_at for n in new}
+        for member_id in await repo.enrol_members(conn, new):
             event = events.points_event(
                 events.MEMBER_ENROLLED,
                 member_id,
                 {
                     "member_id": member_id,
                     "tier": tier,
-                    "enrolled_at": self.now.isoformat(),
+                    "enrolled_at": enrolled_at[member_id].isoformat(),
                     "timezone": timezone,
                 },
                 time=self.now,
