@@ -157,14 +157,14 @@ class _Attempt:
     """One order's optimistic attempt: what every write of it is planned from."""
 
     settings: PointsSettings
-    data: OrderIn
+    order: OrderIn
     ladder: TierLadderIn
     campaigns: list[Campaign]
     now: datetime
     window_start: datetime
 
     def plan(self, member: OrderMember) -> OrderPlan:
-        return plan_order(self.settings, self.data, self.ladder, self.campaigns, member, self.now)
+        return plan_order(self.settings, self.order, self.ladder, self.campaigns, member, self.now)
 
 
 async def record_order_optimistic(
@@ -236,7 +236,7 @@ async def _write_optimistically(
         )
         if not isinstance(outcome, _Stale):
             return outcome
-    read = await read_for_order(conn, attempt.data.member_id, attempt.window_start)
+    read = await read_for_order(conn, attempt.order.member_id, attempt.window_start)
     if read is None:
         return NeedsLock("member unknown or erased")
     member, version = read
