@@ -40,7 +40,9 @@ def main() -> int:
         config = StackConfig(
             data_dir=Path(data),
             gateway_port=free_port(),
-            ports={name: free_port() for name in ("points", "segmentation", "feedback", "webhooks")},
+            ports={
+                name: free_port() for name in ("points", "segmentation", "feedback", "webhooks")
+            },
             kafka_port=free_port(),
             fast_postgres=True,
             replicas=2,
