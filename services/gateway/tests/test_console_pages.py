@@ -79,13 +79,16 @@ def test_a_card_shows_the_change_and_whether_the_target_is_met() -> None:
     )
 
 
-def test_profiles_make_the_value_tiers_the_rfm_grid_and_the_funnel() -> None:
+def test_the_distribution_makes_the_value_tiers_the_rfm_grid_and_the_funnel() -> None:
     charts = profile_charts(
-        [
-            {"value_tier": "high", "lifecycle": "mature", "rfm": {"r": 5, "f": 4}},
-            {"value_tier": "high", "lifecycle": "new", "rfm": {"r": 5, "f": 4}},
-            {"value_tier": None, "lifecycle": None, "rfm": {"r": None, "f": None}},
-        ]
+        {
+            "profiles": 3,
+            "value_tiers": {"high": 2, "unscored": 1},
+            "lifecycle": {"mature": 1, "new": 1, "unknown": 1},
+            "tiers": {"bronze": 3},
+            "rfm_grid": [{"r": 5, "f": 4, "count": 2}],
+            "rfm_scored": 2,
+        }
     )
     assert dict(zip(*charts["value_tiers"].values(), strict=True)) == {
         "high": 2,

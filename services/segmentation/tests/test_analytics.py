@@ -1,5 +1,7 @@
 """Groups, loyalty index and type, strategy matrix, jobs, KPIs."""
 
+from sqlalchemy import text
+
 from segmentation.testing import FreshSegmentation
 from segmentation.testing_events import (
     complaint,
@@ -216,3 +218,28 @@ async def test_daily_recompute_runs_once_per_day(fresh_segmentation: FreshSegmen
     job = (await env.client.get("/v1/jobs/daily-2026-01-02")).json()
     assert job["status"] == "succeeded"
     assert (await _profile(env, m))["scores_as_of"].startswith("2026-01-02T02:00:00")
+
+
+async def test_the_distribution_counts_every_profile(fresh_segmentation) -> None:  # type: ignore[no-untyped-def]
+    env = fresh_segmentation
+    members = [member_id() for _ in range(5)]
+    await env.feed(*(enrolled(m) for m in members))
+    scores = [("high", "mature", 5, 4), ("high", "new", 5, 4), ("low", "sleeping", 1, 1)]
+    async with env.app.state.sessionmaker() as session, session.begin():
+        for m, (value, stage, r, f) in zip(members, scores, strict=False):
+            await session.execute(
+                text(
+                    "UPDATE profiles SET value_tier = :v, lifecycle = :l, rfm_r = :r, "
+                    "rfm_f = :f WHERE member_id = :m"
+                ),
+                {"v": value, "l": stage, "r": r, "f": f, "m": m},
+            )
+    body = (await env.client.get("/v1/analytics/distribution")).json()
+    assert body == {
+        "profiles": 5,
+        "value_tiers": {"high": 2, "low": 1, "unscored": 2},
+        "lifecycle": {"mature": 1, "new": 1, "sleeping": 1, "unknown": 2},
+        "tiers": {"bronze": 5},
+        "rfm_grid": [{"r": 1, "f": 1, "count": 1}, {"r": 5, "f": 4, "count": 2}],
+        "rfm_scored": 3,
+    }

@@ -136,6 +136,7 @@ POLICY: tuple[Rule, ...] = (
     _r("POST", "/v1/tags/{name}/archive", OPS),
     _r("GET", "/v1/tags/{name}/definitions", OPS),
     _r("GET", "/v1/analytics/kpis", OPS),
+    _r("GET", "/v1/analytics/distribution", OPS),
     _r("POST", "/v1/analytics/recompute", OPS),
     _r("GET", "/v1/analytics/clv-model", OPS),
     _r("GET", "/v1/strategy-matrix", OPS),

@@ -2,8 +2,8 @@
 
 Figures come from ``GET /v1/analytics/kpis`` (with ``by=``) and ``GET /v1/feedback/metrics``
 (the whole period, and each of its slices for the lines over time). The value tiers, the RFM
-grid and the lifecycle funnel are counted over ``GET /v1/profiles`` (at most
-``PROFILE_PAGES`` pages of 500: the page says how many of how many it counted).
+grid and the lifecycle funnel come from ``GET /v1/analytics/distribution``: counted by
+segmentation over every profile, not over a page of them.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from gateway.console.web import ApiResult, ConsoleApi, signed_in
 
 router = APIRouter()
 
-PROFILE_PAGES = 4
-PROFILE_PAGE_SIZE = 500
 SLICES = 6
 LIFECYCLE = ("new", "growing", "mature", "sleeping", "churn-risk", "churned")
 VALUE_TIERS = ("high", "medium", "low")
@@ -136,21 +134,18 @@ def breakdown(kpis: dict[str, Any], dimension: str | None) -> dict[str, Any] | N
     return {"dimension": dimension, "columns": keys, "rows": rows}
 
 
-def profile_charts(profiles: list[dict[str, Any]]) -> dict[str, Any]:
-    """Value tiers, the RFM R x F grid (5 x 5, with counts) and the lifecycle funnel."""
-    value = dict.fromkeys(VALUE_TIERS, 0)
-    stages = dict.fromkeys(LIFECYCLE, 0)
+def profile_charts(spread: dict[str, Any]) -> dict[str, Any]:
+    """Value tiers, the RFM R x F grid (5 x 5, with counts) and the lifecycle funnel, from
+    segmentation's distribution of every profile."""
+    value = dict.fromkeys(VALUE_TIERS, 0) | dict(spread.get("value_tiers") or {})
+    stages = dict.fromkeys(LIFECYCLE, 0) | {
+        stage: n for stage, n in (spread.get("lifecycle") or {}).items() if stage != "unknown"
+    }
     grid = [[0] * 5 for _ in range(5)]  # grid[r - 1][f - 1]
-    for profile in profiles:
-        tier = profile.get("value_tier") or "unscored"
-        value[tier] = value.get(tier, 0) + 1
-        stage = profile.get("lifecycle")
-        if stage:
-            stages[stage] = stages.get(stage, 0) + 1
-        rfm = profile.get("rfm") or {}
-        r, f = rfm.get("r"), rfm.get("f")
+    for cell in spread.get("rfm_grid") or []:
+        r, f = cell.get("r"), cell.get("f")
         if isinstance(r, int) and isinstance(f, int) and 1 <= r <= 5 and 1 <= f <= 5:
-            grid[r - 1][f - 1] += 1
+            grid[r - 1][f - 1] += int(cell.get("count") or 0)
     peak = max((c for row in grid for c in row), default=0) or 1
     heat = [
         {
@@ -218,25 +213,6 @@ def _iso(day: date) -> str:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat()
 
 
-async def _profiles(api: ConsoleApi) -> tuple[list[dict[str, Any]], int, str | None]:
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    total = 0
-    for _ in range(PROFILE_PAGES):
-        params: dict[str, Any] = {"limit": PROFILE_PAGE_SIZE}
-        if cursor:
-            params["cursor"] = cursor
-        result = await api.get("/v1/profiles", params)
-        if not result.ok:
-            return items, total, result.problem
-        items += result.body["items"]
-        total = result.body.get("total", len(items))
-        cursor = result.body.get("next_cursor")
-        if not cursor:
-            break
-    return items, total, None
-
-
 async def _slices(api: ConsoleApi, start: date, end: date) -> list[tuple[date, ApiResult]]:
     days = (end - start).days
     step = max(1, -(-days // SLICES))
@@ -264,17 +240,17 @@ async def overview(
         kpi_params: dict[str, Any] = {"from": _iso(start), "to": _iso(end)}
         if by:
             kpi_params["by"] = by
-        kpis, metrics, (profiles, total, profiles_problem), slices = await asyncio.gather(
+        kpis, metrics, spread, slices = await asyncio.gather(
             page.api.get("/v1/analytics/kpis", kpi_params),
             page.api.get("/v1/feedback/metrics", {"from": _iso(start), "to": _iso(end)}),
-            _profiles(page.api),
+            page.api.get("/v1/analytics/distribution"),
             _slices(page.api, start, end),
         )
         figures = kpis.body.get("kpis", {}) if kpis.ok else {}
         current_tiers = (figures.get("tier_distribution") or {}).get("current") or {}
         charts = {
             "tiers": {"labels": list(current_tiers), "values": list(current_tiers.values())},
-            **profile_charts(profiles),
+            **profile_charts(spread.body if spread.ok else {}),
             "pareto": pareto(metrics.body if metrics.ok else {}),
             "sla": sla(metrics.body if metrics.ok else {}),
             "time": over_time(slices),
@@ -287,10 +263,9 @@ async def overview(
             by=by,
             kpis_problem=None if kpis.ok else kpis.problem,
             metrics_problem=None if metrics.ok else metrics.problem,
-            profiles_problem=profiles_problem,
+            profiles_problem=None if spread.ok else spread.problem,
             cards=cards(kpis.body) if kpis.ok else [],
             breakdown=breakdown(kpis.body, by) if kpis.ok else None,
             charts=charts,
-            profiles_counted=len(profiles),
-            profiles_total=total,
+            profiles_total=(spread.body or {}).get("profiles", 0) if spread.ok else 0,
         )

@@ -7,10 +7,11 @@ from loyalty_shared import ahp
 from loyalty_shared.db import Session
 from loyalty_shared.periods import PeriodFrom, PeriodTo, resolve_period
 from loyalty_shared.problems import NotFound, Unprocessable
-from segmentation.analytics import clv, config, jobs, kpis
+from segmentation.analytics import clv, config, distribution, jobs, kpis
 from segmentation.analytics.schemas import (
     BGNBDOut,
     ClvModelOut,
+    DistributionOut,
     GammaGammaOut,
     JobAccepted,
     JobOut,
@@ -104,6 +105,17 @@ async def get_clv_model(session: Session) -> ClvModelOut:
         note=model.note,
         horizon_days=clv.HORIZON_DAYS,
     )
+
+
+@router.get(
+    "/v1/analytics/distribution",
+    response_model=DistributionOut,
+    summary="How every profile spreads over value tiers, lifecycle stages, tiers and RFM cells",
+    description="Counted over all profiles in one statement (what the ops console's charts "
+    "show). Value tiers, lifecycle stages and RFM scores change at each recompute.",
+)
+async def get_distribution(session: Session) -> DistributionOut:
+    return DistributionOut.model_validate(await distribution.distribution(session))
 
 
 @router.get(

@@ -106,6 +106,26 @@ class KpiGroup(BaseModel):
     )
 
 
+class RfmCell(BaseModel):
+    r: int = Field(description="recency score, 1-5")
+    f: int = Field(description="frequency score, 1-5")
+    count: int
+
+
+class DistributionOut(BaseModel):
+    """How every profile spreads (not a sample): the console's value tier, lifecycle and
+    RFM charts."""
+
+    profiles: int = Field(description="every profile")
+    value_tiers: dict[str, int] = Field(description="per value tier; `unscored` before a recompute")
+    lifecycle: dict[str, int] = Field(description="per lifecycle stage; `unknown` if not scored")
+    tiers: dict[str, int] = Field(description="per loyalty tier; `none` if not known yet")
+    rfm_grid: list[RfmCell] = Field(
+        description="scored profiles per R x F cell (empty cells left out)"
+    )
+    rfm_scored: int = Field(description="profiles with an R and an F score")
+
+
 class KpisOut(BaseModel):
     period: dict[str, datetime]
     previous_period: dict[str, datetime]
