@@ -21,6 +21,8 @@ FREE_FORM = {
     "InteractionIn.attributes",
     # each row is validated as an OrderIn (bounded), up to 1000 rows
     "OrderBatchIn.orders[]",
+    # each row is validated as a RefundRowIn (bounded), up to 1000 rows
+    "OrderBatchIn.refunds[]",
     # at most 100 answers keyed by question ids of at most 64 characters, each answer
     # checked against its question (free text at most 5000 characters, choices from the
     # survey's options): services/feedback/tests/test_member_edges.py

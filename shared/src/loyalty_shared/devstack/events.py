@@ -16,6 +16,8 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from loyalty_shared.devstack.stack import KAFKA_DEFAULT_PORT
+from loyalty_shared.kafka import connection_options
+from loyalty_shared.settings import CommonSettings
 
 ENVELOPE = ("id", "type", "source", "subject", "time")
 
@@ -74,8 +76,10 @@ async def tail(
 ) -> int:
     """Print ``topic``'s events (one member's with ``member``) until ``limit`` are printed
     or the task is cancelled; ``ready`` is called once the partitions are assigned."""
+    # security settings (SASL, TLS) from LOYALTY_KAFKA_* as every client of the platform
+    settings = CommonSettings(kafka_bootstrap=bootstrap, service_name="loyalty-dev")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        **connection_options(settings), group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     printed = 0
