@@ -207,21 +207,29 @@ async def test_no_late_request_or_event_brings_an_erased_member_back(  # type: i
             "points": consumers[1],
         }
 
-        async def all_seen() -> bool:
-            """Every late event is in the inbox of each consumer that takes its type."""
+        async def unseen() -> dict[str, list[str]]:
+            """Per consumer, the late events of the types it takes not yet in its inbox."""
             ids = [e.id for _, e in late]
+            missing: dict[str, list[str]] = {}
             for service, consumer in by_service.items():
                 seen = await _rows(
                     engines[service],
                     "SELECT event_id FROM inbox WHERE event_id = ANY(:ids)",
                     ids=ids,
                 )
-                wanted = {e.id for t, e in late if t in consumer.topics and consumer.wants(e.type)}
-                if not wanted <= {r.event_id for r in seen}:
-                    return False
-            return True
+                done = {r.event_id for r in seen}
+                wanted = [e for t, e in late if t in consumer.topics and consumer.wants(e.type)]
+                if left := [e.type for e in wanted if e.id not in done]:
+                    missing[service] = left
+            return missing
 
-        await eventually(all_seen, timeout=90)
+        async def all_seen() -> bool:
+            return not await unseen()
+
+        try:
+            await eventually(all_seen, timeout=90)
+        except AssertionError as exc:
+            raise AssertionError(f"late events not consumed: {await unseen()}") from exc
 
     assert (await client.get(f"/v1/profiles/{member}", headers=OPS)).status_code == 404
     assert (await client.get(f"/v1/members/{member}")).status_code == 404
