@@ -35,7 +35,6 @@ from typing import Any
 import asyncpg
 from fastapi import status
 from fastapi.responses import Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from loyalty_shared.db import HotTransaction, driver_connection, pool_slot
@@ -43,6 +42,7 @@ from loyalty_shared.hotpath.keyed_batches import KeyedBatches
 from loyalty_shared.hotpath.pool import DriverAutocommit
 from loyalty_shared.idempotency import IdempotencyGuard
 from loyalty_shared.keyed_locks import KeyedLocks
+from loyalty_shared.replays import stored_answer
 from points.campaigns.calculator import Campaign
 from points.checkout.facts import OrderMember, lock_for_order, read_for_order
 from points.checkout.facts_cache import OrderFactsCache, RememberedFacts
@@ -137,19 +137,20 @@ async def record_order_once(
 
 
 async def _replay(session: AsyncSession, data: OrderIn, fingerprint: str) -> OrderOut:
-    existing = (
-        await session.execute(
-            select(orders.c.request_hash, orders.c.response).where(
-                orders.c.order_id == data.order_id
-            )
-        )
-    ).one()
-    if existing.request_hash != fingerprint:
-        raise IdempotencyConflict(
+    """The stored answer for an order id the write found known (409 for another body)."""
+    answer = await stored_answer(
+        session,
+        orders.c.order_id == data.order_id,
+        orders,
+        fingerprint,
+        OrderOut,
+        lambda: IdempotencyConflict(
             f"Order {data.order_id!r} was already recorded with a different body",
             order_id=data.order_id,
-        )
-    return OrderOut.model_validate(existing.response)
+        ),
+    )
+    assert answer is not None  # the write did nothing because the order row is there
+    return answer
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.replays import stored_answer
 from points import events
 from points.client_times import TimeBounds, out_of_bounds
 from points.errors import IdempotencyConflict, OrderNotFound, RefundExceedsOrder
@@ -351,18 +352,15 @@ async def _expired_not_yet_waived(
 
 
 async def _existing(session: AsyncSession, refund_id: str, fingerprint: str) -> RefundOut | None:
-    row = (
-        await session.execute(
-            select(refunds.c.request_hash, refunds.c.response).where(
-                refunds.c.refund_id == refund_id
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    if row.request_hash != fingerprint:
-        raise IdempotencyConflict(
+    """The stored answer for a refund id sent before (409 for another body); None if new."""
+    return await stored_answer(
+        session,
+        refunds.c.refund_id == refund_id,
+        refunds,
+        fingerprint,
+        RefundOut,
+        lambda: IdempotencyConflict(
             f"Refund {refund_id!r} was already recorded with a different body",
             refund_id=refund_id,
-        )
-    return RefundOut.model_validate(row.response)
+        ),
+    )
