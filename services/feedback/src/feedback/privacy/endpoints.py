@@ -1,11 +1,11 @@
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter
 
 from feedback.privacy import member_view, service
 from loyalty_shared.caller import CurrentCaller
 from loyalty_shared.db import Session
+from loyalty_shared.member_export import ExportedMemberId, export_answer
 from loyalty_shared.problems import NotFound
 
 router = APIRouter(prefix="/v1/feedback/members", tags=["privacy"])
@@ -23,14 +23,7 @@ class NothingHeld(NotFound):
     "view of them (privacy/member_view.py); admin gets everything.",
 )
 async def export_member(
-    member_id: Annotated[str, Path(min_length=1, max_length=128)],
-    session: Session,
-    caller: CurrentCaller,
+    member_id: ExportedMemberId, session: Session, caller: CurrentCaller
 ) -> dict[str, Any]:
     data = await service.export_member(session, member_id)
-    if data is None:
-        raise NothingHeld(f"No data held for member {member_id!r}", member_id=member_id)
-    if caller.is_member:
-        data = member_view.for_member(data)
-    encoded: dict[str, Any] = jsonable_encoder(data)
-    return encoded
+    return export_answer(data, member_id, caller, member_view.for_member, NothingHeld)
