@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 from aiokafka.partitioner import murmur2
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.contracts.points import TierChangedV1
@@ -324,3 +326,54 @@ async def test_an_event_that_fails_once_the_database_is_back_is_dead_lettered_wi
     assert headers["dlq-error"] == b"ValueError: a rule that cannot apply this event"
     assert headers["dlq-attempts"] == b"2"
     assert await db.inbox_ids() == [good.id]
+
+
+async def test_concurrent_transactions_keep_each_members_events_in_order(events_db: Any) -> None:
+    """With consumer_concurrency 2, a poll is applied in two transactions at once, each
+    for whole partition numbers: every member's events still run once each, in order."""
+    db = events_db
+    members = [_member() for _ in range(12)]
+    seen: list[tuple[str, int, int]] = []  # member, effect count before, event's n
+
+    async def in_order(session: AsyncSession, ev: CloudEvent) -> None:
+        before = (
+            await session.execute(
+                text("SELECT count FROM effects WHERE key = :k"), {"k": ev.subject}
+            )
+        ).scalar_one_or_none()
+        seen.append((str(ev.subject), before or 0, int(ev.data["n"])))
+        await db.count_effect(session, ev)
+
+    class Tracking(EventConsumer):
+        in_flight = 0
+        most = 0
+
+        async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
+            Tracking.in_flight += 1
+            Tracking.most = max(Tracking.most, Tracking.in_flight)
+            try:
+                await asyncio.sleep(0.05)  # long enough for the other lane to start
+                return await super().apply_fresh(session, events)
+            finally:
+                Tracking.in_flight -= 1
+
+    await db.produce(*((m, db.event(m, n).to_json_bytes()) for n in range(1, 6) for m in members))
+    settings = db.with_settings(consumer_concurrency=2, consumer_batch_size=4)
+    consumer = Tracking(
+        settings,
+        db.sessionmaker,
+        topics=[db.topic],
+        handlers={db.event("x").type: in_order},
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+    )
+    async with background(consumer.run):
+        await eventually(lambda: _all_at(db, members, 5), timeout=60)
+    assert Tracking.most == 2  # the lanes did run at once
+    assert await db.effects() == dict.fromkeys(members, 5)
+    assert len(seen) == len(members) * 5
+    assert [(m, b, n) for m, b, n in seen if b != n - 1] == []  # each after the one before
+
+
+async def _all_at(db: Any, members: list[str], n: int) -> bool:
+    effects = await db.effects()
+    return all(effects.get(m) == n for m in members)

@@ -185,3 +185,48 @@ def test_live_statements_keep_condition_literals_verbatim(literal: str) -> None:
     rendered = str(plan.segments.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
     value = parse(condition).value  # type: ignore[union-attr]
     assert "profiles.tier = '" + str(value).replace("'", "''") + "'" in rendered
+
+
+async def test_refreshes_at_once_share_segments_without_losing_counts(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    """The consumer runs transactions at once (``consumer_concurrency``): refreshes of
+    different members entering and leaving the same segments wait for each other on those
+    segments' rows (locked in one order), and every count stays true."""
+    import asyncio
+    import random
+
+    from sqlalchemy import text
+
+    from segmentation.segments.live import refresh_members
+
+    env = fresh_segmentation
+    for k in range(1, 7):
+        made = await env.client.post(
+            "/v1/segments", json={"name": f"at least {k}", "condition": f"order_count >= {k}"}
+        )
+        assert made.status_code == 201, made.text
+    lanes = [[member_id() for _ in range(40)] for _ in range(2)]
+    sessionmaker = env.app.state.sessionmaker
+    rng = random.Random(7)
+
+    async def refresh(members: list[str]) -> None:
+        async with sessionmaker() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO profiles (member_id, order_count) "
+                    "SELECT unnest(CAST(:m AS text[])), unnest(CAST(:n AS int[])) "
+                    "ON CONFLICT (member_id) DO UPDATE SET order_count = excluded.order_count"
+                ),
+                {"m": members, "n": [rng.randint(0, 7) for _ in members]},
+            )
+            await refresh_members(session, members, "loyalty.order.recorded.v1")
+
+    for round_ in range(8):
+        # opposite member orders: without one lock order, the two would meet crosswise
+        await asyncio.gather(refresh(lanes[0]), refresh(lanes[1][:: -1 if round_ % 2 else 1]))
+    counts = await env.sql(
+        "SELECT s.member_count, (SELECT count(*) FROM segment_members m "
+        "WHERE m.segment_id = s.segment_id) FROM segments s"
+    )
+    assert len(counts) == 6 and all(kept == actual for kept, actual in counts)

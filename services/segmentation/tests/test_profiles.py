@@ -212,6 +212,27 @@ async def test_one_batch_with_duplicates_and_mixed_types(
     assert body["points_earned"] == 50 and body["points_balance"] == 50
 
 
+async def test_categories_mean_themselves_whatever_their_characters(
+    fresh_segmentation: FreshSegmentation,
+) -> None:
+    """The batch statement binds each order's categories as an array literal: quotes,
+    backslashes, commas, braces, spaces, NULL and non-ASCII names come back as sent."""
+    env = fresh_segmentation
+    m = member_id()
+    odd = ('say "hi"', "back\\slash", "a,b", "{x}", "NULL", " padded ", "thé")
+    await env.feed(
+        order(m, "2025-03-01", "30.00", categories=odd[:4]),
+        order(m, "2025-03-02", "30.00", categories=odd[4:]),
+        order(m, "2025-03-03", "30.00", categories=("a,b",)),  # nothing new: kept as is
+    )
+    body = (await env.client.get(f"/v1/profiles/{m}")).json()
+    assert body["categories"] == sorted(odd)
+    stored = await env.sql(
+        "SELECT categories FROM member_orders WHERE member_id = :m ORDER BY occurred_at", m=m
+    )
+    assert [row[0] for row in stored] == [sorted(odd[:4]), sorted(odd[4:]), ["a,b"]]
+
+
 async def test_one_batch_of_enrolments_and_tier_changes(
     fresh_segmentation: FreshSegmentation,
 ) -> None:

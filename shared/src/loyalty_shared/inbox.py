@@ -3,7 +3,10 @@
 - The event id goes into ``inbox`` with ON CONFLICT DO NOTHING in the same
   transaction as the handler's effect: a redelivered event changes nothing.
 - Offsets are committed only after the database commit.
-- A partition's batch runs in one transaction; if it fails, each event runs on
+- A poll's records (up to ``consumer_batch_size``, of any partitions) run in one
+  transaction, or with ``consumer_concurrency`` N in N transactions at once, each for
+  the partitions of one lane (partition number mod N: one member's events, keyed by
+  member in every topic, stay in one lane, in order); if a batch fails, each event runs on
   its own with retries and backoff; an event that still fails because of its own
   content is kept in ``dead_letters`` (``loyalty_shared.dead_letters``: listed,
   replayed, discarded) and sent to ``<topic>.dlq`` with the error in its headers,
@@ -185,12 +188,10 @@ class EventConsumer:
         self._committed.clear()
         log.info("consumer_started", group=self.group_id, topics=self.topics)
         while not stop.is_set():
-            batches = await self._consumer.getmany(
-                timeout_ms=200, max_records=self.settings.consumer_batch_size
-            )
-            for tp, records in batches.items():
-                if records:
-                    await self._process_partition(tp, records, stop)
+            polled = await self._poll(self._consumer)
+            if polled:
+                await self._process_polled(polled, stop)
+                for tp, records in polled.items():
                     self._processed[tp] = records[-1].offset + 1
             await self._commit()
             self._export_lag()
@@ -268,10 +269,58 @@ class EventConsumer:
         await consumer.seek_to_beginning(*assigned)
         return True
 
-    # -- one partition's batch ---------------------------------------------------------------
+    # -- one poll's records ------------------------------------------------------------------
 
-    async def _process_partition(
-        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
+    def _lane(self, tp: TopicPartition) -> int:
+        width: int = max(1, self.settings.consumer_concurrency)
+        return int(tp.partition) % width
+
+    async def _poll(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        """Up to a batch of records; with ``consumer_concurrency`` > 1, up to a batch for
+        each lane (a poll mostly returns one partition's records: the other lanes are
+        topped up from what the consumer has already fetched, without waiting)."""
+        size = self.settings.consumer_batch_size
+        batches = await consumer.getmany(timeout_ms=200, max_records=size)
+        polled = {tp: records for tp, records in batches.items() if records}
+        if not polled or self.settings.consumer_concurrency == 1:
+            return polled
+        busy = {self._lane(tp) for tp in polled}
+        idle: dict[int, list[TopicPartition]] = {}
+        for tp in consumer.assignment():
+            if self._lane(tp) not in busy:
+                idle.setdefault(self._lane(tp), []).append(tp)
+        for partitions in idle.values():
+            more = await consumer.getmany(*partitions, timeout_ms=0, max_records=size)
+            polled.update((tp, records) for tp, records in more.items() if records)
+        # a rebalance can run inside a poll: keep only the partitions still ours (the
+        # records of one revoked meanwhile are read again by its next owner)
+        assigned = consumer.assignment()
+        return {tp: records for tp, records in polled.items() if tp in assigned}
+
+    async def _process_polled(
+        self, polled: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], stop: asyncio.Event
+    ) -> None:
+        """A poll's records in ``consumer_concurrency`` transactions at once (one if 1).
+
+        Each transaction takes whole partition numbers: the topics share the member as
+        key and their partition count, so one member's events, of every topic, stay in one
+        transaction, in order; transactions at once touch different members' rows.
+        """
+        self._request_ids = {}
+        groups: dict[int, list[ConsumerRecord[Any, Any]]] = {}
+        for tp in sorted(polled, key=lambda t: (t.partition, t.topic)):
+            groups.setdefault(self._lane(tp), []).extend(polled[tp])
+        if len(groups) == 1:
+            await self._process_records(next(iter(groups.values())), stop)
+            return
+        async with asyncio.TaskGroup() as tasks:
+            for records in groups.values():
+                tasks.create_task(self._process_records(records, stop))
+
+    async def _process_records(
+        self, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
     ) -> None:
         events: list[tuple[ConsumerRecord[Any, Any], CloudEvent]] = []
         for record in records:
@@ -281,12 +330,12 @@ class EventConsumer:
                 await self._dead_letter(record, exc, attempts=1)
                 continue
             events.append((record, event))
-        self._request_ids = {
-            e.id: v.decode("utf-8", "replace")
+        self._request_ids.update(
+            (e.id, v.decode("utf-8", "replace"))
             for r, e in events
             for k, v in (r.headers or ())
             if k == "x-request-id"
-        }
+        )
         if not events:
             return
         started = time.perf_counter()

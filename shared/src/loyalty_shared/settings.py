@@ -98,7 +98,14 @@ class CommonSettings(BaseSettings):
     )
     consumer_retry_backoff_seconds: float = 0.2
     consumer_max_backoff_seconds: float = Field(default=5.0, gt=0)
-    consumer_batch_size: int = 500
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Transactions a consumer runs at once over one poll's records, each "
+        "for whole partition numbers (so one member's events stay in one, in order)",
+    )
 
     # The worker's Prometheus metrics (outbox, consumers, jobs) on this port; 0: not served.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -29,6 +29,8 @@ from loyalty_shared.settings import CommonSettings
 from segmentation.profiles.handlers import BARRIERS, BatchHandler
 from segmentation.segments.live import defer_refresh, flush_refresh
 
+_BATCHED = "segmentation.batched_events"
+
 
 class BatchingEventConsumer(EventConsumer):
     def __init__(
@@ -45,13 +47,14 @@ class BatchingEventConsumer(EventConsumer):
             settings, sessionmaker, topics=topics, handlers=handlers, group_id=group_id
         )
         self.batch_handlers = dict(batch_handlers)
-        self._batched: dict[str, list[CloudEvent]] = {}
 
     def wants(self, event_type: str) -> bool:
         return super().wants(event_type) or event_type in self.batch_handlers
 
     async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
-        self._batched = {}
+        # the batched events live in the transaction's session (several run at once with
+        # consumer_concurrency > 1), like the pending refresh
+        session.info[_BATCHED] = {}
         defer_refresh(session)
         skipped = await super().apply_fresh(session, events)
         await self._flush(session)
@@ -59,7 +62,7 @@ class BatchingEventConsumer(EventConsumer):
 
     async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
         if event.type in self.batch_handlers:
-            self._batched.setdefault(event.type, []).append(event)
+            session.info[_BATCHED].setdefault(event.type, []).append(event)
             return
         if event.type in BARRIERS:
             await self._flush(session)
@@ -67,7 +70,8 @@ class BatchingEventConsumer(EventConsumer):
 
     async def _flush(self, session: AsyncSession) -> None:
         """Apply the batched events so far, then the pending tag/segment refresh."""
-        for type_, group in self._batched.items():
+        batched: dict[str, list[CloudEvent]] = session.info[_BATCHED]
+        for type_, group in batched.items():
             await self.batch_handlers[type_](session, group)
-        self._batched = {}
+        batched.clear()
         await flush_refresh(session)

@@ -10,6 +10,10 @@ class SegmentationSettings(CommonSettings):
 
     service_name: str = "segmentation"
     port: int = 8002
+    # The consumer folds a poll into two transactions at once (by partition number, so a
+    # member's events stay in one, in order): one's SQL runs while the other's Python
+    # does, on a second core (bench/results/segmentation.md)
+    consumer_concurrency: int = Field(default=2, ge=1, le=16)
 
     # Lifecycle thresholds, relative to each member's median gap between orders
     # (docs/segmentation.md): days since last order / rhythm.

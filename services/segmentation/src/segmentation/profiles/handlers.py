@@ -13,7 +13,6 @@ the consumer, once per batch for every member it touched).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -146,7 +145,7 @@ WITH incoming AS (
     INSERT INTO member_orders (order_id, member_id, amount, currency, discount_amount,
                                coupon_used, channel, categories, max_unit_price, occurred_at)
     SELECT order_id, member_id, amount, currency, discount_amount, coupon_used, channel,
-           ARRAY(SELECT jsonb_array_elements_text(CAST(categories AS jsonb))),
+           CAST(categories AS text[]),
            max_unit_price, occurred_at
     FROM incoming
     ON CONFLICT (order_id) DO NOTHING
@@ -179,10 +178,12 @@ ON CONFLICT (member_id) DO UPDATE SET
     last_order_at = greatest(p.last_order_at, excluded.last_order_at),
     coupon_order_count = p.coupon_order_count + excluded.coupon_order_count,
     discount_total = p.discount_total + excluded.discount_total,
-    categories = ARRAY(SELECT DISTINCT v FROM unnest(p.categories || excluded.categories) AS v
-                       ORDER BY v),
-    channels = ARRAY(SELECT DISTINCT v FROM unnest(p.channels || excluded.channels) AS v
-                     ORDER BY v),
+    categories = CASE WHEN excluded.categories <@ p.categories THEN p.categories
+                      ELSE ARRAY(SELECT DISTINCT v FROM unnest(p.categories || excluded.categories)
+                                 AS v ORDER BY v) END,
+    channels = CASE WHEN excluded.channels <@ p.channels THEN p.channels
+                    ELSE ARRAY(SELECT DISTINCT v FROM unnest(p.channels || excluded.channels)
+                               AS v ORDER BY v) END,
     updated_at = clock_timestamp()
 RETURNING p.member_id
 """)
@@ -201,6 +202,14 @@ _ORDER_COLUMNS = (
 )
 
 
+def _array_literal(values: list[str]) -> str:
+    """A Postgres array literal of text values (each quoted, ``\\`` and ``"`` escaped): one
+    text per order for the batch statement, cast per row (an array of arrays of unequal
+    lengths cannot be bound)."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
 async def on_orders_recorded(session: AsyncSession, events: list[CloudEvent]) -> None:
     """Set-based: one statement inserts the orders and updates the profiles they touch.
 
@@ -216,7 +225,7 @@ async def on_orders_recorded(session: AsyncSession, events: list[CloudEvent]) ->
     for row in rows.values():
         for name in _ORDER_COLUMNS:
             columns[name].append(row[name])
-    columns["categories"] = [json.dumps(c) for c in columns["categories"]]
+    columns["categories"] = [_array_literal(c) for c in columns["categories"]]
     touched = list((await session.execute(_ORDERS_BATCH, columns)).scalars())
     await refresh_members(session, touched, events[-1].type)
 

@@ -301,6 +301,12 @@ WITH p AS MATERIALIZED (
     SELECT n.segment_id, n.member_id, n.action, now(), CAST(:trigger AS text),
            CASE n.i {reasons} END
     FROM named n LEFT JOIN p AS profiles ON profiles.member_id = n.member_id
+), locked AS (
+    -- the counted segments' rows, locked in segment_id order: refreshes running at once
+    -- (a consumer's concurrent transactions) wait for each other here, never deadlock
+    SELECT s.segment_id FROM segments s
+    WHERE s.segment_id IN (SELECT segment_id FROM done)
+    ORDER BY s.segment_id FOR NO KEY UPDATE
 ), counted AS (
     UPDATE segments SET member_count = segments.member_count + x.delta
     FROM (
@@ -310,6 +316,7 @@ WITH p AS MATERIALIZED (
         FROM done GROUP BY segment_id
     ) x
     WHERE segments.segment_id = x.segment_id
+      AND segments.segment_id IN (SELECT segment_id FROM locked)
 )
 INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)
 SELECT n.event_id, '{topic}', n.member_id, n.type,
