@@ -449,10 +449,15 @@ async def _consumer_rows(settings: SegmentationSettings, sessionmaker: Any) -> l
 
 
 _CONSUMER_NOTES = (
-    "Consumer: batches of up to 500 events, "
-    "one transaction each; the live rule tags and segments are evaluated once per batch "
+    "Consumer: the service's defaults, two lanes (consumer_concurrency: partition number "
+    "mod 2, a transaction each, at once) of up to 1,000 events per poll "
+    "(consumer_batch_size); the live rule tags and segments are evaluated once per batch "
     "for its members (two statements), every membership change is written to "
-    "segment_history and the outbox. The 200 rule tags (bench: _many_rule_tags) are "
+    "segment_members, segment_history and the outbox (about 70 µs of Postgres CPU each: "
+    "three rows, nine index entries, a JSON payload), so the new members' row, with 2.34 "
+    "changes per event, is bound by those writes. CPU per event: this process (the "
+    "consumer), Postgres (all its processes), the broker, from /proc during the drain. "
+    "The 200 rule tags (bench: _many_rule_tags) are "
     "thresholds on spend, orders, points, coupon share, basket and channel/category "
     "tests; the 20 segments (MANY_SEGMENTS) are audiences by channel, category, "
     "frequency, spend, coupons, points, engagement and tier, 7 of them on rule tags. "

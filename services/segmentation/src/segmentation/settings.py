@@ -12,8 +12,11 @@ class SegmentationSettings(CommonSettings):
     port: int = 8002
     # The consumer folds a poll into two transactions at once (by partition number, so a
     # member's events stay in one, in order): one's SQL runs while the other's Python
-    # does, on a second core (bench/results/segmentation.md)
+    # does, on a second core; each of up to 1,000 events, as the live refresh costs a
+    # planned statement per batch (bench/results/segmentation.md: 200 rule tags and 20
+    # live segments, returning members, ~4,100/s with 1 x 500 per poll, ~5,500/s so)
     consumer_concurrency: int = Field(default=2, ge=1, le=16)
+    consumer_batch_size: int = Field(default=1000, ge=1, le=10_000)
 
     # Lifecycle thresholds, relative to each member's median gap between orders
     # (docs/segmentation.md): days since last order / rhythm.
