@@ -392,11 +392,11 @@ _INTERACTION_COUNTERS = {
 }
 
 
-async def on_interaction(session: AsyncSession, event: CloudEvent) -> None:
-    data = InteractionRecordedV1.of(event)
-    member, at = data.member_id, data.occurred_at
-    kind = data.type.lower()
-    counter = _INTERACTION_COUNTERS.get(kind, "activities")
+async def _interacted(
+    session: AsyncSession, event: CloudEvent, member: str, kind: str, counter: str, at: datetime
+) -> None:
+    """An interaction of ``kind``: its activity row, one more on the profile's ``counter``,
+    the last interaction time, then the member's tags and segments."""
     await _activity(session, event, member, kind, at)
     await _bump(
         session,
@@ -407,17 +407,16 @@ async def on_interaction(session: AsyncSession, event: CloudEvent) -> None:
     await refresh_member(session, member, event.type)
 
 
+async def on_interaction(session: AsyncSession, event: CloudEvent) -> None:
+    data = InteractionRecordedV1.of(event)
+    kind = data.type.lower()
+    counter = _INTERACTION_COUNTERS.get(kind, "activities")
+    await _interacted(session, event, data.member_id, kind, counter, data.occurred_at)
+
+
 async def on_check_in(session: AsyncSession, event: CloudEvent) -> None:
     data = MemberCheckedInV1.of(event)
-    member, at = data.member_id, data.occurred_at
-    await _activity(session, event, member, "check_in", at)
-    await _bump(
-        session,
-        member,
-        check_ins=P.check_ins + 1,
-        last_interaction_at=func.greatest(P.last_interaction_at, at),
-    )
-    await refresh_member(session, member, event.type)
+    await _interacted(session, event, data.member_id, "check_in", "check_ins", data.occurred_at)
 
 
 async def on_complaint_opened(session: AsyncSession, event: CloudEvent) -> None:
