@@ -18,11 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import write_table
+from harness import bench_stack, write_table
 
-from loyalty_shared.devstack.broker import free_port
 from loyalty_shared.devstack.faults import COLUMNS, Durations, run_suite
-from loyalty_shared.devstack.stack import Stack, StackConfig
+from loyalty_shared.devstack.stack import Stack
 
 
 def _durations() -> Durations:
@@ -37,21 +36,7 @@ def _durations() -> Durations:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="faults-") as data:
-        config = StackConfig(
-            data_dir=Path(data),
-            gateway_port=free_port(),
-            ports={
-                name: free_port() for name in ("points", "segmentation", "feedback", "webhooks")
-            },
-            kafka_port=free_port(),
-            fast_postgres=True,
-            replicas=2,
-            log_json=True,
-            extra_env={
-                f"{p}_LOG_LEVEL": "WARNING"
-                for p in ("POINTS", "SEGMENTATION", "FEEDBACK", "GATEWAY")
-            },
-        )
+        config = bench_stack(Path(data), replicas=2, rate_limited=True)
         stack = Stack(config)
         try:
             stack.start(timeout=300)

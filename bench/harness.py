@@ -23,6 +23,7 @@ from pathlib import Path
 
 from loyalty_shared.devstack.broker import TansuBroker, free_port
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
+from loyalty_shared.devstack.stack import SERVICES, StackConfig
 from loyalty_shared.settings import DEV_GATEWAY_SECRET
 
 # wrk scripts calling a service straight (not through the gateway) send it as X-Gateway-Token
@@ -262,3 +263,23 @@ def write_table(
 
 
 PYTHON = sys.executable
+
+
+NO_RATE_LIMIT = '{"storefront": {"rate": 100000, "burst": 100000}}'
+
+
+def bench_stack(data_dir: Path, *, replicas: int = 1, rate_limited: bool = False) -> StackConfig:
+    """The `make run` stack on free ports, quiet (warnings only) and, unless asked, without
+    the storefront's rate limit: what the stack benchmarks and the fault suite start (the
+    services log JSON lines, StackConfig's default, which the fault suite reads)."""
+    quiet = {f"{prefix}_LOG_LEVEL": "WARNING" for prefix, _ in SERVICES.values()}
+    limits = {} if rate_limited else {"GATEWAY_RATE_LIMITS": NO_RATE_LIMIT}
+    return StackConfig(
+        data_dir=data_dir,
+        gateway_port=free_port(),
+        ports={name: free_port() for name in SERVICES},
+        kafka_port=free_port(),
+        fast_postgres=True,
+        replicas=replicas,
+        extra_env={**limits, **quiet, "GATEWAY_LOG_LEVEL": "WARNING"},
+    )

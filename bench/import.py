@@ -28,10 +28,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-from harness import cpu_seconds, process_tree, write_table
+from harness import bench_stack, cpu_seconds, process_tree, write_table
 
-from loyalty_shared.devstack.broker import free_port
-from loyalty_shared.devstack.stack import DEV_KEYS, SERVICES, Stack, StackConfig
+from loyalty_shared.devstack.stack import DEV_KEYS, Stack
 
 ORDERS = int(os.environ.get("BENCH_IMPORT_ORDERS", "100000"))
 MEMBERS = int(os.environ.get("BENCH_IMPORT_MEMBERS", "20000"))
@@ -214,28 +213,8 @@ def _batches(orders: list[dict[str, Any]], refunds: list[dict[str, Any]]) -> lis
 def main() -> int:
     orders, refunds = history()
     bodies = _batches(orders, refunds)
-    ports = {name: free_port() for name in SERVICES}
-    # a service the gateway knows but the dev stack does not start yet answers its /ready
-    # through another service's API (the import never calls it)
-    unstarted = {
-        f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{ports['feedback']}"
-        for name in ("webhooks",)
-        if name not in SERVICES
-    }
     with tempfile.TemporaryDirectory(prefix="import-bench-") as data:
-        config = StackConfig(
-            data_dir=Path(data),
-            gateway_port=free_port(),
-            ports=ports,
-            kafka_port=free_port(),
-            fast_postgres=True,
-            extra_env={
-                **unstarted,
-                "GATEWAY_RATE_LIMITS": '{"storefront": {"rate": 100000, "burst": 100000}}',
-                **{f"{p}_LOG_LEVEL": "WARNING" for p, _ in SERVICES.values()},
-                "GATEWAY_LOG_LEVEL": "WARNING",
-            },
-        )
+        config = bench_stack(Path(data))
         stack = Stack(config)
         try:
             stack.start(timeout=300)

@@ -33,10 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from harness import PYTHON, WrkResult, process_tree, run_wrk, write_table
+from harness import PYTHON, WrkResult, bench_stack, process_tree, run_wrk, write_table
 
 from loyalty_shared.devstack.broker import free_port
-from loyalty_shared.devstack.stack import DEV_KEYS, SERVICES, Stack, StackConfig
+from loyalty_shared.devstack.stack import DEV_KEYS, Stack
 
 HERE = Path(__file__).resolve().parent
 MEMBERS = 1000
@@ -204,28 +204,8 @@ def _cpu(result: WrkResult) -> str:
 
 
 def measure() -> tuple[list[list[str]], str]:
-    ports = {name: free_port() for name in SERVICES}
-    # the gateway routes to a webhooks service that the dev stack does not start yet: its
-    # readiness check is pointed at the points API (nothing here calls a webhooks route)
-    stand_in = (
-        {}
-        if "webhooks" in SERVICES
-        else {"GATEWAY_WEBHOOKS_URL": f"http://127.0.0.1:{ports['points']}"}
-    )
     with tempfile.TemporaryDirectory(prefix="pipeline-") as data:
-        config = StackConfig(
-            data_dir=Path(data),
-            gateway_port=free_port(),
-            ports=ports,
-            kafka_port=free_port(),
-            fast_postgres=True,
-            extra_env={
-                **stand_in,
-                "GATEWAY_RATE_LIMITS": '{"storefront": {"rate": 100000, "burst": 100000}}',
-                **{f"{p}_LOG_LEVEL": "WARNING" for p in ("POINTS", "SEGMENTATION", "FEEDBACK")},
-                "GATEWAY_LOG_LEVEL": "WARNING",
-            },
-        )
+        config = bench_stack(Path(data))
         stack = Stack(config)
         reference = None
         try:

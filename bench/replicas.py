@@ -18,10 +18,9 @@ import uuid
 from pathlib import Path
 
 import httpx
-from harness import process_tree, run_wrk, write_table
+from harness import bench_stack, process_tree, run_wrk, write_table
 
-from loyalty_shared.devstack.broker import free_port
-from loyalty_shared.devstack.stack import DEV_KEYS, Stack, StackConfig
+from loyalty_shared.devstack.stack import DEV_KEYS, Stack
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "gateway.lua"
@@ -55,21 +54,7 @@ def _groups(stack: Stack) -> dict[str, list[int]]:
 
 def _measure(replicas: int) -> list[list[str]]:
     with tempfile.TemporaryDirectory(prefix=f"replicas{replicas}-") as data:
-        config = StackConfig(
-            data_dir=Path(data),
-            gateway_port=free_port(),
-            ports={
-                name: free_port() for name in ("points", "segmentation", "feedback", "webhooks")
-            },
-            kafka_port=free_port(),
-            fast_postgres=True,
-            replicas=replicas,
-            extra_env={
-                "GATEWAY_RATE_LIMITS": '{"storefront": {"rate": 100000, "burst": 100000}}',
-                **{f"{p}_LOG_LEVEL": "WARNING" for p in ("POINTS", "SEGMENTATION", "FEEDBACK")},
-                "GATEWAY_LOG_LEVEL": "WARNING",
-            },
-        )
+        config = bench_stack(Path(data), replicas=replicas)
         stack = Stack(config)
         try:
             stack.start(timeout=300)
