@@ -10,11 +10,10 @@ ratio is taken within a round and the median of the rounds is reported.
 Targets: real >= 0.5x the reference, p99 <= 50 ms, hot >= 0.5x spread.
 
 Each speed layer earns its place (issue #17): with one worker, a second points API runs
-with one layer switched off (``LAYERS``: ``POINTS_HOTPATH_OFF``), and the two take turns
-on the case the layer is for; 'vs all on' is the median over the rounds of off / on within
-each round. BENCH_LAYERS picks layers (comma-separated names, empty for none). The facts
-cache and KeyedBatches were measured here too and removed (bench/results/orders.md: 1.01
-and 1.09 without them, under 5% bought).
+with one layer switched off (``LAYERS``: ``POINTS_ORDER_FACTS_MEMBERS=0`` or
+``POINTS_HOTPATH_OFF``), and the two take turns on the case the layer is for; 'vs all on'
+is the median over the rounds of off / on within each round. BENCH_LAYERS picks layers
+(comma-separated names, empty for none).
 
 At 32 connections that answer as fast as they can, latency is mostly queueing: the median
 is about 32 / throughput (Little's law). So each round, with one worker, also paces the
@@ -63,7 +62,9 @@ HOT = "POST /v1/orders, one hot member"
 PACED = [float(f) for f in os.environ.get("BENCH_PACED", "0.5,0.75").split(",") if f]
 # speed layers: name -> (the environment that switches it off, the case it is for)
 LAYERS: dict[str, tuple[dict[str, str], str]] = {
+    "facts cache": ({"POINTS_ORDER_FACTS_MEMBERS": "0"}, "spread"),
     "fast_lane": ({"POINTS_HOTPATH_OFF": '["fast_lane"]'}, "spread"),
+    "keyed_batches": ({"POINTS_HOTPATH_OFF": '["keyed_batches"]'}, "hot"),
     "connection_shelf": ({"POINTS_HOTPATH_OFF": '["connection_shelf"]'}, "spread"),
     "driver_autocommit": ({"POINTS_HOTPATH_OFF": '["driver_autocommit"]'}, "spread"),
     "shelving_pool": ({"POINTS_HOTPATH_OFF": '["shelving_pool"]'}, "spread"),

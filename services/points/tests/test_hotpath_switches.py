@@ -3,8 +3,6 @@ checkout as the service with every layer on does: the same points, balance and r
 
 import uuid
 
-import pytest
-from pydantic import ValidationError
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from loyalty_shared.hotpath.fast_lane import FastLane
@@ -20,12 +18,20 @@ async def test_a_checkout_with_every_speed_layer_off_is_recorded_the_same(
     off = points_settings.model_copy(
         update={
             "hotpath_off": frozenset(
-                {"fast_lane", "connection_shelf", "driver_autocommit", "shelving_pool"}
+                {
+                    "fast_lane",
+                    "keyed_batches",
+                    "connection_shelf",
+                    "driver_autocommit",
+                    "shelving_pool",
+                }
             ),
+            "order_facts_members": 0,
         }
     )
     app = create_app(off)
     assert not any(m.cls is FastLane for m in app.user_middleware)
+    assert app.state.checkouts.batching is False
     async with running_app(app), asgi_client(app) as client:
         assert isinstance(app.state.engine.sync_engine.pool, AsyncAdaptedQueuePool)
         member = await enrol(client)
@@ -60,12 +66,3 @@ async def test_the_connection_shelf_off_shelves_nothing(points_settings: PointsS
             assert answer.status_code == 201
             shelved.append(app.state.engine.sync_engine.pool.shelved)
     assert shelved == [1, 0]
-
-
-def test_a_removed_layer_named_in_hotpath_off_is_refused_clearly(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """KeyedBatches went in issue #17: naming it says so rather than passing unnoticed."""
-    monkeypatch.setenv("POINTS_HOTPATH_OFF", '["fast_lane", "keyed_batches"]')
-    with pytest.raises(ValidationError, match="keyed_batches was removed in issue #17"):
-        PointsSettings()

@@ -9,6 +9,7 @@ is written by the same one statement, as the locked path writes it.
 """
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -208,7 +209,31 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def test_each_checkout_counts_growth_over_its_own_window(
+async def test_the_next_checkout_of_a_member_writes_with_what_the_last_one_left(
+    points_client: httpx.AsyncClient, points_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = await enrol(points_client)
+    reads = count_reads(monkeypatch)
+    for amount, available in (("10.00", 10), ("5.50", 15), ("0.40", 15), ("2.00", 17)):
+        answer = await points_client.post("/v1/orders", json=order(member, amount))
+        assert answer.status_code == 201
+        assert answer.json()["balance"]["available"] == available
+    assert reads == [member]  # the first order read; the next three wrote in one statement
+    # a change through another path (a redemption) moves the row's version: the next
+    # checkout finds its remembered facts out of date, reads, and counts from the new balance
+    spent = await points_client.post(
+        f"/v1/members/{member}/redemptions",
+        json={"points": 7},
+        headers={"Idempotency-Key": f"k-{uuid.uuid4().hex}"},
+    )
+    assert spent.status_code == 201, spent.text
+    answer = await points_client.post("/v1/orders", json=order(member, "3.00"))
+    assert answer.json()["balance"]["available"] == 17 - 7 + 3
+    assert reads == [member, member]
+    assert (await counts(points_db, member))["points"] == 13
+
+
+async def test_remembered_growth_is_not_used_across_an_entry_that_left_the_window(
     earning_client: httpx.AsyncClient, earning_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ladder = (await earning_client.get("/v1/tiers")).json()
@@ -225,23 +250,36 @@ async def test_each_checkout_counts_growth_over_its_own_window(
     assert reads == [member]
     latest = await earning_client.post("/v1/orders", json=order(member, "4.00", at=now))
     assert latest.status_code == 201
-    assert reads == [member, member]  # each checkout reads the facts of its own window
+    assert reads == [member, member]  # the remembered growth counted the old order: read
     status = (await earning_client.get(f"/v1/members/{member}")).json()
     assert status["growth_value"] == 24  # the old order's 300 is out of today's window
 
 
-async def test_a_burst_for_one_member_records_each_order_once(
-    points_client: httpx.AsyncClient, points_db: str
+async def test_a_burst_for_one_member_is_recorded_in_batches_each_order_once(
+    points_client: httpx.AsyncClient,
+    points_app: FastAPI,
+    points_db: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     member = await enrol(points_client)
     known = order(member, "5.00")
     assert (await points_client.post("/v1/orders", json=known)).status_code == 201
+    checkouts = points_app.state.checkouts
+    batch_sizes: list[int] = []
+    run_batch = checkouts._run_batch
+
+    async def counted(bodies: list[OrderIn]) -> Any:
+        batch_sizes.append(len(bodies))
+        return await run_batch(bodies)
+
+    monkeypatch.setattr(checkouts, "_run_batch", counted)
     burst = [order(member, f"{n}.00") for n in range(1, 21)]
     conflicting = {**known, "amount": "6.00"}  # a known order id with another body: 409
     sent = [*burst[:10], conflicting, burst[3], *burst[10:]]  # and an exact retry of one
     answers = await asyncio.gather(*(points_client.post("/v1/orders", json=o) for o in sent))
     assert [a.status_code for a in answers] == [201] * 10 + [409] + [201] * 11
     assert answers[11].json() == answers[3].json()  # the retry got the first answer
+    assert batch_sizes and max(batch_sizes) > 1  # they did queue and go in batches
     expected = 5 + sum(range(1, 21))
     assert await counts(points_db, member) == {
         "orders": 21,
@@ -256,6 +294,26 @@ async def test_a_burst_for_one_member_records_each_order_once(
     )
     assert balances[-1] == expected
     assert len(set(balances)) == 20
+
+
+def test_the_facts_cache_is_bounded_in_members_and_age_and_can_be_off() -> None:
+    from points.checkout.facts_cache import OrderFactsCache, RememberedFacts
+    from points.ledger.service import LockedBalance
+
+    def facts(stored: float) -> RememberedFacts:
+        balance = LockedBalance("m", 0, 0, 0, 0, 0, "regular")
+        return RememberedFacts(balance, "1", datetime.now(UTC), 0, 0, stored)
+
+    now = time.monotonic()
+    cache = OrderFactsCache(max_members=2, max_age_seconds=60)
+    for member in ("a", "b", "c"):
+        cache.remember(member, facts(now))
+    assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None
+    cache.remember("old", facts(now - 61))
+    assert cache.get("old") is None
+    off = OrderFactsCache(max_members=0)
+    off.remember("a", facts(now))
+    assert len(off) == 0 and off.get("a") is None
 
 
 async def test_an_erasure_that_commits_while_the_write_waits_for_the_lock_stops_it(
@@ -305,15 +363,14 @@ async def test_a_checkout_left_to_the_locked_path_takes_one_pool_slot_and_no_sec
 
     monkeypatch.setattr(FairGate, "acquire", counted)
     # an order id already known (a storefront's retry): the write fails at the order's
-    # key and the locked path replays the answer at once, on the same slot, with no
-    # second read (the one read is the optimistic path's)
+    # key and the locked path replays the answer at once, on the same slot, with no read
     retry = order(member, "7.00")
     first = await earning_client.post("/v1/orders", json=retry)
     assert first.status_code == 201 and len(slots) == 1
     slots.clear()
     answer = await earning_client.post("/v1/orders", json=retry)
     assert answer.status_code == 201 and answer.json() == first.json()
-    assert reads == [member, member]
+    assert reads == []
     assert len(slots) == 1
 
 
@@ -330,24 +387,24 @@ def count_locked_checkouts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def test_an_upgrade_is_written_by_the_one_statement_and_the_next_order_earns_at_it(
+async def test_an_upgrade_is_written_by_the_one_statement_and_the_new_tier_remembered(
     earning_client: httpx.AsyncClient, earning_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     member = await enrol(earning_client)
     assert (await earning_client.post("/v1/orders", json=order(member, "5.00"))).status_code == 201
     reads = count_reads(monkeypatch)
     locked = count_locked_checkouts(monkeypatch)
-    # crosses silver (2,000): the optimistic path's read and one statement
+    # crosses silver (2,000) from what the last checkout left: one statement, no read
     big = await earning_client.post("/v1/orders", json=order(member, "2100.00"))
     assert big.status_code == 201, big.text
     out = big.json()
     assert out["tier_changed"] is True and out["tier"] == "silver"
     assert out["points_earned"] == 2100  # at the tier held when the order came
-    # the next checkout reads the new tier and earns at its multiplier
+    # the next checkout writes with the remembered facts, at the new tier's multiplier
     after = await earning_client.post("/v1/orders", json=order(member, "100.00"))
     assert after.json()["points_earned"] == 120 and after.json()["tier"] == "silver"
     assert after.json()["tier_changed"] is False
-    assert reads == [member, member] and locked == []
+    assert reads == [] and locked == []
     tier = await sql(earning_db, "SELECT tier FROM members WHERE member_id = :m", m=member)
     assert tier[0][0] == "silver"
     events = await outbox_events(earning_db, member)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "production"]
@@ -12,9 +12,9 @@ KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 # the hot path's speed layers that can be switched off, to measure what each buys
 # (bench/orders.py; docs/performance.md, "What each layer buys")
-HotpathLayer = Literal["fast_lane", "connection_shelf", "driver_autocommit", "shelving_pool"]
-# layers that are gone (issue #17: each bought less than 5%): named in HOTPATH_OFF, refused
-REMOVED_HOTPATH_LAYERS = frozenset({"keyed_batches"})
+HotpathLayer = Literal[
+    "fast_lane", "keyed_batches", "connection_shelf", "driver_autocommit", "shelving_pool"
+]
 
 DEV_ERASURE_KEY = "dev-erasure-key-not-secret"
 # The documented dev/test credential between the gateway and the services (like the dev
@@ -54,7 +54,7 @@ class CommonSettings(BaseSettings):
     hotpath_off: frozenset[HotpathLayer] = Field(
         default=frozenset(),
         description="Speed layers switched off (JSON list), to measure what each buys: "
-        "fast_lane, connection_shelf, driver_autocommit, shelving_pool",
+        "fast_lane, keyed_batches, connection_shelf, driver_autocommit, shelving_pool",
     )
 
     # uvicorn worker processes for `api` (each has its own pool: the database sees
@@ -141,18 +141,6 @@ class CommonSettings(BaseSettings):
                 f"{GATEWAY_SECRET_MIN_LENGTH}+ characters outside dev and test"
             )
         return tuple(s.encode() for s in accepted)
-
-    @field_validator("hotpath_off", mode="before")
-    @classmethod
-    def _no_removed_layers(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple | set | frozenset):
-            removed = sorted(REMOVED_HOTPATH_LAYERS.intersection(value))
-            if removed:
-                raise ValueError(
-                    f"{', '.join(removed)} was removed in issue #17 (it bought less than 5%): "
-                    "take it out of HOTPATH_OFF"
-                )
-        return value
 
     @model_validator(mode="after")
     def _kafka_credentials(self) -> CommonSettings:

@@ -8,6 +8,7 @@ from points import rules_api
 from points.actions.endpoints import router as actions_router
 from points.adjustments.endpoints import router as adjustments_router
 from points.checkout.endpoints import checkout_router
+from points.checkout.facts_cache import OrderFactsCache
 from points.checkout.realtime import EnrolmentTimes
 from points.checkout.record import Checkout
 from points.client_times import TimeBounds
@@ -57,13 +58,16 @@ def create_app(settings: PointsSettings | None = None) -> FastAPI:
     )
     install_erased_member_answers(app)  # a write naming an erased id: 409 member-erased
     app.state.rules_cache = RulesCache(settings.rules_cache_seconds)
-    # POST /v1/orders; checkouts of one member take turns in-process (KeyedLocks)
+    # POST /v1/orders; checkouts of one member take turns in-process (KeyedLocks), and what
+    # a member's last checkout left makes the next one a single statement (OrderFactsCache)
     app.state.checkout = Checkout(
         lambda: app.state.engine,  # made by the lifespan
         settings,
         app.state.rules_cache,
+        OrderFactsCache(settings.order_facts_members),
         KeyedLocks(),
     )
+    app.state.checkouts = app.state.checkout.batches  # a burst for one member: batches
     # the bounds on client-given times (docs/security.md) and what they read
     app.state.time_bounds = TimeBounds.of(settings)
     app.state.enrolment_times = EnrolmentTimes()

@@ -44,6 +44,14 @@ class PointsSettings(CommonSettings):
         description="How long each process keeps the tier ladder and running campaigns for the "
         "order path (0 = read them on every order); a change is visible everywhere within it",
     )
+    order_facts_members: int = Field(
+        default=50_000,
+        ge=0,
+        le=10_000_000,
+        description="How many members' last checkout facts each process remembers so that "
+        "their next checkout is one statement (0 = off). Always checked in Postgres; worth "
+        "it when a member's checkouts usually reach the same process",
+    )
     tier_evaluation_batch: int = Field(
         default=500, ge=1, description="Members handled per run of the tier evaluation job"
     )

@@ -147,7 +147,8 @@ async def replica(
     """Another instance of the points API on the same database, as a second replica.
 
     An instance makes the checkouts of one member take turns in-process
-    (``Checkout.member_locks``). With ``queue_members=False`` it does not, so concurrent
+    (``Checkout.member_locks``, ``app.state.checkouts``). With ``queue_members=False`` it
+    does not, so concurrent
     requests through it meet only in Postgres, as they would from many replicas: what the
     concurrency tests are about.
     """
@@ -155,4 +156,5 @@ async def replica(
     async with running_app(app), asgi_client(app) as client:
         if not queue_members:
             app.state.checkout.member_locks = _NoQueue()
+            app.state.checkouts.batching = False
         yield client

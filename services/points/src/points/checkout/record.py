@@ -4,17 +4,20 @@
 (docs/performance.md, "What a checkout does"); each step answers ``Written`` or
 ``NeedsLock`` (nothing written, the next step decides):
 
-1. **read facts**: read the member's facts unlocked with the balance row's version, then
-   one statement with no transaction block, written only if the row is still at that
-   version;
-2. **the locked path** (``record_order``): lock the balance row, read the facts, one
+1. **remembered facts**: the facts the member's last checkout left (``OrderFactsCache``),
+   one statement with no transaction block, written only if the balance row is still at
+   the version they were read with;
+2. **read facts**: read them unlocked with the row's version, then the same write;
+3. **the locked path** (``record_order``): lock the balance row, read the facts, one
    statement of data-modifying CTEs (order, lot, entry, balance, outbox events); a rare
    case (a debt to repay, a referral to credit) and a known order id (replay or 409) are
-   decided here.
-
-(Issue #17 removed two earlier steps, the facts a member's last checkout left and the
-batches of one member's queued checkouts: on a quiet machine neither bought 5%;
-docs/performance.md, "What each layer buys".)
+   decided here;
+4. **batch**: checkouts of one member that arrive while one is being recorded queue, and
+   are recorded together (``KeyedBatches``): one transaction, the balance row locked
+   once, each order as the locked path records it, one ``COMMIT``;
+5. **one by one**: a batch is all or nothing; if any of its orders fails it is rolled
+   back and each order is recorded on its own (steps 1-3), so an order's answer never
+   depends on the others in its batch.
 
 The tier ladder and the running campaigns come from the in-process ``RulesCache`` (a few
 seconds old at most); without them in the cache, the locked path reads them. An order that
@@ -23,9 +26,11 @@ statement, on either path. Points: ``floor(base x tier multiplier) + campaign bo
 (``points.checkout.earning``).
 """
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from fastapi import status
@@ -33,12 +38,14 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from loyalty_shared.db import HotTransaction, driver_connection, pool_slot
+from loyalty_shared.hotpath.keyed_batches import KeyedBatches
 from loyalty_shared.hotpath.pool import DriverAutocommit
 from loyalty_shared.idempotency import IdempotencyGuard
 from loyalty_shared.keyed_locks import KeyedLocks
 from loyalty_shared.replays import stored_answer
 from points.campaigns.calculator import Campaign
 from points.checkout.facts import OrderMember, lock_for_order, read_for_order
+from points.checkout.facts_cache import OrderFactsCache, RememberedFacts
 from points.checkout.plan import OrderPlan, earn_key, plan_order
 from points.errors import IdempotencyConflict, UnknownMember
 from points.ledger import service as ledger
@@ -62,6 +69,18 @@ class NeedsLock:
     """Nothing was written: the locked path decides the order (``why`` says which case)."""
 
     why: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Stale:
+    """The write found the balance row at another version: nothing written, read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Wrote:
+    plan: OrderPlan
+    member: OrderMember  # the facts it was planned from
+    row: Any  # the written row (``row_version``, ``entry_id``)
 
 
 async def record_order(
@@ -155,15 +174,18 @@ async def record_order_optimistic(
     data: OrderIn,
     cache: RulesCache,
     *,
+    remembered: OrderFactsCache | None = None,
     now: datetime | None = None,
     slot_held: bool = False,
 ) -> Written | NeedsLock:
-    """Step 1: a plain checkout with no transaction block and no lock held.
+    """Steps 1 and 2: a plain checkout with no transaction block and no lock held.
 
     The common checkout (a known, live member; no debt to repay, no referral to credit;
     rules in the cache; a tier upgrade included) needs no lock held across round trips.
-    The facts are read with the version (``xmin``) of the balance row, and the write
-    (order, lot, entry, balance, events; the new tier and ``tier.changed`` for an
+    With ``remembered`` (``OrderFactsCache``), the facts the member's previous order left
+    are tried first: one statement in all. Else (or if the write finds the row at another
+    version) the facts are read with the version (``xmin``) of the balance row, and the
+    write (order, lot, entry, balance, events; the new tier and ``tier.changed`` for an
     upgrade), one statement that Postgres commits by itself, happens only if it can update
     the balance row still at that version: every change to what an order reads about a
     member writes that row (``ledger.touch_balance``), so an unchanged version means the
@@ -180,36 +202,105 @@ async def record_order_optimistic(
     ladder, campaigns = rules
     window_start = tiers.growth_window_start(ladder, data.occurred_at)
     attempt = _Attempt(settings, data, ladder, campaigns, now or datetime.now(UTC), window_start)
+    known = remembered.get(data.member_id) if remembered is not None else None
     if "driver_autocommit" in settings.hotpath_off:  # BEGIN and COMMIT around it instead
         async with HotTransaction(engine, slot_held=slot_held) as session:
-            return await _write_optimistically(await driver_connection(session), attempt)
-    async with DriverAutocommit(engine, slot_held=slot_held) as conn:
-        return await _write_optimistically(conn, attempt)
+            outcome = await _write_optimistically(await driver_connection(session), attempt, known)
+    else:
+        async with DriverAutocommit(engine, slot_held=slot_held) as conn:
+            outcome = await _write_optimistically(conn, attempt, known)
+    if isinstance(outcome, NeedsLock):
+        if remembered is not None:  # the locked path writes a new version
+            remembered.forget(data.member_id)
+        return outcome
+    if remembered is not None:
+        remembered.remember(data.member_id, _facts_after(outcome, window_start))
+    return Written(outcome.plan.response)
 
 
-async def _write_optimistically(conn: asyncpg.Connection, attempt: _Attempt) -> Written | NeedsLock:
-    """Read the member's facts with the balance row's version, then the write if unchanged.
-
-    ``NeedsLock``: the row at another version, a rare case (a debt to repay, a referral to
-    credit), an unknown or erased member or an order id already known; nothing written.
-    """
+async def _write_optimistically(
+    conn: asyncpg.Connection, attempt: _Attempt, known: RememberedFacts | None
+) -> _Wrote | NeedsLock:
+    """The write with remembered facts, else (or if stale) with facts read now."""
+    if known is not None:  # one statement, if what the last checkout left still holds
+        member = OrderMember(
+            known.locked,
+            max(0, known.window_sum),
+            True,
+            None,
+            attempt.window_start,
+            known.window_sum,
+            known.latest_entry_id,
+        )
+        outcome = await _write_if_unchanged(
+            conn, attempt, member, known.version, window_moved_from=known.window_start
+        )
+        if not isinstance(outcome, _Stale):
+            return outcome
     read = await read_for_order(conn, attempt.order.member_id, attempt.window_start)
     if read is None:
         return NeedsLock("member unknown or erased")
     member, version = read
+    outcome = await _write_if_unchanged(conn, attempt, member, version)
+    return (
+        NeedsLock("balance row changed since the read") if isinstance(outcome, _Stale) else outcome
+    )
+
+
+async def _write_if_unchanged(
+    conn: asyncpg.Connection,
+    attempt: _Attempt,
+    member: OrderMember,
+    version: str,
+    *,
+    window_moved_from: datetime | None = None,
+) -> _Wrote | _Stale | NeedsLock:
+    """Plan the order from ``member`` and write it if the balance row is at ``version``.
+
+    ``_Stale``: another version, or a growth entry between ``window_moved_from`` and this
+    order's window start; the facts may be read again. ``NeedsLock``: a rare case (reading
+    the facts again would not change that) or an order id already known. Either way
+    nothing was written.
+    """
     if member.rare:
         return NeedsLock("a debt to repay or a referral to credit")
     plan = attempt.plan(member)
-    params = {**plan.params, "p_row_version": version}
+    moved_from = window_moved_from or member.window_start
+    params = {
+        **plan.params,
+        "p_row_version": version,
+        "p_window_from": min(moved_from, member.window_start),
+        "p_window_to": max(moved_from, member.window_start),
+    }
     try:
         row = await plan.statement(if_version=True).fetchrow(conn, params)
     except asyncpg.UniqueViolationError:
         # the order id is known (a retry, or another member's order): the statement was
         # undone as a whole; the locked path replays the stored answer or refuses it
         return NeedsLock("order id already known")
-    if row is None:
-        return NeedsLock("balance row changed since the read")
-    return Written(plan.response)
+    return _Stale() if row is None else _Wrote(plan, member, row)
+
+
+def _facts_after(wrote: _Wrote, window_start: datetime) -> RememberedFacts:
+    """What the next checkout of the member would read, as this write left it."""
+    plan, member, row = wrote.plan, wrote.member, wrote.row
+    points, locked = plan.earning.points, member.locked
+    return RememberedFacts(
+        ledger.LockedBalance(
+            locked.member_id,
+            plan.response.balance.available,
+            plan.response.balance.pending,
+            0,
+            locked.lifetime_earned + points,
+            locked.growth_value + plan.earning.growth,
+            plan.response.tier,  # the new tier, if the order moved the member up
+        ),
+        row["row_version"],
+        window_start,
+        member.window_sum + plan.earning.growth,
+        int(row["entry_id"]) if points > 0 else member.latest_entry_id,
+        time.monotonic(),
+    )
 
 
 class Checkout:
@@ -221,26 +312,55 @@ class Checkout:
         engine: Callable[[], AsyncEngine],
         settings: PointsSettings,
         rules: RulesCache,
+        facts: OrderFactsCache,
         member_locks: KeyedLocks,
     ) -> None:
         self._engine = engine
         self.settings = settings
         self.rules = rules
+        self.facts = facts
         self.member_locks = member_locks  # checkouts of one member take turns here
+        # a burst for one member: batches (step 4)
+        self.batches: KeyedBatches[str, OrderIn, OrderOut] = KeyedBatches(self.one, self.batch)
+        self.batches.batching = "keyed_batches" not in settings.hotpath_off
 
     async def record(self, data: OrderIn) -> OrderOut:
-        """Record a checkout without an Idempotency-Key (steps 1-2). One pool slot for the
-        whole checkout: one that the optimistic path leaves to the locked path does not
-        queue for a connection again."""
+        """Record a checkout without an Idempotency-Key (steps 1-5)."""
+        return await self.batches.submit(data.member_id, data)
+
+    async def one(self, data: OrderIn) -> OrderOut:
+        """Steps 1-3 for one order. One pool slot for the whole checkout: one that the
+        optimistic path leaves to the locked path does not queue for a connection again."""
         engine = self._engine()
         async with self.member_locks.hold(data.member_id), pool_slot(engine):
             outcome = await record_order_optimistic(
-                engine, self.settings, data, self.rules, slot_held=True
+                engine, self.settings, data, self.rules, remembered=self.facts, slot_held=True
             )
             if isinstance(outcome, Written):
                 return outcome.out
             async with HotTransaction(engine, slot_held=True) as session:
                 return await record_order(session, self.settings, data, cache=self.rules)
+
+    async def batch(self, bodies: list[OrderIn]) -> list[OrderOut | BaseException]:
+        """Step 4, and step 5 if the batch fails as a whole."""
+        member = bodies[0].member_id
+        self.facts.forget(member)
+        try:
+            async with (
+                self.member_locks.hold(member),
+                HotTransaction(self._engine()) as session,
+            ):
+                return [
+                    await record_order(session, self.settings, b, cache=self.rules) for b in bodies
+                ]
+        except Exception:  # rolled back: each on its own, with its own answer or error
+            outcomes: list[OrderOut | BaseException] = []
+            for b in bodies:
+                try:
+                    outcomes.append(await self.one(b))
+                except Exception as error:
+                    outcomes.append(error)
+            return outcomes
 
     async def record_keyed(self, data: OrderIn, idempotency: IdempotencyGuard) -> Response:
         """A checkout with an Idempotency-Key: the locked path, the key's stored answer in

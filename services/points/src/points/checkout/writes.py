@@ -8,14 +8,15 @@ The locked path's variant (the balance row already locked by the transaction) in
 the order ``ON CONFLICT DO NOTHING`` and writes the rest only if the order was new.
 ``if_version``: the optimistic path's variant, one statement with no transaction block
 (``points.checkout.record``). It writes the balance row first, and only if the row is
-still at the version ``p_row_version`` (the one its facts were read at); everything else
-is written from that update's row. The update takes the row lock: under READ COMMITTED,
-one that waited for a concurrent writer re-checks its condition against the newest
-version, which carries another ``xmin``, and writes nothing. An order id already known
-makes the order insert fail (no ``ON CONFLICT``), which undoes the whole statement; the
-caller takes the locked path, which replays or refuses it. (Before, the row was locked by
-a ``SELECT ... FOR UPDATE`` and then updated: a second pass over the row, a lock record in
-the WAL and a larger plan to start on every checkout.)
+still at the version ``p_row_version`` and no entry that counts toward growth lies in
+``[p_window_from, p_window_to)``; everything else is written from that update's row. The
+update takes the row lock: under READ COMMITTED, one that waited for a concurrent writer
+re-checks its condition against the newest version, which carries another ``xmin``, and
+writes nothing. An order id already known makes the order insert fail (no ``ON
+CONFLICT``), which undoes the whole statement; the caller takes the locked path, which
+replays or refuses it. (Before, the row was locked by a ``SELECT ... FOR UPDATE`` and then
+updated: a second pass over the row, a lock record in the WAL and a larger plan to start
+on every checkout.)
 
 ``upgrade``: the order also moves the member up the ladder. The member's tier
 (``p_new_tier``) and a third event (``tier.changed``, ``p_ev2_*``) are written only if the
@@ -50,7 +51,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from loyalty_shared.db import CompiledStatement
 from points.db import outbox
 from points.ledger import statements as ledger
-from points.ledger.models import balances
+from points.ledger.models import balances, entries
 from points.members.models import Member
 from points.orders.models import orders
 
@@ -86,7 +87,7 @@ def _member_id() -> Any:
 
 
 def _row_version() -> Any:
-    """The balance row's version after the write (``xmin``)."""
+    """The balance row's version after the write (the member facts cache keeps it)."""
     return cast_(literal_column("balances.xmin", Text), Text).label("row_version")
 
 
@@ -127,13 +128,25 @@ class Variant:
 
 def _versioned_balance(values: dict[str, Any], name: str) -> Any:
     """The balance row written if still at ``p_row_version`` (optimistic path)."""
+    at, member_id = ledger.AT, _member_id()
     return (
         update(balances)
         .where(
-            balances.c.member_id == _member_id(),
-            # (an erasure writes the balance row too: ``ledger.touch_balance``)
+            balances.c.member_id == member_id,
             cast_(literal_column("balances.xmin", Text), Text)
             == bindparam("p_row_version", type_=Text),
+            # facts remembered from the member's last order were read for another
+            # window: its growth value holds only if no entry that counts lies between
+            # the two window starts (an empty range when the facts were just read).
+            # (An erasure writes the balance row too: ``ledger.touch_balance``.)
+            ~exists(
+                select(entries.c.id).where(
+                    entries.c.member_id == member_id,
+                    entries.c.occurred_at >= bindparam("p_window_from", type_=at),
+                    entries.c.occurred_at < bindparam("p_window_to", type_=at),
+                    entries.c.growth_delta != 0,
+                )
+            ),
         )
         .values(values)
         .returning(balances.c.member_id, _row_version())
