@@ -74,10 +74,10 @@ async def test_an_event_arrives_signed_as_documented(isolated_webhooks: Isolated
         m = member()
         await wh.send(PointsEarnedV1, m)  # no subscription wants it
         event_id = await wh.send(TierChangedV1, m, to_tier="gold")
-        await eventually(lambda: r.at("/tiers"), timeout=20)
+        await eventually(lambda: r.about("/tiers", m), timeout=20)
 
-    [got] = r.at("/tiers")
-    assert r.at("/complaints") == [] and other["event_types"] == [ComplaintSlaBreachedV1.TYPE]
+    [got] = r.about("/tiers", m)
+    assert r.about("/complaints", m) == [] and other["event_types"] == [ComplaintSlaBreachedV1.TYPE]
     assert got.headers["loyalty-webhook-id"] == event_id
     assert got.headers["loyalty-webhook-type"] == TIER
     assert got.headers["content-type"].startswith("application/cloudevents+json")
@@ -175,18 +175,19 @@ async def test_both_secrets_sign_during_a_rotation_overlap(
         new = rotated.json()
         assert new["secret_key_id"] == "k2" and new["previous_key_id"] == "k1"
         assert new["secret"] != sub["secret"]
-        await wh.send(TierChangedV1, member())
-        await eventually(lambda: len(r.at("/rotating")) == 1, timeout=20)
+        first, second = member(), member()
+        await wh.send(TierChangedV1, first)
+        await eventually(lambda: len(r.about("/rotating", first)) == 1, timeout=20)
 
         ended = await wh.client.post(
             f"/v1/webhooks/{sub['id']}/rotate-secret", json={"overlap_seconds": 0}
         )
         newest = ended.json()
         assert newest["secret_key_id"] == "k3" and newest["previous_key_id"] is None
-        await wh.send(TierChangedV1, member())
-        await eventually(lambda: len(r.at("/rotating")) == 2, timeout=20)
+        await wh.send(TierChangedV1, second)
+        await eventually(lambda: len(r.about("/rotating", second)) == 1, timeout=20)
 
-    during, after = r.at("/rotating")
+    [during], [after] = r.about("/rotating", first), r.about("/rotating", second)
     assert during.headers["loyalty-webhook-signature"].split(",")[0].startswith("k2=")
     assert verify(new["secret"], during.headers, during.body)  # a receiver already moved
     assert verify(sub["secret"], during.headers, during.body)  # one not yet

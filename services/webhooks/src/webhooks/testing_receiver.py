@@ -8,6 +8,7 @@ the event id, as docs/webhooks.md asks of shops: ``effects`` counts each id once
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -60,6 +61,11 @@ class Receiver:
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
+
+    def about(self, path: str, member: str) -> list[Received]:
+        """What arrived at ``path`` about ``member`` (the event's subject): the suite shares
+        one broker, so another test's events of a subscribed type may arrive too."""
+        return [r for r in self.at(path) if json.loads(r.body).get("subject") == member]
 
     def ids(self, path: str) -> list[str]:
         return [r.event_id for r in self.at(path)]
