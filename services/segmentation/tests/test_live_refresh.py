@@ -1,15 +1,18 @@
 """Live tags and segments in the batched consumer: one evaluation per batch, each change once."""
 
+import asyncio
+import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
 from loyalty_shared.events import CloudEvent
 from segmentation.conditions.language import parse
-from segmentation.segments.live import _live_plan
+from segmentation.segments.live import _live_plan, refresh_members
 from segmentation.testing import FreshSegmentation
 from segmentation.testing_events import enrolled, erased, interaction, member_id, order
 
@@ -193,13 +196,6 @@ async def test_refreshes_at_once_share_segments_without_losing_counts(
     """The consumer runs transactions at once (``consumer_concurrency``): refreshes of
     different members entering and leaving the same segments wait for each other on those
     segments' rows (locked in one order), and every count stays true."""
-    import asyncio
-    import random
-
-    from sqlalchemy import text
-
-    from segmentation.segments.live import refresh_members
-
     env = fresh_segmentation
     for k in range(1, 7):
         made = await env.client.post(
