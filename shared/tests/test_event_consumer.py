@@ -6,10 +6,14 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
+import structlog
 from aiokafka.partitioner import murmur2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from structlog.testing import capture_logs
 
+from loyalty_shared import inbox
 from loyalty_shared.contracts.points import TierChangedV1
 from loyalty_shared.events import CloudEvent, make_event
 from loyalty_shared.inbox import EventConsumer
@@ -345,6 +349,7 @@ async def test_concurrent_transactions_keep_each_members_events_in_order(events_
         await db.count_effect(session, ev)
 
     class Tracking(EventConsumer):
+        lane_safe = True  # class-wide counters only, nothing of a batch
         in_flight = 0
         most = 0
 
@@ -372,6 +377,36 @@ async def test_concurrent_transactions_keep_each_members_events_in_order(events_
     assert await db.effects() == dict.fromkeys(members, 5)
     assert len(seen) == len(members) * 5
     assert [(m, b, n) for m, b, n in seen if b != n - 1] == []  # each after the one before
+
+
+async def test_lanes_over_topics_of_different_partition_counts_warn_at_assignment(
+    events_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member's events of two topics stay in one lane only if the topics have the same
+    partition count: a consumer in lanes over topics that do not says so, once."""
+    db = events_db
+    fewer = f"{db.topic}.fewer"  # 2 partitions; the test's topic has 3
+    same = f"{db.topic}.same"
+    await ensure_topics(db.with_settings(kafka_topic_partitions=2), [fewer])
+    await ensure_topics(db.settings, [same])
+    # a logger first used inside capture_logs (the module's may be cached, configured)
+    monkeypatch.setattr(inbox, "log", structlog.get_logger("loyalty.inbox"))
+
+    async def warnings_when_assigned(topics: list[str], lanes: int) -> list[dict[str, Any]]:
+        consumer = _consumer(db, consumer_concurrency=lanes)
+        consumer.topics = topics
+        with capture_logs() as logs:
+            async with background(consumer.run):
+                await eventually(
+                    lambda: any(e["event"] == "partitions_assigned" for e in logs), timeout=60
+                )
+        return [e for e in logs if e["event"] == "consumer_lanes_partition_counts_differ"]
+
+    [warned] = await warnings_when_assigned([db.topic, fewer], 2)
+    assert warned["log_level"] == "warning"
+    assert warned["partitions"] == {db.topic: 3, fewer: 2} and warned["lanes"] == 2
+    assert await warnings_when_assigned([db.topic, same], 2) == []
+    assert await warnings_when_assigned([db.topic, fewer], 1) == []  # one lane: in order
 
 
 async def _all_at(db: Any, members: list[str], n: int) -> bool:

@@ -5,9 +5,13 @@
 - Offsets are committed only after the database commit.
 - A poll's records (up to ``consumer_batch_size``, of any partitions) run in one
   transaction, or with ``consumer_concurrency`` N in N transactions at once, each for
-  the partitions of one lane (partition number mod N: one member's events, keyed by
-  member in every topic, stay in one lane, in order); if a batch fails, each event runs on
-  its own with retries and backoff; an event that still fails because of its own
+  the partitions of one lane (partition number mod N). Every topic is keyed by member, so
+  one member's events of one topic always stay in one lane, in order; of several topics
+  only when the topics have the same partition count (a consumer in lanes warns at
+  assignment when they do not). Only a class declared ``lane_safe`` may run in lanes
+  (its per-batch state in the transaction's ``session.info``, not on the instance).
+  If a batch fails, each event runs on its own with retries and backoff; an event
+  that still fails because of its own
   content is kept in ``dead_letters`` (``loyalty_shared.dead_letters``: listed,
   replayed, discarded) and sent to ``<topic>.dlq`` with the error in its headers,
   and the partition moves on.
@@ -33,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -114,6 +118,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info(
             "partitions_assigned", partitions=sorted(f"{t.topic}:{t.partition}" for t in assigned)
         )
+        self.owner._check_lane_partitions()
 
 
 class EventConsumer:
@@ -123,7 +128,20 @@ class EventConsumer:
     ``wants``, ``handle`` (one event) and ``apply_fresh`` (the claimed events of one
     transaction, around ``super().apply_fresh``); the inbox claim, the erasure tombstones,
     the retries and the dead letters stay here.
+
+    With ``consumer_concurrency`` > 1 several transactions run through the hooks at once, so
+    a class runs in lanes only if it says it may: ``lane_safe = True`` in its own body (not
+    inherited: a subclass that does not say so is refused). A lane-safe class keeps the
+    state of a batch in the transaction's ``session.info``, never on the instance.
     """
+
+    # handlers are called per event with the transaction's session: nothing kept per batch
+    lane_safe: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "lane_safe" not in cls.__dict__:
+            cls.lane_safe = False  # a subclass states it for itself
 
     def __init__(
         self,
@@ -134,6 +152,12 @@ class EventConsumer:
         handlers: Mapping[str, Handler],
         group_id: str | None = None,
     ) -> None:
+        if settings.consumer_concurrency > 1 and not self.lane_safe:
+            raise ValueError(
+                f"{type(self).__name__} is not lane-safe: consumer_concurrency must be 1, "
+                f"not {settings.consumer_concurrency} (a class that keeps a batch's state in "
+                "the transaction's session.info may declare lane_safe = True)"
+            )
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.topics = list(topics)
@@ -148,6 +172,7 @@ class EventConsumer:
         self._lag_at = 0.0
         # request ids carried in record headers, bound to the log context per event
         self._request_ids: dict[str, str] = {}
+        self._lanes_warned = False
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
@@ -269,6 +294,24 @@ class EventConsumer:
         await consumer.seek_to_beginning(*assigned)
         return True
 
+    def _check_lane_partitions(self) -> None:
+        """Warn (once) when lanes run over topics of different partition counts: a member's
+        events of one topic stay in one lane, in order, but not those of two topics."""
+        consumer = self._consumer
+        if consumer is None or self.settings.consumer_concurrency == 1 or self._lanes_warned:
+            return
+        counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in self.topics}
+        if len({n for n in counts.values() if n}) > 1:
+            self._lanes_warned = True
+            log.warning(
+                "consumer_lanes_partition_counts_differ",
+                group=self.group_id,
+                lanes=self.settings.consumer_concurrency,
+                partitions=counts,
+                consequence="a member's events of different topics may run in different "
+                "lanes at once, out of order with each other",
+            )
+
     # -- one poll's records ------------------------------------------------------------------
 
     def _lane(self, tp: TopicPartition) -> int:
@@ -304,9 +347,10 @@ class EventConsumer:
     ) -> None:
         """A poll's records in ``consumer_concurrency`` transactions at once (one if 1).
 
-        Each transaction takes whole partition numbers: the topics share the member as
-        key and their partition count, so one member's events, of every topic, stay in one
-        transaction, in order; transactions at once touch different members' rows.
+        Each transaction takes whole partition numbers: the topics are keyed by member, so
+        one member's events of one topic stay in one transaction, in order, and those of
+        several topics too when the topics have the same partition count (else
+        ``_check_lane_partitions`` warned at assignment).
         """
         self._request_ids = {}
         groups: dict[int, list[ConsumerRecord[Any, Any]]] = {}

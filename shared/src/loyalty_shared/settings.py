@@ -104,7 +104,9 @@ class CommonSettings(BaseSettings):
         ge=1,
         le=16,
         description="Transactions a consumer runs at once over one poll's records, each "
-        "for whole partition numbers (so one member's events stay in one, in order)",
+        "for whole partition numbers (so one member's events of a topic stay in one, in "
+        "order; of several topics only if their partition counts match); more than 1 only "
+        "for a consumer class declared lane_safe",
     )
 
     # The worker's Prometheus metrics (outbox, consumers, jobs) on this port; 0: not served.

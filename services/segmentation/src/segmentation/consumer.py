@@ -33,6 +33,9 @@ _BATCHED = "segmentation.batched_events"
 
 
 class BatchingEventConsumer(EventConsumer):
+    # the batched events and the pending refresh live in the transaction's session.info
+    lane_safe = True
+
     def __init__(
         self,
         settings: CommonSettings,

@@ -52,6 +52,8 @@ class OrdersBatchingConsumer(EventConsumer):
     and at the batch's end; the other events one at a time, in order."""
 
     BARRIERS = frozenset({OrderRefundedV1.TYPE, MEMBER_ERASED})
+    # the batch's orders are kept on the instance (``_orders``): one lane only
+    lane_safe = False
 
     async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
         self._orders: list[CloudEvent] = []

@@ -38,7 +38,16 @@ def typed(event: CloudEvent) -> CloudEvent:
     return event.model_copy(update={"data": payload.model_dump(mode="json")})
 
 
+_BATCH = "webhooks.batch"
+
+
 class WebhookConsumer(EventConsumer):
+    """A batch's events become deliveries in one statement at its end (and before an
+    erasure). The batch lives in the transaction's ``session.info``: with
+    ``consumer_concurrency`` > 1 each lane writes its own events in its own transaction."""
+
+    lane_safe = True
+
     def __init__(
         self,
         settings: WebhooksSettings,
@@ -52,13 +61,12 @@ class WebhookConsumer(EventConsumer):
         )
         self.window = settings.retry_window_seconds
         self.wake = wake
-        self._batch: list[CloudEvent] = []
 
     def wants(self, event_type: str) -> bool:
         return event_type in SUBSCRIBABLE or event_type == MEMBER_ERASED
 
     async def apply_fresh(self, session: AsyncSession, events: list[CloudEvent]) -> int:
-        self._batch = []
+        session.info[_BATCH] = []
         skipped = await super().apply_fresh(session, events)
         await self._flush(session)
         return skipped
@@ -67,10 +75,11 @@ class WebhookConsumer(EventConsumer):
         if event.type == MEMBER_ERASED and event.subject:
             await self._flush(session)  # this batch's earlier events about them go too
             await forget_member(session, event.subject)
-        self._batch.append(typed(event))
+        session.info[_BATCH].append(typed(event))
 
     async def _flush(self, session: AsyncSession) -> None:
-        batch, self._batch = self._batch, []
+        batch: list[CloudEvent] = session.info[_BATCH]
+        session.info[_BATCH] = []
         await fan_out(session, batch, self.window)
 
     async def _apply(self, events: list[CloudEvent]) -> None:
