@@ -1,5 +1,5 @@
 -- wrk script: POST /v1/orders with a unique order id per request.
--- args: <prefix> <members> <hot|spread>
+-- args: <prefix> <members> <hot|spread> [<member id prefix>, default bench-m-]
 -- X_GATEWAY_TOKEN (environment), if set: sent as X-Gateway-Token (bench/harness.py sets it).
 -- ORDERS_PAUSE_MS (environment), if set: each connection waits a random pause (exponential,
 -- this mean) before each request: shoppers arriving at random at a chosen rate, not as fast
@@ -19,6 +19,7 @@ function init(args)
   prefix = args[1] .. "-" .. tid .. "-"
   members = tonumber(args[2])
   hot = args[3] == "hot"
+  who = args[4] or "bench-m-"
   math.randomseed(os.time() + 7919 * tid)
   headers = {["Content-Type"] = "application/json"}
   -- straight to a service: it answers only calls carrying the gateway's token
@@ -36,7 +37,7 @@ end
 function request()
   counter = counter + 1
   local member
-  if hot then member = "bench-m-0" else member = "bench-m-" .. (counter % members) end
+  if hot then member = who .. "0" else member = who .. (counter % members) end
   local body = string.format(
     '{"order_id":"%s%d","member_id":"%s","amount":"128.50","occurred_at":"%s"}',
     prefix, counter, member, occurred)

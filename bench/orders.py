@@ -72,6 +72,7 @@ LAYERS: dict[str, tuple[dict[str, str], str]] = {
 # rounds of each layer's comparison; BENCH_MAIN=0: only the layers (bench/results/orders-layers.md)
 LAYER_ROUNDS = int(os.environ.get("BENCH_LAYER_ROUNDS", str(ROUNDS)))
 MAIN = os.environ.get("BENCH_MAIN", "1") != "0"
+OFF_MEMBERS = "bench-o-"  # the members of the API without a layer (``_layer_runs``)
 SELECTED_LAYERS = [
     name for name in os.environ.get("BENCH_LAYERS", ",".join(LAYERS)).split(",") if name
 ]
@@ -87,17 +88,24 @@ def meter(app_pid: int, postmaster_pid: int) -> dict[str, Callable[[], Sequence[
 
 
 def _load(
-    name: str, url: str, case: str, pid: int, postmaster: int, rate: float | None = None
+    name: str,
+    url: str,
+    case: str,
+    pid: int,
+    postmaster: int,
+    rate: float | None = None,
+    members: str = "bench-m-",
 ) -> WrkResult:
     """One run; with `rate` (requests/s over all connections), paced at about that rate:
     each connection pauses a random time of mean CONNECTIONS / rate before each request
-    (the rate reached is a little lower: a connection also waits for its answers)."""
+    (the rate reached is a little lower: a connection also waits for its answers).
+    ``members``: the prefix of the member ids the orders are for."""
     env = {"ORDERS_PAUSE_MS": f"{CONNECTIONS * 1000 / rate:.3f}"} if rate else None
     return run_wrk(
         name,
         url,
         script=HERE / "orders.lua",
-        script_args=[uuid.uuid4().hex[:8], str(MEMBERS), case],
+        script_args=[uuid.uuid4().hex[:8], str(MEMBERS), case, members],
         connections=CONNECTIONS,
         # paced runs make fewer requests: twice as long, for as many samples of the tail
         duration_s=DURATION * 2 if rate else DURATION,
@@ -111,14 +119,20 @@ def _paced(fraction: float, reference: bool) -> str:
     return f"{server}, paced at {fraction:.0%} of the real endpoint's capacity"
 
 
-def _warm(url: str) -> None:
+def _warm(url: str, members: str = "bench-m-") -> None:
     run_wrk(
         "warm-up",
         url,
         script=HERE / "orders.lua",
-        script_args=["warm" + uuid.uuid4().hex[:4], str(MEMBERS), "spread"],
+        script_args=["warm" + uuid.uuid4().hex[:4], str(MEMBERS), "spread", members],
         duration_s=2,
     )
+
+
+def _enrol(base: str, members: str) -> None:
+    with httpx.Client(base_url=base, headers=GATEWAY_HEADERS) as client:
+        for i in range(MEMBERS):
+            client.post("/v1/members", json={"member_id": f"{members}{i}"}).raise_for_status()
 
 
 def _combined(runs: list[WrkResult]) -> WrkResult:
@@ -144,19 +158,27 @@ def _combined(runs: list[WrkResult]) -> WrkResult:
 def _layer_runs(
     env: dict[str, str], base: str, api_pid: int, postmaster: int
 ) -> dict[str, list[tuple[WrkResult, WrkResult]]]:
-    """Per layer: (all layers on, this one off) in each round, one worker each."""
+    """Per layer: (all layers on, this one off) in each round, one worker each.
+
+    The API without the layer has members of its own (``bench-o-``): with the same members,
+    each API's turn would change the balance rows the other remembered (the facts cache),
+    and the all-on API would meet stale facts at the start of each of its turns.
+    """
     found: dict[str, list[tuple[WrkResult, WrkResult]]] = {}
+    _enrol(base, OFF_MEMBERS)
     for layer in SELECTED_LAYERS:
         switch, case = LAYERS[layer]
         off_env = {**env, **switch, "POINTS_PORT": str(free_port())}
         off_base = f"http://127.0.0.1:{off_env['POINTS_PORT']}"
         off_cmd = [PYTHON, "-m", "points", "api", "--workers", "1"]
         with process(off_cmd, off_env, f"{off_base}/ready") as off_pid:
-            _warm(f"{off_base}/v1/orders")
+            _warm(f"{off_base}/v1/orders", OFF_MEMBERS)
             name = f"{SPREAD if case == 'spread' else HOT}, without {layer}"
             for _ in range(LAYER_ROUNDS):
                 on = _load(f"{layer} on", f"{base}/v1/orders", case, api_pid, postmaster)
-                off = _load(name, f"{off_base}/v1/orders", case, off_pid, postmaster)
+                off = _load(
+                    name, f"{off_base}/v1/orders", case, off_pid, postmaster, members=OFF_MEMBERS
+                )
                 found.setdefault(layer, []).append((on, off))
     return found
 
@@ -279,11 +301,7 @@ def main() -> None:
                 process(api_cmd, env, f"{base}/ready") as api_pid,
             ):
                 if not enrolled:
-                    with httpx.Client(base_url=base, headers=GATEWAY_HEADERS) as client:
-                        for i in range(MEMBERS):
-                            client.post(
-                                "/v1/members", json={"member_id": f"bench-m-{i}"}
-                            ).raise_for_status()
+                    _enrol(base, "bench-m-")
                     enrolled = True
                 _warm(f"{ref_url}/v1/orders")
                 _warm(f"{base}/v1/orders")
