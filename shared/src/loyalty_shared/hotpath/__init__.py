@@ -16,6 +16,5 @@ the checkout (``points/checkout/``) and the member status (``points/members/endp
 
 The private SQLAlchemy attributes ``pool`` and ``loyalty_shared.db`` use are pinned against
 the locked versions (shared/tests/test_private_attributes.py). What each layer bought when
-last measured, and which are still to be shown to buy 5%: docs/performance.md, "What each
-layer buys".
+last measured (each at least 5%): docs/performance.md, "What each layer buys".
 """
