@@ -7,9 +7,11 @@ model's fields and builds each payload with the model's field names, so SQL cann
 shape the model does not describe.
 """
 
+import json
 from typing import Any
 
 from sqlalchemy import Text, cast, func, insert, literal, literal_column, select, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.contracts import segmentation as contract
@@ -95,7 +97,8 @@ async def publish_rows(
             with_id.c.member_id,
             literal(model.TYPE),
             payload,
-            func.jsonb_build_object("ce_type", model.TYPE),
+            # a constant, not a jsonb_build_object for every row (~1 µs of CPU a row)
+            cast(literal(json.dumps({"ce_type": model.TYPE})), JSONB),
         ),
     )
     result = await session.execute(stmt)
