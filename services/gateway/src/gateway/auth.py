@@ -70,13 +70,27 @@ def resolve_api_keys(settings: GatewaySettings) -> list[ApiKeyConfig]:
 
 
 class KeyStore:
+    """The configured keys by their SHA-256. A key that matched once is remembered by its
+    text, so that its holder's later calls are not hashed again; only matches are kept
+    (at most one entry per configured key: a string that hashes to a key's SHA-256 is that
+    key), so no stream of wrong keys can grow the memo."""
+
     def __init__(self, keys: list[ApiKeyConfig]) -> None:
         self._by_hash: dict[str, ApiKeyConfig] = {}
         for key in keys:
             self._by_hash[key.sha256] = key
+        self._matched: dict[str, ApiKeyConfig] = {}
 
     def lookup(self, presented: str) -> ApiKeyConfig | None:
-        return self._by_hash.get(hash_key(presented))
+        key = self._matched.get(presented)
+        if key is None:
+            key = self._by_hash.get(hash_key(presented))
+            if key is not None:
+                self._matched[presented] = key
+        return key
+
+    def configured(self) -> list[ApiKeyConfig]:
+        return list(self._by_hash.values())
 
 
 class MemberTokens:
@@ -150,6 +164,10 @@ class Authenticator:
     def __init__(self, settings: GatewaySettings) -> None:
         self.keys = KeyStore(resolve_api_keys(settings))
         self.tokens = MemberTokens(settings)
+        # one Identity per API key, made once (it is immutable)
+        self._key_identities = {
+            key.sha256: Identity(scope=key.scope, name=key.name) for key in self.keys.configured()
+        }
 
     def authenticate(self, authorization: str | None) -> Identity:
         if not authorization:
@@ -168,4 +186,4 @@ class Authenticator:
         key = self.keys.lookup(credential)
         if key is None:
             raise AuthenticationFailed("The API key is not valid")
-        return Identity(scope=key.scope, name=key.name)
+        return self._key_identities[key.sha256]

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 transport for httpx: asyncio streams, the httptools parser, keep-alive pool.
+"""A lean HTTP/1.1 transport for httpx: an asyncio protocol, the httptools parser, keep-alive pool.
 
 The gateway's upstream calls go through one ``httpx.AsyncClient``; this transport
 replaces httpcore under it because httpcore costs about a millisecond of CPU per
@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import cast
 
 import httptools
 import httpx
@@ -24,39 +25,131 @@ _SKIP_REQUEST_HEADERS = frozenset(
 _BODYLESS_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS"})
 
 
-@dataclass
-class _Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    idle_since: float = 0.0
+class _Answer:
+    """One response as it arrives: the httptools parser's callbacks, and a future that is
+    done once the answer is whole (or, for HEAD, once its head is), or has failed.
 
-    def usable(self) -> bool:
-        return not self.reader.at_eof() and not self.writer.is_closing()
+    It holds no reference to its parser (the connection does): no reference cycle, so the
+    answer is freed as soon as it is used, without the garbage collector."""
 
-    def close(self) -> None:
-        self.writer.close()
-
-
-@dataclass
-class _Parsed:
-    status: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: list[bytes] = field(default_factory=list)
-    headers_complete: bool = False
-    complete: bool = False
+    def __init__(self, done: asyncio.Future[None], head_only: bool) -> None:
+        self.done = done
+        self.head_only = head_only
+        self.status = 0
+        self.http_version = ""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.headers_complete = False
+        self.complete = False
+        self.has_length = False  # Content-Length, or a chunked Transfer-Encoding
+        self.asks_to_close = False  # Connection: close
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length":
+            self.has_length = True
+        elif lowered == b"transfer-encoding":
+            self.has_length = self.has_length or b"chunked" in value.lower()
+        elif lowered == b"connection":
+            self.asks_to_close = self.asks_to_close or b"close" in value.lower()
 
     def on_headers_complete(self) -> None:
         self.headers_complete = True
+        if self.head_only:
+            self.finish()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
         self.complete = True
+        self.finish()
+
+    # what the connection tells
+    def ended(self, exc: BaseException | None) -> None:
+        """The service closed the connection (``exc``: or it broke)."""
+        if exc is not None:
+            self.fail(httpx.ReadError(str(exc)))
+        elif self.headers_complete and not self.has_length:
+            self.finish()  # a body delimited by the end of the connection
+        else:
+            self.fail(
+                httpx.RemoteProtocolError("the service closed the connection before answering")
+            )
+
+    def reusable(self) -> bool:
+        """A whole keep-alive answer: the connection may carry the next request."""
+        return (
+            self.complete
+            and not self.head_only
+            and self.http_version == "1.1"
+            and not self.asks_to_close
+            and (self.has_length or self.status in (204, 304))
+        )
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to a service; the answer in progress (if any) reads its bytes."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.answer: _Answer | None = None
+        self.parser: httptools.HttpResponseParser | None = None
+        self.lost = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
+
+    def expect(self, answer: _Answer) -> None:
+        """The next bytes are ``answer``'s."""
+        self.answer = answer
+        self.parser = httptools.HttpResponseParser(answer)
+
+    def answered(self) -> None:
+        """The exchange is over (the answer whole, or given up)."""
+        if self.answer is not None and self.parser is not None:
+            self.answer.status = self.parser.get_status_code()
+            self.answer.http_version = self.parser.get_http_version()
+        self.answer = None
+        self.parser = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer is None or self.parser is None:
+            self.close()  # bytes no request asked for: never reuse this connection
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.answer.fail(httpx.RemoteProtocolError(str(exc)))
+
+    def eof_received(self) -> bool:
+        if self.answer is not None:
+            self.answer.ended(None)
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.answer is not None:
+            self.answer.ended(exc)
+
+    def usable(self) -> bool:
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 @dataclass(slots=True)
@@ -134,16 +227,17 @@ class FastTransport(httpx.AsyncBaseTransport):
                 )
             reusable = False
             try:
-                parsed, reusable = await self._exchange(conn, method, payload, request)
+                answer = await self._exchange(conn, method, payload, request)
+                reusable = answer.reusable()
             finally:
                 if reusable:
                     conn.idle_since = time.monotonic()
                     self._idle.setdefault(key, []).append(conn)
                 else:
                     conn.close()
-        body_parts = parsed.body
+        body_parts = answer.body
         content = body_parts[0] if len(body_parts) == 1 else b"".join(body_parts)
-        return RawResponse(parsed.status, parsed.headers, content)
+        return RawResponse(answer.status, answer.headers, content)
 
     def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)
@@ -158,51 +252,37 @@ class FastTransport(httpx.AsyncBaseTransport):
     async def _connect(
         self, request: httpx.Request | None, host: str, port: int, timeout: float
     ) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+                transport, conn = await loop.create_connection(_Connection, host, port)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port}", request=request) from exc
         except OSError as exc:
             raise httpx.ConnectError(f"{host}:{port}: {exc}", request=request) from exc
-        return _Connection(reader, writer)
+        conn.transport = transport  # (uvloop may call connection_made only after this)
+        return conn
 
     async def _exchange(
         self, conn: _Connection, method: str, payload: bytes, request: httpx.Request | None
-    ) -> tuple[_Parsed, bool]:
+    ) -> _Answer:
+        """Send the request and wait for the whole answer (for HEAD: its head)."""
+        answer = _Answer(asyncio.get_running_loop().create_future(), head_only=method == "HEAD")
+        conn.expect(answer)
+        assert conn.transport is not None
         try:
-            conn.writer.write(payload)
-            await conn.writer.drain()
+            conn.transport.write(payload)  # a failed write ends the connection: a ReadError
         except OSError as exc:
             raise httpx.WriteError(str(exc), request=request) from exc
-        parsed = _Parsed()
-        parser = httptools.HttpResponseParser(parsed)
-        head_only = method == "HEAD"
-        while not parsed.complete:
-            try:
-                data = await conn.reader.read(65536)
-            except OSError as exc:
-                raise httpx.ReadError(str(exc), request=request) from exc
-            if not data:
-                if parsed.headers_complete and not _has_length(parsed.headers):
-                    break  # a body delimited by the end of the connection
-                raise httpx.RemoteProtocolError(
-                    "the service closed the connection before answering", request=request
-                )
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-            if head_only and parsed.headers_complete:
-                return _finish(parsed, parser), False
-        _finish(parsed, parser)
-        reusable = (
-            parsed.complete
-            and parser.get_http_version() == "1.1"
-            and not _asks_to_close(parsed.headers)
-            and not _has_length_eof(parsed)
-        )
-        return parsed, reusable
+        try:
+            await answer.done
+        except httpx.TransportError as exc:
+            if request is not None:
+                exc.request = request
+            raise
+        finally:
+            conn.answered()
+        return answer
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
@@ -234,26 +314,3 @@ def _serialise(
     if head.count(b"\r") != separators or head.count(b"\n") != separators or b"\0" in head:
         raise httpx.LocalProtocolError("illegal character in a request header", request=request)
     return head + b"\r\n\r\n" + body
-
-
-def _finish(parsed: _Parsed, parser: httptools.HttpResponseParser) -> _Parsed:
-    parsed.status = parser.get_status_code()
-    return parsed
-
-
-def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(
-        name.lower() == b"content-length"
-        or (name.lower() == b"transfer-encoding" and b"chunked" in value.lower())
-        for name, value in headers
-    )
-
-
-def _asks_to_close(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(
-        name.lower() == b"connection" and b"close" in value.lower() for name, value in headers
-    )
-
-
-def _has_length_eof(parsed: _Parsed) -> bool:
-    return not _has_length(parsed.headers) and parsed.status not in (204, 304)

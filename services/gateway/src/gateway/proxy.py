@@ -128,11 +128,11 @@ async def forward(request: Request) -> Response:
     # (a "%3F" stays part of the member id instead of starting a query string).
     raw_path: bytes = request.scope.get("raw_path") or path.encode()
     try:
-        upstream = await upstreams.request(
+        upstream = await upstreams.request_raw(
             admitted.service,
             request.method,
             raw_path.decode("latin-1") + (f"?{query}" if query else ""),
-            headers=forward_headers(request, admitted),
+            forward_headers(request, admitted),
             content=admitted.body,
             timeout_seconds=request.app.state.settings.route_timeout(
                 admitted.rule.method, admitted.rule.template

@@ -27,7 +27,10 @@ ROUTES: dict[str, str] = {
     "/v1/webhooks": "webhooks",
 }
 
-_BY_LENGTH = sorted(ROUTES.items(), key=lambda kv: len(kv[0]), reverse=True)
+# The prefixes by their number of segments, most first: a path's owner is the first of its
+# own leading segments (3, then 2, ...) found in the table (longest prefix wins), one dict
+# lookup each instead of a scan of the table.
+_DEPTHS = sorted({prefix.count("/") for prefix in ROUTES}, reverse=True)
 
 # A member's things another service holds: /v1/members/{member_id}/<name> goes to that
 # service, not to points (the owner of /v1/members).
@@ -63,7 +66,11 @@ def owner_of(path: str) -> str | None:
         parts = path.split("/")  # "", "v1", "members", member id, sub-resource
         if len(parts) == 5 and parts[3] and parts[4] in MEMBER_SUBRESOURCES:
             return MEMBER_SUBRESOURCES[parts[4]]
-    for prefix, service in _BY_LENGTH:
-        if path == prefix or path.startswith(prefix + "/"):
-            return service
+    parts = path.split("/", _DEPTHS[0] + 1)  # "", "v1", "ops", "ledger", "verify/..."
+    for depth in _DEPTHS:
+        # "/v1/ops/ledger/verify": "/v1/ops/ledger" (depth 3), then "/v1/ops" (depth 2)
+        if len(parts) > depth:
+            service = ROUTES.get("/".join(parts[: depth + 1]))
+            if service is not None:
+                return service
     return None

@@ -188,6 +188,8 @@ class Upstreams:
             )
             for name in self.pools
         }
+        # the latency histogram's child per service, made at its first call
+        self._durations: dict[str, Histogram] = {}
         self._health: asyncio.Task[None] | None = None
 
     def base_url(self, service: str) -> str:
@@ -224,12 +226,35 @@ class Upstreams:
         timeout_seconds: float | None = None,
         retry: bool | None = None,
     ) -> UpstreamResponse:
+        """One call to ``service``; headers as text or bytes (``request_raw``: bytes only)."""
+        raw = [(_raw(k), _raw(v)) for k, v in headers]
+        return await self.request_raw(
+            service,
+            method,
+            path_and_query,
+            raw,
+            content=content,
+            timeout_seconds=timeout_seconds,
+            retry=retry,
+        )
+
+    async def request_raw(
+        self,
+        service: str,
+        method: str,
+        path_and_query: str,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        content: bytes = b"",
+        timeout_seconds: float | None = None,
+        retry: bool | None = None,
+    ) -> UpstreamResponse:
+        """One call to ``service`` with the headers as raw bytes (the proxy's hot path)."""
         breaker = self.breakers[service]
         if not breaker.allow():
             self.metrics.errors.labels(service, "circuit-open").inc()
             raise UpstreamError(service, "circuit-open", breaker.retry_after())
-        raw = [(_raw(k), _raw(v)) for k, v in headers]
-        raw.append(self.token_header)
+        raw = [*headers, self.token_header]
         if retry is None:
             retry = method in IDEMPOTENT_METHODS or any(
                 k.lower() == b"idempotency-key" for k, _ in raw
@@ -249,7 +274,7 @@ class Upstreams:
             breaker.trial_in_flight = False
             raise
         finally:
-            self.metrics.duration.labels(service).observe(time.perf_counter() - start)
+            self._duration(service).observe(time.perf_counter() - start)
         pool = self.pools[service]
         if response.status_code in _FAILURE_STATUSES and not _answered_busy(response):
             self.metrics.errors.labels(service, f"http-{response.status_code}").inc()
@@ -261,6 +286,12 @@ class Upstreams:
             pool.succeeded(replica)
             breaker.record_success()
         return response
+
+    def _duration(self, service: str) -> Histogram:
+        duration = self._durations.get(service)
+        if duration is None:  # ``labels`` looks the child up under a lock: once per service
+            duration = self._durations[service] = self.metrics.duration.labels(service)
+        return duration
 
     async def _call(self, service: str, call: _Call) -> tuple[UpstreamResponse, Replica]:
         """Replicas in turn until one answers. A connection that could not be made sent
