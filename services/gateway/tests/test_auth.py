@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.__main__ import main as gateway_main
-from gateway.auth import ConfigurationError, hash_key
+from gateway.auth import AuthenticationFailed, Authenticator, ConfigurationError, hash_key
 from gateway.main import create_app
 from gateway.settings import ApiKeyConfig, GatewaySettings
 from gateway.testing import (
@@ -280,3 +280,22 @@ async def test_member_other_gets_the_same_403_whether_or_not_the_member_exists(
         assert r.status_code == 403
         answers.append((r.status_code, r.json(), r.headers["content-type"]))
     assert answers[0] == answers[1]
+
+
+def test_a_key_is_hashed_once_and_only_valid_keys_are_remembered() -> None:
+    """The key store remembers a key that matched (its holder's next calls skip the hash);
+    wrong keys are never kept, so a stream of them cannot grow the memo."""
+    settings = GatewaySettings(
+        environment="test",
+        api_keys=[ApiKeyConfig(name="shop", scope="storefront", sha256=hash_key("k-shop"))],
+        member_token_secret=TEST_MEMBER_TOKEN_SECRET,
+    )
+    authenticator = Authenticator(settings)
+    for n in range(100):
+        with pytest.raises(AuthenticationFailed):
+            authenticator.authenticate(f"Bearer wrong-{n}")
+    first = authenticator.authenticate("Bearer k-shop")
+    again = authenticator.authenticate("Bearer  k-shop ")
+    assert (first.scope, first.name, first.member_id) == ("storefront", "shop", None)
+    assert again == first
+    assert authenticator.keys._matched == {"k-shop": settings.api_keys[0]}

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from gateway import policy
-from gateway.routing import COMPOSED, owner_of
+from gateway.routing import COMPOSED, MEMBER_SUBRESOURCES, ROUTES, owner_of
 from gateway.testing import TEST_KEYS, bearer, echo_app, gateway_over
 from loyalty_shared.testing import RoutingTransport
 
@@ -389,3 +389,42 @@ async def test_nul_characters_are_refused_before_any_service(
     )
     assert r.status_code == 200
     assert r.json()["body"] == '{"member_id": "m-1", "note": "a\\\\u0000"}'
+
+
+def _owner_by_scan(path: str) -> str | None:
+    """The routing rule as written in words: the longest prefix of the table that the path
+    equals or continues with a "/" (after the two special cases owner_of handles first)."""
+    for prefix, service in sorted(ROUTES.items(), key=lambda kv: -len(kv[0])):
+        if path == prefix or path.startswith(prefix + "/"):
+            return service
+    return None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        *ROUTES,
+        *(prefix + tail for prefix in ROUTES for tail in ("/", "/x", "/x/y", "x", "-x")),
+        "/v1/ops/ledger/verify",
+        "/v1/ops/ledgerx",
+        "/v1/ops",
+        "/v1/ops/",
+        "/v1",
+        "/v1/",
+        "/",
+        "",
+        "v1/orders",
+        "/v2/orders",
+        "//v1/orders",
+        "/v1//orders",
+        "/v1/members/m-1/ledger",
+        "/v1/members/m-1/complaints/x",
+        "/v1/members//complaints",
+    ],
+)
+def test_owner_of_is_the_longest_prefix_of_the_table(path: str) -> None:
+    expected = _owner_by_scan(path)
+    parts = path.split("/")
+    if parts[:3] == ["", "v1", "members"] and len(parts) == 5 and parts[3]:
+        expected = MEMBER_SUBRESOURCES.get(parts[4], expected)  # a member's complaints
+    assert owner_of(path) == expected
