@@ -65,9 +65,8 @@ LAYERS: dict[str, tuple[dict[str, str], str]] = {
     "facts cache": ({"POINTS_ORDER_FACTS_MEMBERS": "0"}, "spread"),
     "fast_lane": ({"POINTS_HOTPATH_OFF": '["fast_lane"]'}, "spread"),
     "keyed_batches": ({"POINTS_HOTPATH_OFF": '["keyed_batches"]'}, "hot"),
-    "connection_shelf": ({"POINTS_HOTPATH_OFF": '["connection_shelf"]'}, "spread"),
     "driver_autocommit": ({"POINTS_HOTPATH_OFF": '["driver_autocommit"]'}, "spread"),
-    "shelving_pool": ({"POINTS_HOTPATH_OFF": '["shelving_pool"]'}, "spread"),
+    "quick_checkout_pool": ({"POINTS_HOTPATH_OFF": '["quick_checkout_pool"]'}, "spread"),
 }
 # rounds of each layer's comparison; BENCH_MAIN=0: only the layers (bench/results/orders-layers.md)
 LAYER_ROUNDS = int(os.environ.get("BENCH_LAYER_ROUNDS", str(ROUNDS)))

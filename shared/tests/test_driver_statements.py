@@ -30,7 +30,7 @@ from loyalty_shared.db import (
     driver_connection,
     make_metadata,
 )
-from loyalty_shared.hotpath.pool import DriverAutocommit, ShelvingPool
+from loyalty_shared.hotpath.pool import DriverAutocommit, QuickCheckoutPool
 from loyalty_shared.testing import Infra
 
 metadata = make_metadata()
@@ -55,16 +55,16 @@ TOTAL = CompiledStatement(
 
 
 def in_use(engine: AsyncEngine) -> int:
-    """Connections checked out of the pool and not on its shelf (ShelvingPool)."""
+    """Connections checked out of the pool."""
     pool = engine.sync_engine.pool
-    assert isinstance(pool, ShelvingPool)
-    return pool.checkedout() - pool.shelved
+    assert isinstance(pool, QuickCheckoutPool)
+    return pool.checkedout()
 
 
 @pytest.fixture
 async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
     # the pool the services' engines have (loyalty_shared.db.create_engine)
-    engine = create_async_engine(await infra.create_database("driver"), poolclass=ShelvingPool)
+    engine = create_async_engine(await infra.create_database("driver"), poolclass=QuickCheckoutPool)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     yield engine
@@ -242,35 +242,34 @@ async def _backend_pid(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
-async def _shelving_engine(
+async def _pool_engine(
     infra: Infra, size: int, **options: Any
-) -> tuple[str, AsyncEngine, ShelvingPool]:
-    url = await infra.create_database("shelf")
+) -> tuple[str, AsyncEngine, QuickCheckoutPool]:
+    url = await infra.create_database("quick")
     engine = create_async_engine(
-        url, poolclass=ShelvingPool, pool_size=size, max_overflow=0, **options
+        url, poolclass=QuickCheckoutPool, pool_size=size, max_overflow=0, **options
     )
     pool = engine.sync_engine.pool
-    assert isinstance(pool, ShelvingPool)
+    assert isinstance(pool, QuickCheckoutPool)
     return url, engine, pool
 
 
-async def test_the_shelf_keeps_a_connection_for_driver_autocommit_and_gives_way_to_the_pool(
+async def test_driver_autocommit_gives_its_connection_back_to_the_pool_for_anyone(
     infra: Infra,
 ) -> None:
-    _, engine, pool = await _shelving_engine(infra, 1)
+    _, engine, pool = await _pool_engine(infra, 1)
     try:
         async with DriverAutocommit(engine) as conn:
             first = await _backend_pid(conn)
-        assert (pool.shelved, pool.checkedout(), pool.checkedin()) == (1, 1, 0)
-        async with DriverAutocommit(engine) as conn:  # from the shelf: the same connection
+        assert (pool.checkedout(), pool.checkedin()) == (0, 1)
+        async with DriverAutocommit(engine) as conn:  # from the pool: the same connection
             assert await _backend_pid(conn) == first
-        # anyone else asking the pool gets the shelved connection (the pool has only it)
         async with engine.connect() as other:
             pid = (await other.execute(select(func.pg_backend_pid()))).scalar_one()
         assert pid == first
-        assert (pool.shelved, pool.checkedout(), pool.checkedin()) == (0, 0, 1)
+        assert (pool.checkedout(), pool.checkedin()) == (0, 1)
 
-        # someone waiting in the pool gets a finished connection; it is not shelved
+        # someone waiting in the pool gets the connection as soon as it is given back
         async def session_pid() -> int:
             async with engine.connect() as waiting:
                 return int((await waiting.execute(select(func.pg_backend_pid()))).scalar_one())
@@ -280,15 +279,14 @@ async def test_the_shelf_keeps_a_connection_for_driver_autocommit_and_gives_way_
             await asyncio.sleep(0.2)
             assert not waiter.done()  # the pool's only connection is out
         assert await asyncio.wait_for(waiter, 5) == first  # well before the pool's 30 s
-        assert pool.shelved == 0
     finally:
         await engine.dispose()
 
 
-async def test_a_shelved_connection_that_was_closed_is_replaced_and_dispose_closes_the_shelf(
+async def test_a_pooled_connection_the_server_closed_is_replaced_and_dispose_closes_all(
     infra: Infra,
 ) -> None:
-    url, engine, pool = await _shelving_engine(infra, 2)
+    url, engine, pool = await _pool_engine(infra, 2)
     admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     database = url.rsplit("/", 1)[1].split("?")[0]
 
@@ -302,7 +300,7 @@ async def test_a_shelved_connection_that_was_closed_is_replaced_and_dispose_clos
     try:
         async with DriverAutocommit(engine) as conn:
             first = await _backend_pid(conn)
-        assert pool.shelved == 1
+        assert pool.checkedin() == 1
         await admin.execute("SELECT pg_terminate_backend($1)", first)
         for _ in range(50):  # until the client has seen the connection go
             if first not in await backends():
@@ -313,10 +311,10 @@ async def test_a_shelved_connection_that_was_closed_is_replaced_and_dispose_clos
             second = await _backend_pid(conn)
             assert await conn.fetchval("SELECT 1") == 1
         assert second != first
-        assert in_use(engine) == 0 and pool.shelved == 1
+        assert in_use(engine) == 0 and pool.checkedin() == 1
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            await engine.dispose()  # the shelf too, checked in: no connection stays open
+            await engine.dispose()  # every connection closed: none stays open
             gc.collect()
         # (not left to the garbage collector, which warns that it closes them)
         assert [str(w.message) for w in caught] == []
@@ -330,8 +328,8 @@ async def test_a_shelved_connection_that_was_closed_is_replaced_and_dispose_clos
         await engine.dispose()
 
 
-async def test_a_shelved_connection_due_for_recycling_is_opened_again(infra: Infra) -> None:
-    _, engine, pool = await _shelving_engine(infra, 1, pool_recycle=1)
+async def test_a_pooled_connection_due_for_recycling_is_opened_again(infra: Infra) -> None:
+    _, engine, pool = await _pool_engine(infra, 1, pool_recycle=1)
     try:
         async with DriverAutocommit(engine) as conn:
             first = await _backend_pid(conn)
@@ -340,18 +338,18 @@ async def test_a_shelved_connection_due_for_recycling_is_opened_again(infra: Inf
         await asyncio.sleep(1.2)
         async with DriverAutocommit(engine) as conn:
             assert await _backend_pid(conn) != first
-        assert in_use(engine) == 0 and pool.shelved == 1
+        assert in_use(engine) == 0 and pool.checkedin() == 1
     finally:
         await engine.dispose()
 
 
 async def test_a_connection_left_inside_a_transaction_is_not_kept(infra: Infra) -> None:
-    _, engine, pool = await _shelving_engine(infra, 1)
+    _, engine, pool = await _pool_engine(infra, 1)
     try:
         async with DriverAutocommit(engine) as conn:
             first = await _backend_pid(conn)
             await conn.execute("BEGIN")  # by hand, and never ended: nobody else may get it
-        assert pool.shelved == 0
+        assert pool.checkedout() == 0
         async with DriverAutocommit(engine) as conn:
             assert await _backend_pid(conn) != first
             assert not conn.is_in_transaction()

@@ -51,12 +51,11 @@ def declares(cls: type, name: str) -> bool:
         (AsyncAdapt_asyncpg_connection, "_transaction"),
         (AsyncAdapt_asyncpg_connection, "_execute_mutex"),
         (AsyncAdapt_asyncpg_connection, "_start_transaction"),
-        # ShelvingPool: what the pool's checkout checks, and the queue it hands out from
+        # QuickCheckoutPool: what the pool's checkout checks, and the queue it hands out from;
+        # a connection's pool, for the checkin without a greenlet
         (_ConnectionRecord, "_is_hard_or_soft_invalidated"),
-        (_ConnectionFairy, "_connection_record"),
         (_ConnectionFairy, "_pool"),
         (Pool, "_recycle"),
-        (QueuePool, "_max_overflow"),
         (QueuePool, "_pool"),
         (QueuePool, "_do_get"),
         # CompiledStatement: the bind processors of a statement compiled once

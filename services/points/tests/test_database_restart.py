@@ -3,7 +3,7 @@
 The fault suite restarted Postgres under load; it was back within seconds, yet the
 checkout kept failing for about 70 s: a driver connection whose server went away
 mid-statement answers "another operation is in progress" (asyncpg's InternalClientError)
-from then on, and the optimistic write put it back on the shelf after each failure."""
+from then on, and the optimistic write kept it (then on a shelf) after each failure."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ class pool_slot:
 
 def create_engine(settings: CommonSettings) -> AsyncEngine:
     # the hot path's pool (imported here: loyalty_shared.hotpath.pool uses pool_slot)
-    from loyalty_shared.hotpath.pool import ShelvingPool
+    from loyalty_shared.hotpath.pool import QuickCheckoutPool
 
     engine = create_async_engine(
         settings.sqlalchemy_url(),
@@ -110,8 +110,8 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
         poolclass=AsyncAdaptedQueuePool
-        if "shelving_pool" in settings.hotpath_off
-        else ShelvingPool,
+        if "quick_checkout_pool" in settings.hotpath_off
+        else QuickCheckoutPool,
         # Errors (and the logs and dead letters they reach) show the SQL, never its
         # parameters: those are members' data.
         hide_parameters=True,
@@ -125,9 +125,6 @@ def create_engine(settings: CommonSettings) -> AsyncEngine:
             "server_settings": {"application_name": f"{settings.service_name}:{os.getpid()}"}
         },
     )
-    pool = engine.sync_engine.pool
-    if isinstance(pool, ShelvingPool) and "connection_shelf" in settings.hotpath_off:
-        pool.shelving = False
     _GATES[engine.sync_engine] = FairGate(
         settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout_seconds
     )

@@ -1,8 +1,10 @@
-"""The connection pool's hot-path layers: ``ShelvingPool`` and ``DriverAutocommit``.
+"""The connection pool's hot-path layers: ``QuickCheckoutPool`` and ``DriverAutocommit``.
 
 ``DriverAutocommit`` runs a one-statement write on a pooled asyncpg connection with no
-``BEGIN``/``COMMIT``; ``ShelvingPool`` keeps the connections it is done with on a shelf and
-checks idle ones out without a greenlet. What each buys is measured by bench/orders.py
+``BEGIN``/``COMMIT``; ``QuickCheckoutPool`` lets it check idle connections out and in
+without a greenlet. (A shelf of idle connections kept for ``DriverAutocommit`` bought
+0.82-1.01 of throughput in five measurements, 4% at the median, under the 5% a layer must
+buy: it went, issue #17.) What each buys is measured by bench/orders.py
 (``HOTPATH_OFF``) and written down in ``loyalty_shared.hotpath``; the private SQLAlchemy
 attributes they use are pinned by shared/tests/test_private_attributes.py.
 """
@@ -23,33 +25,15 @@ from loyalty_shared.db import pool_slot
 from loyalty_shared.failures import chain
 
 
-class ShelvingPool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's async queue pool, plus a shelf of idle connections for ``DriverAutocommit``.
+class QuickCheckoutPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's async queue pool whose idle connections ``DriverAutocommit`` can take
+    without a greenlet (``_pool_checkout``).
 
-    A connection ``DriverAutocommit`` is done with goes on the shelf, still checked out as
-    far as the pool knows, and the next ``DriverAutocommit`` takes it from there: a list
-    pop instead of the pool's checkout and checkin (records, fairies, weak references,
-    reset on return: ~100 µs of CPU per checkout on our machines, about a tenth of it).
-    The shelf never keeps a connection from anyone else: when the pool's queue is empty
-    and someone asks the pool for a connection, the oldest shelved one goes back into the
-    queue first; while anyone waits in the pool, a finished connection goes back to the
-    pool, not onto the shelf; ``dispose()`` puts the shelf back before it closes the pool.
+    The pool's checkout of an idle connection does no I/O, except when the connection has
+    to be opened again (invalidated, or due for ``pool_recycle``): then, outside a
+    greenlet, ``_do_get`` puts it back and raises ``MissingGreenlet``, and the caller asks
+    again from a greenlet, as SQLAlchemy's own checkout would.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._shelf: list[Any] = []  # PoolProxiedConnection, most recently used last
-        self._asking = 0  # callers inside _do_get (one that waits stays there)
-        self.shelving = True  # False: nothing is shelved (``hotpath_off``)
-
-    @property
-    def shelved(self) -> int:
-        """Connections on the shelf (counted by ``checkedout()`` too)."""
-        return len(self._shelf)
-
-    def take_shelved(self) -> Any | None:
-        """The most recently shelved connection (the warmest), or None."""
-        return self._shelf.pop() if self._shelf else None
 
     def _to_reopen(self, record: Any) -> bool:
         """What the pool's checkout checks (``_ConnectionRecord.get_connection``): invalidated
@@ -58,37 +42,8 @@ class ShelvingPool(AsyncAdaptedQueuePool):
             self._recycle > -1 and time.time() - record.starttime > self._recycle
         )
 
-    def fresh(self, fairy: Any) -> bool:
-        """Whether a shelved connection is open and nothing the pool checks at checkout
-        would open it again."""
-        record = fairy._connection_record
-        conn = fairy.driver_connection
-        return (
-            record is not None
-            and conn is not None
-            and not conn.is_closed()
-            and not self._to_reopen(record)
-        )
-
-    def shelve(self, fairy: Any) -> bool:
-        """Keep an idle connection (no transaction) for the next ``DriverAutocommit``."""
-        if (
-            not self.shelving
-            or self._asking
-            or len(self._shelf) >= self.size() + max(self._max_overflow, 0)
-        ):
-            return False
-        self._shelf.append(fairy)
-        return True
-
     def _do_get(self) -> ConnectionPoolEntry:
-        if self._shelf and not self.checkedin():
-            self._shelf.pop(0).close()  # the oldest shelved connection, for this caller
-        self._asking += 1
-        try:
-            record: Any = super()._do_get()  # a _ConnectionRecord
-        finally:
-            self._asking -= 1
+        record: Any = super()._do_get()  # a _ConnectionRecord
         if not in_greenlet() and self._to_reopen(record):
             # a checkout without a greenlet (``_pool_checkout``) got a connection that has to
             # be opened again, which awaits: back into the queue, and the caller asks again
@@ -96,12 +51,6 @@ class ShelvingPool(AsyncAdaptedQueuePool):
             self._pool.put(record, False)
             raise sa_exc.MissingGreenlet("the connection has to be opened again")
         return cast(ConnectionPoolEntry, record)
-
-    def dispose(self) -> None:
-        shelf, self._shelf = self._shelf, []
-        for fairy in shelf:
-            fairy.close()
-        super().dispose()
 
 
 # What a connection that may be broken or mid-operation raises. asyncpg's
@@ -135,9 +84,7 @@ class DriverAutocommit:
         self._slot = pool_slot(self._engine, held=self._slot_held)
         await self._slot.__aenter__()
         try:
-            self._fairy = await _shelved(self._engine.sync_engine.pool) or await _pool_checkout(
-                self._engine.sync_engine
-            )
+            self._fairy = await _pool_checkout(self._engine.sync_engine)
         except BaseException:
             await self._slot.__aexit__(None, None, None)
             raise
@@ -169,9 +116,7 @@ class DriverAutocommit:
             if not self._reusable(exc):
                 await _discard(self._fairy)
             else:
-                pool = self._fairy._pool
-                if not (isinstance(pool, ShelvingPool) and pool.shelve(self._fairy)):
-                    await _pool_checkin(self._fairy)
+                await _pool_checkin(self._fairy)
         finally:
             await self._slot.__aexit__(None, None, None)
 
@@ -185,29 +130,27 @@ class DriverAutocommit:
 
 
 async def _pool_checkout(engine: Engine) -> Any:
-    """A pooled connection (SQLAlchemy's ``PoolProxiedConnection``), as ``raw_connection()``."""
+    """A pooled connection (SQLAlchemy's ``PoolProxiedConnection``), as ``raw_connection()``,
+    open: one the server closed while it sat in the pool (the pool does not ping) is given
+    back to be replaced, and the next one is taken."""
+    while True:
+        fairy = await _checkout(engine)
+        conn = fairy.driver_connection
+        if conn is not None and not conn.is_closed():
+            return fairy
+        await _discard(fairy)
+
+
+async def _checkout(engine: Engine) -> Any:
     pool = engine.pool
-    if isinstance(pool, ShelvingPool) and pool.checkedin():
+    if isinstance(pool, QuickCheckoutPool) and pool.checkedin():
         try:
             # an idle connection in the queue is taken without awaiting; no
             # Connection/AsyncConnection objects, no events
             return engine.raw_connection()
         except sa_exc.MissingGreenlet:
-            pass  # it has to be opened again (ShelvingPool._do_get put it back): that awaits
+            pass  # it has to be opened again (QuickCheckoutPool._do_get put it back): that awaits
     return await greenlet_spawn(engine.raw_connection)
-
-
-async def _shelved(pool: Any) -> Any | None:
-    """A connection from the shelf (``ShelvingPool``) still usable as it is, or None."""
-    if not isinstance(pool, ShelvingPool):
-        return None
-    while (fairy := pool.take_shelved()) is not None:
-        if pool.fresh(fairy):
-            return fairy
-        # closed, older than a disconnect, or due for recycling: the pool opens it again at
-        # its next checkout
-        await _discard(fairy)
-    return None
 
 
 async def _discard(fairy: Any) -> None:
