@@ -45,21 +45,17 @@ HORIZON_DAYS = 90
 MIN_CUSTOMERS = 10  # below this a fit is meaningless: the profiles get no CLV
 MIN_REPEAT_CUSTOMERS = 5
 
+# The summary per member, computed in the recompute's statistics pass (rc_stats): the
+# mean spend of the repeat purchase days is their sum over their count, as avg computes
+# it (numeric division of the exact sum by the count), so the same value and scale.
 _SUMMARY = """
-WITH days AS (
-    SELECT member_id, CAST(occurred_at AT TIME ZONE 'UTC' AS date) AS day, sum(net) AS spend
-    FROM rc_orders GROUP BY 1, 2
-), firsts AS (
-    SELECT member_id, min(day) AS first_day FROM days GROUP BY 1
-)
-SELECT d.member_id,
-       count(*) - 1 AS frequency,
-       max(d.day) - f.first_day AS recency,
-       CAST(CAST(:as_of AS timestamptz) AT TIME ZONE 'UTC' AS date) - f.first_day AS t_days,
-       COALESCE(avg(d.spend) FILTER (WHERE d.day > f.first_day), 0) AS monetary
-FROM days d JOIN firsts f USING (member_id)
-GROUP BY d.member_id, f.first_day
-ORDER BY d.member_id
+SELECT member_id,
+       clv_frequency AS frequency,
+       clv_recency AS recency,
+       CAST(CAST(:as_of AS timestamptz) AT TIME ZONE 'UTC' AS date) - clv_first_day AS t_days,
+       COALESCE(clv_repeat_spend / NULLIF(clv_repeat_days, 0), 0) AS monetary
+FROM rc_stats
+ORDER BY member_id
 """
 
 
@@ -199,7 +195,7 @@ def _money(x: float) -> str | None:
 async def fit_and_predict(
     session: AsyncSession, as_of: datetime, progress: Callable[[float, str], Awaitable[None]]
 ) -> int:
-    """Fit on the recompute's population (rc_orders), store the model and put every
+    """Fit on the recompute's population (rc_stats), store the model and put every
     member's predictions in ``rc_clv``; returns the model's id."""
     ids, summary = await _summary(session, as_of)
     await progress(0.4, "clv fit")

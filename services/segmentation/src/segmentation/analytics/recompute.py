@@ -2,11 +2,12 @@
 
 Steps (one transaction; progress is reported on the job row from another):
 1. ``rc_stats``: per member counts, spend (refunds before as_of subtracted),
-   windows, median gap, signals, in one pass over the orders before as_of
-   (members erased from the service are left out of the population);
+   windows, median gap, signals and CLV's summary inputs (purchase days), in one pass
+   over the orders before as_of (members erased from the service are left out of the
+   population);
 2. ``rc_ranks``: the ranks, from narrow rows;
-3. CLV: BG/NBD + Gamma-Gamma fitted on the population (``rc_orders``, analytics.clv),
-   every member's predictions in ``rc_clv``;
+3. CLV: BG/NBD + Gamma-Gamma fitted on the population (its summary read from
+   ``rc_stats``, analytics.clv), every member's predictions in ``rc_clv``;
 4. the scores (RFM, value tier, lifecycle, groups, loyalty index and type) are
    computed and written to the profiles with the CLV predictions in one statement;
 5. the changes of value tier, lifecycle stage and churn-risk level since before step 3
@@ -80,7 +81,11 @@ WITH amounts AS (
            date_part('epoch', o.occurred_at - lag(o.occurred_at) OVER w) / 86400.0 AS gap,
            date_trunc('month', lag(o.occurred_at) OVER w AT TIME ZONE 'UTC')
                IS DISTINCT FROM date_trunc('month', o.occurred_at AT TIME ZONE 'UTC')
-               OR lag(o.occurred_at) OVER w < CAST(:year_ago AS timestamptz) AS new_month
+               OR lag(o.occurred_at) OVER w < CAST(:year_ago AS timestamptz) AS new_month,
+           CAST(o.occurred_at AT TIME ZONE 'UTC' AS date) AS day,
+           CAST(lag(o.occurred_at) OVER w AT TIME ZONE 'UTC' AS date)
+               IS DISTINCT FROM CAST(o.occurred_at AT TIME ZONE 'UTC' AS date) AS new_day,
+           CAST(first_value(o.occurred_at) OVER w AT TIME ZONE 'UTC' AS date) AS first_day
     FROM member_orders o
     LEFT JOIN ({_REFUNDED}) r ON r.order_id = o.order_id
     WHERE o.occurred_at < CAST(:as_of AS timestamptz)
@@ -104,7 +109,15 @@ WITH amounts AS (
                AS premium_orders,
            -- the gaps' median; only members with a gap start its per-member sort
            percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FILTER (WHERE gap IS NOT NULL)
-               AS median_gap
+               AS median_gap,
+           -- CLV's summary (analytics.clv): purchase days (UTC), each counted at its
+           -- first order; the repeat days' spend and count give the mean spend per day
+           count(*) FILTER (WHERE new_day) - 1 AS clv_frequency,
+           CAST(max(occurred_at) AT TIME ZONE 'UTC' AS date)
+               - CAST(min(occurred_at) AT TIME ZONE 'UTC' AS date) AS clv_recency,
+           CAST(min(occurred_at) AT TIME ZONE 'UTC' AS date) AS clv_first_day,
+           sum(net) FILTER (WHERE day > first_day) AS clv_repeat_spend,
+           count(*) FILTER (WHERE new_day AND day > first_day) AS clv_repeat_days
     FROM orders GROUP BY member_id
 ), acts AS (
     SELECT member_id,
@@ -324,16 +337,6 @@ WHERE NOT EXISTS (SELECT 1 FROM rc_stats s WHERE s.member_id = p.member_id)
 """
 
 
-# For CLV only (analytics.clv reads it): per order, its member, time and net amount.
-_CLV_ORDERS = f"""
-CREATE TEMP TABLE rc_orders ON COMMIT DROP AS
-SELECT o.member_id, o.occurred_at, o.amount - COALESCE(r.refunded, 0) AS net
-FROM member_orders o
-JOIN rc_stats s ON s.member_id = o.member_id
-LEFT JOIN ({_REFUNDED}) r ON r.order_id = o.order_id
-WHERE o.occurred_at < CAST(:as_of AS timestamptz)
-"""
-
 # The recompute's sorts and hashes (a few narrow sorts of the population, hash joins of
 # it with profiles) fit in memory with this, instead of spilling to temp files; set for
 # the recompute's transaction only.
@@ -378,7 +381,6 @@ async def recompute(
     await _analyze(session, "rc_stats", "rc_ranks")
     params["pop"] = (await session.execute(text("SELECT count(*) FROM rc_stats"))).scalar_one()
     await progress(0.3, "clv summary")
-    await session.execute(text(_CLV_ORDERS), {"as_of": as_of})
     model = await clv.fit_and_predict(session, as_of, progress)
     await progress(0.5, "writing scores")
     # every later step writes profiles: no consumer writes one from here to the commit
