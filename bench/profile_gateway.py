@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import gc
 import os
-import pstats
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from inprocess import asgi_call, measure
 
 from loyalty_shared.devstack.stack import DEV_KEYS
 from loyalty_shared.testing import running_app
@@ -37,7 +35,6 @@ from loyalty_shared.testing import running_app
 HERE = Path(__file__).resolve().parent
 
 MEMBERS = 200
-CONCURRENCY = 8
 
 # The stub: one canned answer per request, keep-alive, as points answers through uvicorn.
 STUB = r"""
@@ -74,72 +71,16 @@ def free_port() -> int:
         return port
 
 
+HEADERS = [
+    (b"host", b"127.0.0.1:8000"),
+    (b"authorization", b"Bearer " + DEV_KEYS["storefront"].encode()),
+    (b"content-type", b"application/json"),
+]
+
+
 async def call(app: Any, method: str, path: str, body: bytes = b"") -> int:
     """One request through the app's ASGI interface, as wrk sends it; returns the status."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"authorization", b"Bearer " + DEV_KEYS["storefront"].encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 41234),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    delivered = False
-    status: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # no disconnect while the request runs
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-
-    await app(scope, receive, send)
-    return status[0]
-
-
-class GcTimer:
-    """The garbage collector's passes and CPU time while the block runs (per generation)."""
-
-    def __init__(self) -> None:
-        self.passes = [0, 0, 0]
-        self.seconds = 0.0
-        self._started = 0.0
-
-    def __enter__(self) -> GcTimer:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.process_time()
-        else:
-            self.passes[info["generation"]] += 1
-            self.seconds += time.process_time() - self._started
-
-    def report(self, requests: int) -> str:
-        per_request = self.seconds / requests * 1e6
-        return f"garbage collector {per_request:,.0f} µs per request (passes {self.passes})"
+    return await asgi_call(app, method, path, body, HEADERS)
 
 
 async def run(port: int, what: str, requests: int, profile: bool, dump: str | None) -> None:
@@ -168,35 +109,8 @@ async def run(port: int, what: str, requests: int, profile: bool, dump: str | No
         else:
             assert await call(app, "GET", f"/v1/members/{member}") == 200
 
-    async def workers(total: int, step: Callable[[], Awaitable[None]]) -> None:
-        async def worker(n: int) -> None:
-            for _ in range(n):
-                await step()
-
-        await asyncio.gather(*(worker(total // CONCURRENCY) for _ in range(CONCURRENCY)))
-
     async with running_app(create_app(settings)) as app:
-        await workers(800, one)  # warm-up: the pool's connections, the metrics' children
-        best = float("inf")
-        with GcTimer() as gc_time:
-            for _ in range(3):
-                started = time.process_time()
-                await workers(requests, one)
-                best = min(best, time.process_time() - started)
-        print(f"{what}: {best / requests * 1e6:,.0f} µs of CPU per request (best of 3)")
-        print(f"{what}: {gc_time.report(3 * requests)}")
-        if profile:
-            profiler = cProfile.Profile(time.process_time)
-            profiler.enable()
-            await workers(requests, one)
-            profiler.disable()
-            stats = pstats.Stats(profiler)
-            calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
-            print(f"{what}: {calls / requests:,.0f} Python function calls per request")
-            order, rows = os.environ.get("PROFILE_SORT", "tottime"), os.environ.get("PROFILE_ROWS")
-            stats.sort_stats(order).print_stats(int(rows or 25))
-            if dump:
-                stats.dump_stats(dump)
+        await measure(what, requests, one, profile, dump)
 
 
 def main() -> None:

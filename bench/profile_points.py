@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import os
-import pstats
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from inprocess import asgi_call, measure
 
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
 from loyalty_shared.settings import DEV_GATEWAY_SECRET
@@ -36,49 +34,19 @@ from loyalty_shared.testing import running_app
 
 MEMBERS = 200
 HOT = os.environ.get("PROFILE_HOT") == "1"  # every order on one member (lock contention)
-CONCURRENCY = 8
+
+
+HEADERS = [
+    (b"host", b"bench"),
+    (b"content-type", b"application/json"),
+    (b"x-gateway-token", DEV_GATEWAY_SECRET.encode()),
+]
 
 
 async def call(app: Any, method: str, path: str, body: Any = None) -> int:
     """One request through the app's ASGI interface; returns the status."""
     raw = orjson.dumps(body) if body is not None else b""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"bench"),
-            (b"content-type", b"application/json"),
-            (b"x-gateway-token", DEV_GATEWAY_SECRET.encode()),
-            (b"content-length", str(len(raw)).encode()),
-        ],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-        "state": {},
-    }
-    delivered = False
-    status: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await asyncio.Event().wait()  # no disconnect while the request runs
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-
-    await app(scope, receive, send)
-    return status[0]
+    return await asgi_call(app, method, path, raw, HEADERS)
 
 
 async def run(url: str, what: str, requests: int, profile: bool, dump: str | None) -> None:
@@ -86,6 +54,7 @@ async def run(url: str, what: str, requests: int, profile: bool, dump: str | Non
     from points.settings import PointsSettings
 
     settings = PointsSettings(
+        environment="dev",  # the dev gateway secret the calls carry
         database_url=url,
         kafka_bootstrap="127.0.0.1:1",
         log_level=os.environ.get("PROFILE_LOG_LEVEL", "WARNING"),
@@ -112,32 +81,7 @@ async def run(url: str, what: str, requests: int, profile: bool, dump: str | Non
             else:
                 assert await call(app, "GET", f"/v1/members/{member}") == 200
 
-        async def workers(total: int, step: Callable[[], Awaitable[None]]) -> None:
-            async def worker(n: int) -> None:
-                for _ in range(n):
-                    await step()
-
-            await asyncio.gather(*(worker(total // CONCURRENCY) for _ in range(CONCURRENCY)))
-
-        await workers(800, one)  # warm-up: caches, prepared statements, pool
-        best = float("inf")
-        for _ in range(3):
-            started = time.process_time()
-            await workers(requests, one)
-            best = min(best, time.process_time() - started)
-        print(f"{what}: {best / requests * 1e6:,.0f} µs of CPU per request (best of 3)")
-        if profile:
-            profiler = cProfile.Profile(time.process_time)
-            profiler.enable()
-            await workers(requests, one)
-            profiler.disable()
-            stats = pstats.Stats(profiler)
-            calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
-            print(f"{what}: {calls / requests:,.0f} Python function calls per request")
-            order, rows = os.environ.get("PROFILE_SORT", "tottime"), os.environ.get("PROFILE_ROWS")
-            stats.sort_stats(order).print_stats(int(rows or 25))
-            if dump:
-                stats.dump_stats(dump)
+        await measure(what, requests, one, profile, dump)
 
 
 def main() -> None:
