@@ -1,10 +1,6 @@
 """outbox: ix_outbox_sent_at only over sent rows
 
-Its users are the relay's prune (sent rows older than the retention) and its replay after
-a broker lost its data (every sent row): both ask for sent_at IS NOT NULL. Unsent rows
-are found by ix_outbox_unsent. The full index had an entry for every unsent row too, a
-NULL nobody looks up: one index insert of the four per outbox row, ~11% of the insert's
-CPU in the recompute's three million score change events (issue #18).
+See loyalty_shared.tables.outbox_sent_at_index_partial (issue #18).
 
 Revision ID: 0002
 Revises: 0001
@@ -13,8 +9,9 @@ Create Date: 2026-12-07 11:00:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from loyalty_shared.tables import outbox_sent_at_index_full, outbox_sent_at_index_partial
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -23,16 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.drop_index("ix_outbox_sent_at", table_name="outbox")
-    op.create_index(
-        "ix_outbox_sent_at",
-        "outbox",
-        ["sent_at"],
-        unique=False,
-        postgresql_where=sa.text("sent_at IS NOT NULL"),
-    )
+    outbox_sent_at_index_partial(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_sent_at", table_name="outbox")
-    op.create_index("ix_outbox_sent_at", "outbox", ["sent_at"], unique=False)
+    outbox_sent_at_index_full(op.get_bind())
