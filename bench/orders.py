@@ -66,7 +66,6 @@ LAYERS: dict[str, tuple[dict[str, str], str]] = {
     "fast_lane": ({"POINTS_HOTPATH_OFF": '["fast_lane"]'}, "spread"),
     "keyed_batches": ({"POINTS_HOTPATH_OFF": '["keyed_batches"]'}, "hot"),
     "driver_autocommit": ({"POINTS_HOTPATH_OFF": '["driver_autocommit"]'}, "spread"),
-    "quick_checkout_pool": ({"POINTS_HOTPATH_OFF": '["quick_checkout_pool"]'}, "spread"),
 }
 # rounds of each layer's comparison; BENCH_MAIN=0: only the layers (bench/results/orders-layers.md)
 LAYER_ROUNDS = int(os.environ.get("BENCH_LAYER_ROUNDS", str(ROUNDS)))

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from loyalty_shared.db import (
     CompiledStatement,
@@ -30,7 +31,7 @@ from loyalty_shared.db import (
     driver_connection,
     make_metadata,
 )
-from loyalty_shared.hotpath.pool import DriverAutocommit, QuickCheckoutPool
+from loyalty_shared.hotpath.pool import DriverAutocommit
 from loyalty_shared.testing import Infra
 
 metadata = make_metadata()
@@ -57,14 +58,14 @@ TOTAL = CompiledStatement(
 def in_use(engine: AsyncEngine) -> int:
     """Connections checked out of the pool."""
     pool = engine.sync_engine.pool
-    assert isinstance(pool, QuickCheckoutPool)
+    assert isinstance(pool, AsyncAdaptedQueuePool)
     return pool.checkedout()
 
 
 @pytest.fixture
 async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
     # the pool the services' engines have (loyalty_shared.db.create_engine)
-    engine = create_async_engine(await infra.create_database("driver"), poolclass=QuickCheckoutPool)
+    engine = create_async_engine(await infra.create_database("driver"))
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     yield engine
@@ -244,13 +245,11 @@ async def _backend_pid(conn: asyncpg.Connection) -> int:
 
 async def _pool_engine(
     infra: Infra, size: int, **options: Any
-) -> tuple[str, AsyncEngine, QuickCheckoutPool]:
-    url = await infra.create_database("quick")
-    engine = create_async_engine(
-        url, poolclass=QuickCheckoutPool, pool_size=size, max_overflow=0, **options
-    )
+) -> tuple[str, AsyncEngine, AsyncAdaptedQueuePool]:
+    url = await infra.create_database("pooled")
+    engine = create_async_engine(url, pool_size=size, max_overflow=0, **options)
     pool = engine.sync_engine.pool
-    assert isinstance(pool, QuickCheckoutPool)
+    assert isinstance(pool, AsyncAdaptedQueuePool)
     return url, engine, pool
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
-from sqlalchemy.pool import Pool, QueuePool
-from sqlalchemy.pool.base import _ConnectionFairy, _ConnectionRecord
+from sqlalchemy.pool.base import _ConnectionFairy
 from sqlalchemy.sql.compiler import SQLCompiler
 
 LOCK = Path(__file__).resolve().parents[2] / "uv.lock"
@@ -51,13 +50,8 @@ def declares(cls: type, name: str) -> bool:
         (AsyncAdapt_asyncpg_connection, "_transaction"),
         (AsyncAdapt_asyncpg_connection, "_execute_mutex"),
         (AsyncAdapt_asyncpg_connection, "_start_transaction"),
-        # QuickCheckoutPool: what the pool's checkout checks, and the queue it hands out from;
-        # a connection's pool, for the checkin without a greenlet
-        (_ConnectionRecord, "_is_hard_or_soft_invalidated"),
+        # _pool_checkin: a connection's pool, for the checkin without a greenlet
         (_ConnectionFairy, "_pool"),
-        (Pool, "_recycle"),
-        (QueuePool, "_pool"),
-        (QueuePool, "_do_get"),
         # CompiledStatement: the bind processors of a statement compiled once
         (SQLCompiler, "_bind_processors"),
     ],

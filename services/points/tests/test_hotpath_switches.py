@@ -3,10 +3,7 @@ checkout as the service with every layer on does: the same points, balance and r
 
 import uuid
 
-from sqlalchemy.pool import AsyncAdaptedQueuePool
-
 from loyalty_shared.hotpath.fast_lane import FastLane
-from loyalty_shared.hotpath.pool import QuickCheckoutPool
 from loyalty_shared.testing import asgi_client, running_app
 from points.main import create_app
 from points.settings import PointsSettings
@@ -23,7 +20,6 @@ async def test_a_checkout_with_every_speed_layer_off_is_recorded_the_same(
                     "fast_lane",
                     "keyed_batches",
                     "driver_autocommit",
-                    "quick_checkout_pool",
                 }
             ),
             "order_facts_members": 0,
@@ -33,7 +29,6 @@ async def test_a_checkout_with_every_speed_layer_off_is_recorded_the_same(
     assert not any(m.cls is FastLane for m in app.user_middleware)
     assert app.state.checkouts.batching is False
     async with running_app(app), asgi_client(app) as client:
-        assert type(app.state.engine.sync_engine.pool) is AsyncAdaptedQueuePool
         member = await enrol(client)
         first = await client.post("/v1/orders", json=order(member, "10.00"))
         body = order(member, "25.90")
@@ -54,19 +49,3 @@ async def test_a_checkout_with_every_speed_layer_off_is_recorded_the_same(
         m=member,
     )
     assert tuple(rows[0]) == (3, 36)
-
-
-async def test_the_quick_checkout_pool_off_is_sqlalchemys_own_pool(
-    points_settings: PointsSettings,
-) -> None:
-    pools = []
-    for off in (frozenset(), frozenset({"quick_checkout_pool"})):
-        app = create_app(points_settings.model_copy(update={"hotpath_off": off}))
-        async with running_app(app), asgi_client(app) as client:
-            member = await enrol(client)
-            answer = await client.post("/v1/orders", json=order(member, "1.00"))
-            assert answer.status_code == 201
-            pool = app.state.engine.sync_engine.pool
-            pools.append(type(pool))
-            assert pool.checkedout() == 0  # the checkout's connection is back in the pool
-    assert pools == [QuickCheckoutPool, AsyncAdaptedQueuePool]

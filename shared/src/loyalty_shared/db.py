@@ -100,18 +100,13 @@ class pool_slot:
 
 
 def create_engine(settings: CommonSettings) -> AsyncEngine:
-    # the hot path's pool (imported here: loyalty_shared.hotpath.pool uses pool_slot)
-    from loyalty_shared.hotpath.pool import QuickCheckoutPool
-
     engine = create_async_engine(
         settings.sqlalchemy_url(),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
-        poolclass=AsyncAdaptedQueuePool
-        if "quick_checkout_pool" in settings.hotpath_off
-        else QuickCheckoutPool,
+        poolclass=AsyncAdaptedQueuePool,
         # Errors (and the logs and dead letters they reach) show the SQL, never its
         # parameters: those are members' data.
         hide_parameters=True,

@@ -12,7 +12,7 @@ KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 # the hot path's speed layers that can be switched off, to measure what each buys
 # (bench/orders.py; docs/performance.md, "What each layer buys")
-HotpathLayer = Literal["fast_lane", "keyed_batches", "driver_autocommit", "quick_checkout_pool"]
+HotpathLayer = Literal["fast_lane", "keyed_batches", "driver_autocommit"]
 
 DEV_ERASURE_KEY = "dev-erasure-key-not-secret"
 # The documented dev/test credential between the gateway and the services (like the dev
@@ -52,7 +52,7 @@ class CommonSettings(BaseSettings):
     hotpath_off: frozenset[HotpathLayer] = Field(
         default=frozenset(),
         description="Speed layers switched off (JSON list), to measure what each buys: "
-        "fast_lane, keyed_batches, driver_autocommit, quick_checkout_pool",
+        "fast_lane, keyed_batches, driver_autocommit",
     )
 
     # uvicorn worker processes for `api` (each has its own pool: the database sees

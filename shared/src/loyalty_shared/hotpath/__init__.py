@@ -10,8 +10,8 @@ the checkout (``points/checkout/``) and the member status (``points/members/endp
 - ``keyed_batches``: ``KeyedBatches``, one member's checkouts that arrive while one is
   being recorded are recorded together (one transaction, one ``COMMIT``).
 - ``pool``: ``DriverAutocommit``, a one-statement write on a pooled asyncpg connection with
-  no ``BEGIN``/``COMMIT``; ``QuickCheckoutPool`` (``quick_checkout_pool``), idle
-  connections checked out and in without a greenlet.
+  no ``BEGIN``/``COMMIT`` (given back to the pool without a greenlet when that awaits
+  nothing).
 - the facts cache lives with the checkout (``points.checkout.facts_cache``).
 
 The private SQLAlchemy attributes ``pool`` and ``loyalty_shared.db`` use are pinned against

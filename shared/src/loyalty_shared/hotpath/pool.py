@@ -1,57 +1,28 @@
-"""The connection pool's hot-path layers: ``QuickCheckoutPool`` and ``DriverAutocommit``.
+"""The connection pool's hot-path layer: ``DriverAutocommit``.
 
 ``DriverAutocommit`` runs a one-statement write on a pooled asyncpg connection with no
-``BEGIN``/``COMMIT``; ``QuickCheckoutPool`` lets it check idle connections out and in
-without a greenlet. (A shelf of idle connections kept for ``DriverAutocommit`` bought
-0.82-1.01 of throughput in five measurements, 4% at the median, under the 5% a layer must
-buy: it went, issue #17.) What each buys is measured by bench/orders.py
-(``HOTPATH_OFF``) and written down in ``loyalty_shared.hotpath``; the private SQLAlchemy
-attributes they use are pinned by shared/tests/test_private_attributes.py.
+``BEGIN``/``COMMIT``, and gives the connection back without a greenlet when that does no
+I/O. (Two more layers were here: a shelf of idle connections kept for ``DriverAutocommit``
+and a pool subclass whose idle connections it checked out without a greenlet. Measured
+without each, the checkout kept 0.82-1.01 and 0.86-1.03 of its throughput, under the 5% a
+layer must buy at the median, and in-process the CPU per checkout was the same: both went,
+issue #17.) What it buys is measured by bench/orders.py (``HOTPATH_OFF``) and written
+down in ``loyalty_shared.hotpath``; the private SQLAlchemy attributes it uses are pinned
+by shared/tests/test_private_attributes.py.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import Engine
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, QueuePool
-from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from loyalty_shared.db import pool_slot
 from loyalty_shared.failures import chain
-
-
-class QuickCheckoutPool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's async queue pool whose idle connections ``DriverAutocommit`` can take
-    without a greenlet (``_pool_checkout``).
-
-    The pool's checkout of an idle connection does no I/O, except when the connection has
-    to be opened again (invalidated, or due for ``pool_recycle``): then, outside a
-    greenlet, ``_do_get`` puts it back and raises ``MissingGreenlet``, and the caller asks
-    again from a greenlet, as SQLAlchemy's own checkout would.
-    """
-
-    def _to_reopen(self, record: Any) -> bool:
-        """What the pool's checkout checks (``_ConnectionRecord.get_connection``): invalidated
-        (by hand, or older than a disconnect the pool saw) or due for ``pool_recycle``."""
-        return bool(record._is_hard_or_soft_invalidated()) or (
-            self._recycle > -1 and time.time() - record.starttime > self._recycle
-        )
-
-    def _do_get(self) -> ConnectionPoolEntry:
-        record: Any = super()._do_get()  # a _ConnectionRecord
-        if not in_greenlet() and self._to_reopen(record):
-            # a checkout without a greenlet (``_pool_checkout``) got a connection that has to
-            # be opened again, which awaits: back into the queue, and the caller asks again
-            # from a greenlet (before anything was started that would have to be undone)
-            self._pool.put(record, False)
-            raise sa_exc.MissingGreenlet("the connection has to be opened again")
-        return cast(ConnectionPoolEntry, record)
-
 
 # What a connection that may be broken or mid-operation raises. asyncpg's
 # InternalClientError ("cannot switch to state ...; another operation is in progress") is
@@ -121,12 +92,9 @@ class DriverAutocommit:
             await self._slot.__aexit__(None, None, None)
 
 
-# The pool's own checkout and checkin, without a greenlet when they do no I/O.
-# SQLAlchemy runs pool code in a greenlet (``greenlet_spawn``) so that it can await the
-# driver; a checkout of an idle connection and the checkin of a connection with no
-# transaction await nothing, and the greenlet (two switches, and a new greenlet each
-# time) was most of what they cost: ~60 µs of a checkout's ~800 µs of CPU. When I/O is
-# needed (no idle connection, a connection to open again), the greenlet is used as before.
+# The pool's own checkout and checkin. SQLAlchemy runs pool code in a greenlet
+# (``greenlet_spawn``) so that it can await the driver; the checkin of a connection with
+# no transaction into a queue with room awaits nothing and is done without one.
 
 
 async def _pool_checkout(engine: Engine) -> Any:
@@ -134,23 +102,11 @@ async def _pool_checkout(engine: Engine) -> Any:
     open: one the server closed while it sat in the pool (the pool does not ping) is given
     back to be replaced, and the next one is taken."""
     while True:
-        fairy = await _checkout(engine)
+        fairy = await greenlet_spawn(engine.raw_connection)
         conn = fairy.driver_connection
         if conn is not None and not conn.is_closed():
             return fairy
         await _discard(fairy)
-
-
-async def _checkout(engine: Engine) -> Any:
-    pool = engine.pool
-    if isinstance(pool, QuickCheckoutPool) and pool.checkedin():
-        try:
-            # an idle connection in the queue is taken without awaiting; no
-            # Connection/AsyncConnection objects, no events
-            return engine.raw_connection()
-        except sa_exc.MissingGreenlet:
-            pass  # it has to be opened again (QuickCheckoutPool._do_get put it back): that awaits
-    return await greenlet_spawn(engine.raw_connection)
 
 
 async def _discard(fairy: Any) -> None:
