@@ -5,8 +5,7 @@ Payloads are read with the points service's models (``loyalty_shared.contracts.p
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from feedback.orders.models import OrderFact
@@ -20,21 +19,29 @@ async def on_order_recorded(session: AsyncSession, event: CloudEvent) -> None:
     await on_orders_recorded(session, [event])
 
 
+# Over arrays (unnest): one statement text whatever the batch's size, compiled and
+# prepared once; a multi-row VALUES was a new statement of up to a thousand rows at every
+# batch (15% of the consumer's CPU in a history import).
+_ORDER_FACTS = text(
+    "INSERT INTO order_facts (order_id, member_id, occurred_at) "
+    "SELECT * FROM unnest(CAST(:orders AS text[]), CAST(:members AS text[]), "
+    "CAST(:ats AS timestamptz[])) ON CONFLICT DO NOTHING"
+)
+
+
 async def on_orders_recorded(session: AsyncSession, events: list[CloudEvent]) -> None:
     """Many orders in one statement (a history import publishes thousands at once)."""
     if not events:
         return
-    rows = []
-    for event in events:
-        data = OrderRecordedV1.of(event)
-        rows.append(
-            {
-                "order_id": data.order_id,
-                "member_id": data.member_id,
-                "occurred_at": data.occurred_at,
-            }
-        )
-    await session.execute(insert(OrderFact).values(rows).on_conflict_do_nothing())
+    orders = [OrderRecordedV1.of(event) for event in events]
+    await session.execute(
+        _ORDER_FACTS,
+        {
+            "orders": [o.order_id for o in orders],
+            "members": [o.member_id for o in orders],
+            "ats": [o.occurred_at for o in orders],
+        },
+    )
 
 
 async def on_order_refunded(session: AsyncSession, event: CloudEvent) -> None:
