@@ -8,6 +8,7 @@ that take the most time (cProfile on CPU time; ``PROFILE_SORT``, ``PROFILE_ROWS`
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import cProfile
 import gc
@@ -18,6 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 CONCURRENCY = 8
+
+
+def arguments(doc: str, requests: int) -> argparse.Namespace:
+    """The profiling scripts' command line: what to call, --profile, --requests, --dump."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("what", choices=["orders", "member"], nargs="?", default="orders")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--requests", type=int, default=requests)
+    parser.add_argument("--dump", metavar="FILE", help="with --profile: save the pstats there")
+    return parser.parse_args()
 
 
 async def asgi_call(

@@ -17,7 +17,6 @@ makes them the figure to compare between two versions of the code. Stores nothin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import socket
@@ -27,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inprocess import asgi_call, measure
+from inprocess import arguments, asgi_call, measure
 
 from loyalty_shared.devstack.stack import DEV_KEYS
 from loyalty_shared.testing import running_app
@@ -114,12 +113,7 @@ async def run(port: int, what: str, requests: int, profile: bool, dump: str | No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["orders", "member"], nargs="?", default="orders")
-    parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--dump", metavar="FILE", help="with --profile: save the pstats there")
-    args = parser.parse_args()
+    args = arguments(__doc__, 4000)
     # bench/gateway.py (the wrk benchmark) would shadow the gateway package: this folder
     # leaves the import path before the package is imported (in ``run``).
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]

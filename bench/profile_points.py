@@ -14,7 +14,6 @@ between two versions of the code (docs/performance.md). Prints; stores nothing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from inprocess import asgi_call, measure
+from inprocess import arguments, asgi_call, measure
 
 from loyalty_shared.devstack.postgres import EmbeddedPostgres
 from loyalty_shared.settings import DEV_GATEWAY_SECRET
@@ -85,12 +84,7 @@ async def run(url: str, what: str, requests: int, profile: bool, dump: str | Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["orders", "member"], nargs="?", default="orders")
-    parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--requests", type=int, default=1600)
-    parser.add_argument("--dump", metavar="FILE", help="with --profile: save the pstats there")
-    args = parser.parse_args()
+    args = arguments(__doc__, 1600)
     with tempfile.TemporaryDirectory(prefix="profile-points-") as tmp:
         postgres = EmbeddedPostgres(Path(tmp) / "pg", fast=True)
         postgres.start()

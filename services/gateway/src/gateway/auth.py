@@ -89,9 +89,6 @@ class KeyStore:
                 self._matched[presented] = key
         return key
 
-    def configured(self) -> list[ApiKeyConfig]:
-        return list(self._by_hash.values())
-
 
 class MemberTokens:
     """Issues and verifies member tokens: ``sub`` = member id, ``scope`` = member."""
@@ -164,10 +161,6 @@ class Authenticator:
     def __init__(self, settings: GatewaySettings) -> None:
         self.keys = KeyStore(resolve_api_keys(settings))
         self.tokens = MemberTokens(settings)
-        # one Identity per API key, made once (it is immutable)
-        self._key_identities = {
-            key.sha256: Identity(scope=key.scope, name=key.name) for key in self.keys.configured()
-        }
 
     def authenticate(self, authorization: str | None) -> Identity:
         if not authorization:
@@ -186,4 +179,4 @@ class Authenticator:
         key = self.keys.lookup(credential)
         if key is None:
             raise AuthenticationFailed("The API key is not valid")
-        return self._key_identities[key.sha256]
+        return Identity(scope=key.scope, name=key.name)

@@ -100,13 +100,16 @@ class DriverAutocommit:
 async def _pool_checkout(engine: Engine) -> Any:
     """A pooled connection (SQLAlchemy's ``PoolProxiedConnection``), as ``raw_connection()``,
     open: one the server closed while it sat in the pool (the pool does not ping) is given
-    back to be replaced, and the next one is taken."""
-    while True:
+    back to be replaced, and the next one is taken; after as many as the pool holds, the
+    last one taken is returned as it is (its statement fails as on any broken connection)."""
+    pool = engine.pool
+    for _ in range(pool.size() if isinstance(pool, QueuePool) else 1):
         fairy = await greenlet_spawn(engine.raw_connection)
         conn = fairy.driver_connection
         if conn is not None and not conn.is_closed():
             return fairy
         await _discard(fairy)
+    return await greenlet_spawn(engine.raw_connection)
 
 
 async def _discard(fairy: Any) -> None:

@@ -46,7 +46,6 @@ from segmentation.profiles.models import (
     MemberActivity,
     OrderRefund,
     Profile,
-    TierChange,
 )
 from segmentation.segments.live import refresh_member, refresh_members
 
@@ -73,42 +72,11 @@ async def _bump(session: AsyncSession, member_id: str, **values: Any) -> None:
 
 
 async def on_member_enrolled(session: AsyncSession, event: CloudEvent) -> None:
-    data = MemberEnrolledV1.of(event)
-    member = data.member_id
-    await _bump(
-        session,
-        member,
-        enrolled_at=func.least(P.enrolled_at, data.enrolled_at),
-        timezone=data.timezone,
-    )
-    await _set_tier(session, member, data.tier, data.enrolled_at, event.id)
-    await refresh_member(session, member, event.type)
-
-
-async def _set_tier(
-    session: AsyncSession, member: str, tier: str, at: datetime, event_id: str
-) -> None:
-    await session.execute(
-        insert(TierChange)
-        .values(event_id=event_id, member_id=member, tier=tier, changed_at=at)
-        .on_conflict_do_nothing()
-    )
-    await session.execute(
-        update(Profile)
-        .where(
-            Profile.member_id == member,
-            (P.tier_changed_at.is_(None)) | (P.tier_changed_at <= at),
-        )
-        .values(tier=tier, tier_changed_at=at)
-    )
+    await on_members_enrolled(session, [event])
 
 
 async def on_tier_changed(session: AsyncSession, event: CloudEvent) -> None:
-    data = TierChangedV1.of(event)
-    member = data.member_id
-    await _ensure_profile(session, member)
-    await _set_tier(session, member, data.to_tier, data.occurred_at, event.id)
-    await refresh_member(session, member, event.type)
+    await on_tiers_changed(session, [event])
 
 
 def _order_row(event: CloudEvent) -> dict[str, Any]:
@@ -523,8 +491,8 @@ _SET_TIERS = text(
 
 
 async def _set_tiers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """``_set_tier`` for many: the history rows, then each member's newest tier (by time;
-    of equal times the later in the batch, as one event at a time leaves it)."""
+    """The tier history rows, then each member's newest tier (by time; of equal times the
+    later in the batch, as one event at a time leaves it)."""
     await session.execute(
         _TIER_HISTORY,
         {
